@@ -1,0 +1,51 @@
+# Two commands from a fresh clone: `make demo` and `make test`.
+# Everything lives in ./.venv, created on first use with the interpreter named by PYTHON.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+OUT    ?= ./retrain-demo
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint typecheck unit bench clean
+
+help:
+	@echo "make demo   run the main job on the offline sandbox"
+	@echo "make test   install dev dependencies, then ruff, mypy --strict and the test suite"
+	@echo "make bench  run the benchmarks under bench/ (not part of make test)"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "modzy_retrain needs Python >= 3.10; set PYTHON=python3.x")'
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps record what was installed, so a second run installs nothing.
+$(VENV)/.runtime: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	$(BIN)/modzy-retrain demo --out $(OUT)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+bench: $(VENV)/.dev
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(OUT)
