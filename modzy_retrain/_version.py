@@ -1,3 +1,3 @@
-"""The package version, kept in one place (read by hatchling and by ``modzy_retrain.__version__``)."""
+"""The package version, in one place (read by hatchling and ``modzy_retrain.__version__``)."""
 
 __version__ = "0.1.0.dev0"

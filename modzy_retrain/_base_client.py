@@ -1,0 +1,230 @@
+"""What the sync and async clients share: configuration, URLs, headers, error mapping.
+
+Nothing here does I/O. The two clients in ``_client`` differ only in their send loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import random
+import warnings
+from typing import Any
+
+import httpx
+
+from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
+from ._retry import RetryHook, RetryPolicy, parse_retry_after
+from ._secrets import ApiKey, redact, redact_obj
+from ._version import __version__
+
+logger = logging.getLogger("modzy_retrain")
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+TimeoutTypes = float | httpx.Timeout | None
+
+
+class InsecureBaseURLWarning(UserWarning):
+    """A plain ``http://`` base URL to a host other than loopback sends the key in clear."""
+
+
+def normalize_base_url(url: str) -> str:
+    """Accept a host (``https://host``) or the API root (``https://host/api``).
+
+    Returns the API root without a trailing slash.
+
+    Raises:
+        ConfigurationError: Not an absolute http(s) URL.
+    """
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"invalid base URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            "base URL must be an absolute http(s) URL such as https://app.modzy.com "
+            "or https://app.modzy.com/api"
+        )
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError("base URL must not carry a query or a fragment")
+    path = parsed.path.rstrip("/")
+    if not path.endswith("/api"):
+        path += "/api"
+    return str(parsed.copy_with(path=path)).rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith((".localhost", ".invalid")):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BaseClient:
+    """Configuration and pure request/response logic. Strictly private."""
+
+    _client_name = "ModzyClient"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: TimeoutTypes,
+        retry: RetryPolicy | None,
+        max_connections: int,
+        headers: dict[str, str] | None,
+        on_retry: RetryHook | None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or not key.strip():
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+            )
+        self._api_key = ApiKey(key)
+        url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV)
+        if not url:
+            raise ConfigurationError(
+                f"no base URL: pass base_url=... or set the {BASE_URL_ENV} environment variable"
+            )
+        self.base_url = normalize_base_url(url)
+        host = httpx.URL(self.base_url).host
+        if self.base_url.startswith("http://") and not _is_loopback(host):
+            warnings.warn(
+                f"base URL {self.base_url} is plain http:// to a non-loopback host: "
+                "the API key would travel unencrypted",
+                InsecureBaseURLWarning,
+                stacklevel=3,
+            )
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.timeout = httpx.Timeout(timeout) if not isinstance(timeout, httpx.Timeout) else timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.max_connections = max_connections
+        self._extra_headers = dict(headers or {})
+        self._on_retry = on_retry
+        # Jitter only; not security relevant.
+        self._rng = random.Random()
+
+    @property
+    def api_key_prefix(self) -> str:
+        """The public part of the API key (what the history's ``access_key`` filter takes)."""
+        return self._api_key.prefix
+
+    def __repr__(self) -> str:
+        return (
+            f"{self._client_name}(base_url={self.base_url!r}, api_key={self._api_key.redacted()!r})"
+        )
+
+    def _default_headers(self) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": f"modzy-retrain/{__version__}",
+        }
+        headers.update(self._extra_headers)
+        headers["Authorization"] = self._api_key.header_value()
+        return headers
+
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+        )
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._api_key.secret_parts())
+
+    def _connection_error(
+        self, exc: httpx.TransportError, method: str, path: str
+    ) -> APIConnectionError:
+        # httpx messages can quote the URL, never headers; redact anyway in case a
+        # proxy or transport echoes more than it should.
+        detail = self._redact(str(exc)) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"{method} {path} timed out ({type(exc).__name__}): {detail}",
+                method=method,
+                path=path,
+            )
+        return APIConnectionError(
+            f"{method} {path} failed ({type(exc).__name__}): {detail}", method=method, path=path
+        )
+
+    def _status_error(self, method: str, path: str, response: httpx.Response) -> APIStatusError:
+        secrets = self._api_key.secret_parts()
+        body: object
+        try:
+            body = redact_obj(response.json(), secrets)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = self._redact(response.text[:2000])
+        api_message = None
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            api_message = body["message"]
+        status = response.status_code
+        reason = response.reason_phrase or "error"
+        text = f"{status} {reason} from {method} {path}"
+        if api_message:
+            text += f": {api_message}"
+        cls = _STATUS_ERRORS.get(status)
+        kwargs: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "status_code": status,
+            "api_message": api_message,
+            "body": body,
+        }
+        if cls is RateLimitError or status >= 500:
+            retry_after = parse_retry_after(response.headers)
+            if status >= 500:
+                return InternalServerError(text, retry_after=retry_after, **kwargs)
+            return RateLimitError(text, retry_after=retry_after, **kwargs)
+        return (cls or APIStatusError)(text, **kwargs)
+
+    def _decode(self, method: str, path: str, response: httpx.Response, raw: bool) -> Any:
+        if raw:
+            return response.content
+        if not response.content.strip():
+            return None
+        try:
+            return json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ResponseValidationError(
+                f"{method} {path} returned {response.status_code} with a body that is not JSON",
+                method=method,
+                path=path,
+            ) from None
+
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "BaseClient", "InsecureBaseURLWarning"]

@@ -1,0 +1,265 @@
+"""``ModzyClient`` and ``AsyncModzyClient``: the same parameters, the same calls.
+
+Everything but the send loop lives in ``_base_client`` (configuration, headers, error
+mapping), ``_calls`` (what each call sends and how its body is parsed) and ``_retry``
+(retry decisions). The two classes below differ only in ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _calls
+from ._base_client import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, BaseClient, TimeoutTypes
+from ._calls import Call
+from ._resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
+from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
+
+logger = logging.getLogger("modzy_retrain")
+
+T = TypeVar("T")
+
+
+class ModzyClient(BaseClient):
+    """A synchronous client for the Modzy API.
+
+    Args:
+        api_key: The API key (``<prefix>.<secret>``). Defaults to ``$MODZY_API_KEY``.
+        base_url: The host (``https://app.modzy.com``) or the API root
+            (``https://app.modzy.com/api``). Defaults to ``$MODZY_BASE_URL``.
+        timeout: Seconds, or an ``httpx.Timeout``. On by default (60 s, 10 s to connect).
+        retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
+        max_connections: Size of the connection pool (and of its keep-alive part).
+        headers: Extra headers sent with every request.
+        transport: An httpx transport, e.g. the sandbox's in-process transport.
+        verify: TLS verification (on by default), as httpx takes it.
+        on_retry: Called with a :class:`RetryEvent` before each retry wait.
+        sleep: What waits between retries (``time.sleep``); tests inject a recorder.
+
+    The key is never shown: ``repr(client)`` keeps only its public prefix, and error
+    messages and logs never contain it. Use the client as a context manager, or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+        on_retry: RetryHook | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            retry=retry,
+            max_connections=max_connections,
+            headers=headers,
+            on_retry=on_retry,
+        )
+        self._sleep = sleep or time.sleep
+        self._http = httpx.Client(
+            headers=self._default_headers(),
+            timeout=self.timeout,
+            limits=self._limits(),
+            transport=transport,
+            verify=verify,
+            # Never follow redirects with the key attached; a redirect is an error here.
+            follow_redirects=False,
+        )
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Job history and job details."""
+        return Jobs(self)
+
+    @cached_property
+    def results(self) -> Results:
+        """Job results, single-input results, output files and votes."""
+        return Results(self)
+
+    @cached_property
+    def models(self) -> Models:
+        """The models list and model details (also a cheap connectivity/key check)."""
+        return Models(self)
+
+    def check(self) -> None:
+        """Check the connection and the key with one ``GET /models``; raise if either fails."""
+        self.call(_calls.models_list())
+
+    def call(self, call: Call[T]) -> T:
+        """Send one described call with retries and parse its body. Strictly private."""
+        for attempt in sync_retrying(
+            self.retry,
+            method=call.method,
+            path=call.path,
+            sleep=self._sleep,
+            hook=self._on_retry,
+            rng=self._rng,
+        ):
+            with attempt:
+                return call.parse(self._send_once(call))
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _send_once(self, call: Call[Any]) -> Any:
+        if self._http.is_closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+        request = self._http.build_request(call.method, self._url(call.path), params=call.params)
+        started = time.perf_counter()
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as exc:
+            logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
+            raise self._connection_error(exc, call.method, call.path) from exc
+        logger.debug(
+            "%s %s -> %d (%.1f ms)",
+            call.method,
+            call.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        if response.status_code >= 300:
+            raise self._status_error(call.method, call.path, response)
+        return self._decode(call.method, call.path, response, call.raw)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ModzyClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncModzyClient(BaseClient):
+    """The asynchronous twin of :class:`ModzyClient`, with identical parameters.
+
+    ``sleep`` is an async callable (``asyncio.sleep`` by default) and ``transport`` an
+    ``httpx.AsyncBaseTransport``. Use it with ``async with``, or ``await client.aclose()``.
+    """
+
+    _client_name = "AsyncModzyClient"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str = True,
+        on_retry: RetryHook | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            retry=retry,
+            max_connections=max_connections,
+            headers=headers,
+            on_retry=on_retry,
+        )
+        self._sleep = sleep or asyncio.sleep
+        self._http = httpx.AsyncClient(
+            headers=self._default_headers(),
+            timeout=self.timeout,
+            limits=self._limits(),
+            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+        )
+
+    @cached_property
+    def jobs(self) -> AsyncJobs:
+        """Job history and job details."""
+        return AsyncJobs(self)
+
+    @cached_property
+    def results(self) -> AsyncResults:
+        """Job results, single-input results, output files and votes."""
+        return AsyncResults(self)
+
+    @cached_property
+    def models(self) -> AsyncModels:
+        """The models list and model details (also a cheap connectivity/key check)."""
+        return AsyncModels(self)
+
+    async def check(self) -> None:
+        """Check the connection and the key with one ``GET /models``; raise if either fails."""
+        await self.call(_calls.models_list())
+
+    async def call(self, call: Call[T]) -> T:
+        """Send one described call with retries and parse its body. Strictly private."""
+        async for attempt in async_retrying(
+            self.retry,
+            method=call.method,
+            path=call.path,
+            sleep=self._sleep,
+            hook=self._on_retry,
+            rng=self._rng,
+        ):
+            with attempt:
+                return call.parse(await self._send_once(call))
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send_once(self, call: Call[Any]) -> Any:
+        if self._http.is_closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+        request = self._http.build_request(call.method, self._url(call.path), params=call.params)
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
+            raise self._connection_error(exc, call.method, call.path) from exc
+        logger.debug(
+            "%s %s -> %d (%.1f ms)",
+            call.method,
+            call.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        if response.status_code >= 300:
+            raise self._status_error(call.method, call.path, response)
+        return self._decode(call.method, call.path, response, call.raw)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncModzyClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

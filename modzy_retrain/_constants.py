@@ -1,0 +1,17 @@
+"""Defaults in one place."""
+
+from __future__ import annotations
+
+import httpx
+
+# Connect fast, but give a results body (which can be large) time to arrive.
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# Enough connections for the fetcher's default concurrency, plus headroom.
+DEFAULT_MAX_CONNECTIONS = 64
+# The server's default page is 10; bigger pages mean fewer round trips. The Java SDK
+# and Modzy.NET sent 1000 with no recorded failure, so that is our ceiling.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+API_KEY_ENV = "MODZY_API_KEY"
+BASE_URL_ENV = "MODZY_BASE_URL"

@@ -1,0 +1,202 @@
+"""Every exception this library raises, under one root.
+
+```
+ModzyRetrainError                      anything from modzy_retrain
+├── ConfigurationError (ValueError)     missing API key, malformed base URL, bad option
+├── InvalidQueryError (ValueError)      a query refused before any request was sent
+└── APIError                            anything that went wrong talking to the API
+    ├── APIConnectionError              no usable response (refused, reset, truncated)
+    │   └── APITimeoutError             connect, read, write or pool timeout
+    ├── APIStatusError                  the API answered with an error status
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404
+    │   ├── ConflictError               409
+    │   ├── UnprocessableEntityError    422
+    │   ├── RateLimitError              429 (``retry_after``)
+    │   └── InternalServerError         5xx
+    └── ResponseValidationError         a 2xx body that is not what the API documents
+        └── ResultParseError            one job's (or one input's) result could not be parsed
+```
+
+Exceptions carry their context as attributes (``method``, ``path``, ``status_code``,
+``job_id``, ``input_name``...) and never the API key: messages are built from values
+that cannot hold it, and anything echoed back by the server is redacted first. They
+are picklable, because training scripts move them across worker processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidQueryError",
+    "ModzyRetrainError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ResultParseError",
+    "UnprocessableEntityError",
+]
+
+
+def _rebuild(cls: type[ModzyRetrainError], message: str, state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
+class ModzyRetrainError(Exception):
+    """The root of every exception raised by modzy_retrain."""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not survive the default pickling protocol.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+class ConfigurationError(ModzyRetrainError, ValueError):
+    """The library was configured in a way that cannot work (no API key, bad URL...)."""
+
+
+class InvalidQueryError(ModzyRetrainError, ValueError):
+    """A query was refused before any request was sent (e.g. an end date without a start)."""
+
+
+class APIError(ModzyRetrainError):
+    """Something went wrong talking to the Modzy API.
+
+    Attributes:
+        method: The HTTP method of the failed request.
+        path: The request path relative to the API root, e.g. ``/results/<job id>``.
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+
+class APIConnectionError(APIError):
+    """No usable response: the connection failed, was dropped, or the body was cut short."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out (connect, read, write or waiting for a pooled connection)."""
+
+
+class APIStatusError(APIError):
+    """The API answered with a 4xx or 5xx status.
+
+    Attributes:
+        status_code: The HTTP status.
+        api_message: Modzy's ``message`` field from the error body, when there was one.
+        body: The decoded error body (a dict for Modzy's JSON errors, else text), redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int = 0,
+        api_message: str | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.status_code = status_code
+        self.api_message = api_message
+        self.body = body
+
+
+class BadRequestError(APIStatusError):
+    """400: the API refused the request as malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, unknown or inactive."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key lacks the role this request needs."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown job, input or route (also results not created yet)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the resource's state."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well-formed but its content was refused."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the API failed on its side.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait (``Retry-After`` on a 503), if any.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ResponseValidationError(APIError):
+    """A successful response whose body is not what the API documents (not JSON, wrong shape)."""
+
+
+class ResultParseError(ResponseValidationError):
+    """A job's results, or one input's result, could not be parsed.
+
+    Attributes:
+        job_id: The job whose results were being parsed.
+        input_name: The input item whose result failed, or ``None`` for the job envelope.
+        errors: Short, human-readable descriptions of what was wrong (field path: problem).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        input_name: str | None = None,
+        errors: tuple[str, ...] = (),
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.job_id = job_id
+        self.input_name = input_name
+        self.errors = errors

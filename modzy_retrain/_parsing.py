@@ -1,0 +1,278 @@
+"""Turn decoded API JSON into typed models, or into this library's typed errors.
+
+These are pure functions shared by the sync and async clients. Parsing a job's results
+is where the real API was loosest, so it gets the most care: each input is parsed on
+its own, and a failure names the job and the input it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._exceptions import ResponseValidationError, ResultParseError
+from ._models import ClassPrediction, InputFailure, InputResult, Job, JobResults, ModelSummary
+
+# Per-input keys that are metadata, never output files, even if a future API version
+# gives one a dot in its name.
+_OUTPUT_KEY_EXCLUDE = frozenset({"voting", "status", "error", "engine"})
+
+
+def _describe(exc: ValidationError, *, prefix: str = "") -> tuple[str, ...]:
+    # Field paths and messages only: input values could be large, and nothing in a
+    # result body is ours to echo.
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        out.append(f"{prefix}{loc}: {err['msg']}" if loc or prefix else err["msg"])
+    return tuple(out)
+
+
+def _parse_error(
+    job_id: str, input_name: str | None, errors: tuple[str, ...], *, method: str, path: str
+) -> ResultParseError:
+    where = f"input {input_name!r} of job {job_id!r}" if input_name else f"job {job_id!r}"
+    detail = "; ".join(errors[:5]) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
+    return ResultParseError(
+        f"could not parse the result of {where}: {detail}",
+        job_id=job_id,
+        input_name=input_name,
+        errors=errors,
+        method=method,
+        path=path,
+    )
+
+
+def _is_output_key(key: str) -> bool:
+    # The Java SDK's rule: a key containing a dot names an output file (results.json,
+    # results.wav...). Everything else is per-input metadata.
+    return "." in key and key not in _OUTPUT_KEY_EXCLUDE
+
+
+def _predictions(output: object) -> tuple[list[ClassPrediction], Any, Any]:
+    """Extract (predictions, explanation, drift) from a primary output.
+
+    Raises:
+        ValueError / ValidationError: The output claims to be a classification and isn't.
+    """
+    if not isinstance(output, Mapping):
+        # A JSON array of strings, a bare string...: kept in ``outputs``, no predictions.
+        return [], None, None
+    data = output.get("data", output)
+    if not isinstance(data, Mapping):
+        return [], None, None
+    explanation = data.get("explanation")
+    drift = data.get("drift")
+    result = data.get("result")
+    raw: object
+    if isinstance(result, Mapping) and "classPredictions" in result:
+        raw = result["classPredictions"]
+    elif "classPredictions" in data:
+        raw = data["classPredictions"]
+    elif isinstance(result, (str, int)) and not isinstance(result, bool):
+        # Legacy, non-envelope classification: {"result": "six", "confidence": "3.2"}.
+        confidence = data.get("confidence", data.get("score"))
+        raw = [{"class": result, "score": confidence}] if confidence is not None else []
+    else:
+        return [], explanation, drift
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise ValueError("classPredictions must be a list")
+    preds = [ClassPrediction.model_validate(item) for item in raw]
+    for pred in preds:
+        if not math.isfinite(pred.score):
+            raise ValueError(f"class {pred.label!r} has a non-finite score")
+    # The API sorts by score already; sorting again makes ``top`` trustworthy for
+    # models that don't. ``sorted`` is stable, so equal scores keep the model's order.
+    preds.sort(key=lambda p: p.score, reverse=True)
+    return preds, explanation, drift
+
+
+def parse_input_result(
+    job_id: str, input_name: str, payload: object, *, method: str = "", path: str = ""
+) -> InputResult:
+    """Parse one entry of a job's ``results`` map."""
+    if not isinstance(payload, Mapping):
+        raise _parse_error(
+            job_id,
+            input_name,
+            (f"expected an object, got {type(payload).__name__}",),
+            method=method,
+            path=path,
+        )
+    inner = payload.get(input_name)
+    if isinstance(inner, Mapping) and "status" not in payload:
+        # Legacy double nesting: results[name][name].
+        payload = inner
+    fields: dict[str, Any] = {"job_id": job_id, "input_name": input_name}
+    outputs: dict[str, Any] = {}
+    for key, value in payload.items():
+        if not isinstance(key, str):
+            continue
+        if _is_output_key(key):
+            outputs[key] = value
+        elif key not in ("job_id", "input_name", "outputs", "predictions"):
+            fields[key] = value
+    fields["outputs"] = outputs
+    try:
+        primary = outputs.get("results.json")
+        if primary is None:
+            primary = next((v for v in outputs.values() if not isinstance(v, str)), None)
+        preds, explanation, drift = _predictions(primary)
+        fields["predictions"] = preds
+        fields["explanation"] = explanation
+        fields["drift"] = drift
+        return InputResult.model_validate(fields)
+    except ValidationError as exc:
+        raise _parse_error(job_id, input_name, _describe(exc), method=method, path=path) from None
+    except (ValueError, TypeError) as exc:
+        raise _parse_error(job_id, input_name, (str(exc),), method=method, path=path) from None
+
+
+def parse_input_failure(
+    job_id: str, input_name: str, payload: object, *, method: str = "", path: str = ""
+) -> InputFailure:
+    """Parse one entry of a job's ``failures`` map."""
+    if isinstance(payload, str):
+        # Some generations give just the error text.
+        payload = {"error": payload}
+    if not isinstance(payload, Mapping):
+        raise _parse_error(
+            job_id,
+            input_name,
+            (f"expected an object, got {type(payload).__name__}",),
+            method=method,
+            path=path,
+        )
+    inner = payload.get(input_name)
+    if isinstance(inner, Mapping) and "status" not in payload:
+        payload = inner
+    fields = {k: v for k, v in payload.items() if isinstance(k, str) and not _is_output_key(k)}
+    fields.update(job_id=job_id, input_name=input_name)
+    if fields.get("error") is not None and not isinstance(fields["error"], str):
+        fields["error"] = str(fields["error"])
+    try:
+        return InputFailure.model_validate(fields)
+    except ValidationError as exc:
+        raise _parse_error(job_id, input_name, _describe(exc), method=method, path=path) from None
+
+
+def parse_job_results(job_id: str, data: object, *, method: str = "", path: str = "") -> JobResults:
+    """Parse ``GET /results/{job_id}`` into :class:`JobResults`."""
+    if not isinstance(data, Mapping):
+        raise _parse_error(
+            job_id,
+            None,
+            (f"expected an object, got {type(data).__name__}",),
+            method=method,
+            path=path,
+        )
+    results_raw = data.get("results") or {}
+    failures_raw = data.get("failures") or {}
+    if not isinstance(results_raw, Mapping) or not isinstance(failures_raw, Mapping):
+        raise _parse_error(
+            job_id,
+            None,
+            ("results and failures must be objects keyed by input name",),
+            method=method,
+            path=path,
+        )
+    results = {
+        str(name): parse_input_result(job_id, str(name), payload, method=method, path=path)
+        for name, payload in results_raw.items()
+    }
+    failures = {
+        str(name): parse_input_failure(job_id, str(name), payload, method=method, path=path)
+        for name, payload in failures_raw.items()
+    }
+    envelope: dict[str, Any] = {
+        k: v for k, v in data.items() if k not in ("results", "failures", "jobIdentifier")
+    }
+    # Already-parsed inputs pass through pydantic as they are (it does not revalidate
+    # instances), so per-input errors keep naming their input.
+    envelope.update(
+        job_id=str(data.get("jobIdentifier") or job_id), results=results, failures=failures
+    )
+    try:
+        return JobResults.model_validate(envelope)
+    except ValidationError as exc:
+        raise _parse_error(job_id, None, _describe(exc), method=method, path=path) from None
+
+
+def parse_single_result(
+    job_id: str, input_name: str, data: object, *, method: str = "", path: str = ""
+) -> InputResult:
+    """Parse the single-input route (``GET /results/{job}/datasource/{input}``).
+
+    Its shape (from the Edge API) puts the outputs under ``result`` and the job summary
+    under ``job``; we return the same :class:`InputResult` as the per-job route.
+    """
+    if not isinstance(data, Mapping):
+        raise _parse_error(
+            job_id,
+            input_name,
+            (f"expected an object, got {type(data).__name__}",),
+            method=method,
+            path=path,
+        )
+    payload: dict[str, Any] = {
+        k: v for k, v in data.items() if k not in ("job", "result", "inputName")
+    }
+    result = data.get("result")
+    if isinstance(result, Mapping) and any(_is_output_key(str(k)) for k in result):
+        payload.update({str(k): v for k, v in result.items()})
+    elif result is not None:
+        payload["results.json"] = result
+    payload.setdefault("status", "SUCCESSFUL")
+    return parse_input_result(job_id, input_name, payload, method=method, path=path)
+
+
+def parse_job(data: object, *, method: str = "", path: str = "") -> Job:
+    """Parse one job object (history item or job details)."""
+    try:
+        return Job.model_validate(data)
+    except ValidationError as exc:
+        job_id = data.get("jobIdentifier") if isinstance(data, Mapping) else None
+        what = f"job {job_id!r}" if job_id else "a job object"
+        raise ResponseValidationError(
+            f"could not parse {what} from {method} {path}: " + "; ".join(_describe(exc)[:5]),
+            method=method,
+            path=path,
+        ) from None
+
+
+def parse_history_page(data: object, *, method: str = "", path: str = "") -> list[Job]:
+    """Parse a history page: a bare JSON array (or the legacy ``{"data": [...]}``)."""
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise ResponseValidationError(
+            f"expected a JSON array of jobs from {method} {path}, got {type(data).__name__}",
+            method=method,
+            path=path,
+        )
+    return [parse_job(item, method=method, path=path) for item in data]
+
+
+def parse_models(data: object, *, method: str = "", path: str = "") -> list[ModelSummary]:
+    """Parse ``GET /models``."""
+    if not isinstance(data, list):
+        raise ResponseValidationError(
+            f"expected a JSON array of models from {method} {path}", method=method, path=path
+        )
+    return [parse_model(item, method=method, path=path) for item in data]
+
+
+def parse_model(data: object, *, method: str = "", path: str = "") -> ModelSummary:
+    try:
+        return ModelSummary.model_validate(data)
+    except ValidationError as exc:
+        raise ResponseValidationError(
+            f"could not parse a model from {method} {path}: " + "; ".join(_describe(exc)[:5]),
+            method=method,
+            path=path,
+        ) from None

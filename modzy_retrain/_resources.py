@@ -1,0 +1,244 @@
+"""The client's resource groups: ``client.jobs``, ``client.results``, ``client.models``.
+
+Each method validates its arguments, describes its call (``_calls``) and hands it to
+the client. The sync and async classes are one-liners over the same descriptions.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from . import _calls
+from ._constants import DEFAULT_PAGE_SIZE
+from ._history import build_history_params
+from ._models import InputResult, Job, JobResults, ModelSummary, ModelVersion, VoteValue
+from ._pagination import AsyncJobHistoryPager, JobHistoryPager
+
+if TYPE_CHECKING:
+    from ._client import AsyncModzyClient, ModzyClient
+
+StrOrSeq = str | Sequence[str]
+
+_HISTORY_DOC = """Query the job history; returns a lazy pager over every matching job.
+
+        Nothing is sent until you iterate. The query is validated now, so a bad one
+        raises :class:`InvalidQueryError` before any request.
+
+        Args:
+            start: Jobs created at or after this time (timezone-aware).
+            end: Jobs created at or before this time (timezone-aware; needs ``start``).
+            model: Model name, fuzzy (the API returns similar matches).
+            model_id: Exact model identifier(s).
+            model_version: Exact model version(s).
+            user: Submitter's first name, last name or email, fuzzy.
+            access_key: API key prefix(es). A full key is cut to its prefix, so the
+                secret never lands in a URL.
+            status: ``ALL`` (default), ``PENDING``, ``TERMINATED``,
+                ``TERMINATED_WITH_ERROR`` or an exact job status, case-insensitive.
+            sort_by: Sort key(s) such as ``createdAt`` (the API's default).
+            direction: ``ASC`` (the API's default) or ``DESC``.
+            page_size: Jobs per page (1 to 1000).
+
+        A list of values for a filter means "any of them".
+"""
+
+
+class Jobs:
+    """``client.jobs``: the job history and job details."""
+
+    def __init__(self, client: ModzyClient) -> None:
+        self._client = client
+
+    def history(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        model: StrOrSeq | None = None,
+        model_id: StrOrSeq | None = None,
+        model_version: StrOrSeq | None = None,
+        user: StrOrSeq | None = None,
+        access_key: StrOrSeq | None = None,
+        status: StrOrSeq | None = None,
+        sort_by: StrOrSeq | None = None,
+        direction: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> JobHistoryPager:
+        params = build_history_params(
+            start=start,
+            end=end,
+            model=model,
+            model_id=model_id,
+            model_version=model_version,
+            user=user,
+            access_key=access_key,
+            status=status,
+            sort_by=sort_by,
+            direction=direction,
+            page_size=page_size,
+        )
+        client = self._client
+        return JobHistoryPager(params, lambda page: client.call(_calls.history_page(params, page)))
+
+    history.__doc__ = _HISTORY_DOC
+
+    def retrieve(self, job_id: str) -> Job:
+        """Get one job's details (``GET /jobs/{job_id}``)."""
+        return self._client.call(_calls.job_details(job_id))
+
+
+class AsyncJobs:
+    """``client.jobs`` on the async client."""
+
+    def __init__(self, client: AsyncModzyClient) -> None:
+        self._client = client
+
+    def history(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        model: StrOrSeq | None = None,
+        model_id: StrOrSeq | None = None,
+        model_version: StrOrSeq | None = None,
+        user: StrOrSeq | None = None,
+        access_key: StrOrSeq | None = None,
+        status: StrOrSeq | None = None,
+        sort_by: StrOrSeq | None = None,
+        direction: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncJobHistoryPager:
+        params = build_history_params(
+            start=start,
+            end=end,
+            model=model,
+            model_id=model_id,
+            model_version=model_version,
+            user=user,
+            access_key=access_key,
+            status=status,
+            sort_by=sort_by,
+            direction=direction,
+            page_size=page_size,
+        )
+        client = self._client
+        return AsyncJobHistoryPager(
+            params, lambda page: client.call(_calls.history_page(params, page))
+        )
+
+    history.__doc__ = _HISTORY_DOC
+
+    async def retrieve(self, job_id: str) -> Job:
+        """Get one job's details (``GET /jobs/{job_id}``)."""
+        return await self._client.call(_calls.job_details(job_id))
+
+
+class Results:
+    """``client.results``: results, single-input results, output files and votes."""
+
+    def __init__(self, client: ModzyClient) -> None:
+        self._client = client
+
+    def retrieve(self, job_id: str) -> JobResults:
+        """Get every input's result for a job (``GET /results/{job_id}``)."""
+        return self._client.call(_calls.job_results(job_id))
+
+    def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
+        """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""
+        return self._client.call(_calls.input_result(job_id, input_name))
+
+    def output(self, job_id: str, input_name: str, output_name: str) -> bytes:
+        """Get the raw bytes of one output file, such as ``results.json`` or a binary."""
+        return self._client.call(_calls.output_file(job_id, input_name, output_name))
+
+    def upvote(self, job_id: str, input_name: str) -> None:
+        """Vote this input's prediction up (replaces this key's earlier vote)."""
+        self._client.call(_calls.vote(job_id, input_name, "upvote"))
+
+    def downvote(self, job_id: str, input_name: str) -> None:
+        """Vote this input's prediction down (replaces this key's earlier vote)."""
+        self._client.call(_calls.vote(job_id, input_name, "downvote"))
+
+    def vote(self, job_id: str, input_name: str) -> VoteValue:
+        """This key's own vote on the input: ``"UP"``, ``"DOWN"`` or ``"NO_VOTES"``."""
+        return self._client.call(_calls.get_vote(job_id, input_name))
+
+    def reset_vote(self, job_id: str, input_name: str) -> None:
+        """Reset the votes on this input (``DELETE /results/{job}/vote/{input}``)."""
+        self._client.call(_calls.reset_vote(job_id, input_name))
+
+
+class AsyncResults:
+    """``client.results`` on the async client."""
+
+    def __init__(self, client: AsyncModzyClient) -> None:
+        self._client = client
+
+    async def retrieve(self, job_id: str) -> JobResults:
+        """Get every input's result for a job (``GET /results/{job_id}``)."""
+        return await self._client.call(_calls.job_results(job_id))
+
+    async def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
+        """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""
+        return await self._client.call(_calls.input_result(job_id, input_name))
+
+    async def output(self, job_id: str, input_name: str, output_name: str) -> bytes:
+        """Get the raw bytes of one output file, such as ``results.json`` or a binary."""
+        return await self._client.call(_calls.output_file(job_id, input_name, output_name))
+
+    async def upvote(self, job_id: str, input_name: str) -> None:
+        """Vote this input's prediction up (replaces this key's earlier vote)."""
+        await self._client.call(_calls.vote(job_id, input_name, "upvote"))
+
+    async def downvote(self, job_id: str, input_name: str) -> None:
+        """Vote this input's prediction down (replaces this key's earlier vote)."""
+        await self._client.call(_calls.vote(job_id, input_name, "downvote"))
+
+    async def vote(self, job_id: str, input_name: str) -> VoteValue:
+        """This key's own vote on the input: ``"UP"``, ``"DOWN"`` or ``"NO_VOTES"``."""
+        return await self._client.call(_calls.get_vote(job_id, input_name))
+
+    async def reset_vote(self, job_id: str, input_name: str) -> None:
+        """Reset the votes on this input (``DELETE /results/{job}/vote/{input}``)."""
+        await self._client.call(_calls.reset_vote(job_id, input_name))
+
+
+class Models:
+    """``client.models``: the models list and model details."""
+
+    def __init__(self, client: ModzyClient) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[ModelSummary]:
+        """All models visible to the key (``GET /models``)."""
+        return self._client.call(_calls.models_list())
+
+    def retrieve(self, model_id: str) -> ModelSummary:
+        """One model's details (``GET /models/{model_id}``)."""
+        return self._client.call(_calls.model_details(model_id))
+
+    def versions(self, model_id: str) -> builtins.list[ModelVersion]:
+        """One model's versions (``GET /models/{model_id}/versions``)."""
+        return self._client.call(_calls.model_versions(model_id))
+
+
+class AsyncModels:
+    """``client.models`` on the async client."""
+
+    def __init__(self, client: AsyncModzyClient) -> None:
+        self._client = client
+
+    async def list(self) -> builtins.list[ModelSummary]:
+        """All models visible to the key (``GET /models``)."""
+        return await self._client.call(_calls.models_list())
+
+    async def retrieve(self, model_id: str) -> ModelSummary:
+        """One model's details (``GET /models/{model_id}``)."""
+        return await self._client.call(_calls.model_details(model_id))
+
+    async def versions(self, model_id: str) -> builtins.list[ModelVersion]:
+        """One model's versions (``GET /models/{model_id}/versions``)."""
+        return await self._client.call(_calls.model_versions(model_id))

@@ -1,0 +1,235 @@
+"""Client configuration, error mapping and the secrecy of the API key."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import warnings
+
+import httpx
+import pytest
+
+import modzy_retrain as mr
+from modzy_retrain import (
+    APIStatusError,
+    AsyncModzyClient,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InsecureBaseURLWarning,
+    InternalServerError,
+    ModzyClient,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    RetryPolicy,
+    UnprocessableEntityError,
+)
+
+SECRET = "ZyXwVuTsRq9876543210"
+KEY = f"AbCdEfGhIj0123456789.{SECRET}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODZY_API_KEY", raising=False)
+    monkeypatch.delenv("MODZY_BASE_URL", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://app.modzy.com", "https://app.modzy.com/api"),
+        ("https://app.modzy.com/", "https://app.modzy.com/api"),
+        ("https://app.modzy.com/api", "https://app.modzy.com/api"),
+        ("https://app.modzy.com/api/", "https://app.modzy.com/api"),
+        ("https://host:8443/prefix", "https://host:8443/prefix/api"),
+        ("http://127.0.0.1:9000/api", "http://127.0.0.1:9000/api"),
+    ],
+)
+def test_base_url_accepts_host_or_api_root(given: str, expected: str) -> None:
+    with ModzyClient(api_key=KEY, base_url=given) as client:
+        assert client.base_url == expected
+
+
+@pytest.mark.parametrize("bad", ["app.modzy.com", "ftp://host", "https://host/api?x=1", "https://"])
+def test_bad_base_urls_are_configuration_errors(bad: str) -> None:
+    with pytest.raises(ConfigurationError):
+        ModzyClient(api_key=KEY, base_url=bad)
+
+
+def test_key_and_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="MODZY_API_KEY"):
+        ModzyClient(base_url="https://h")
+    monkeypatch.setenv("MODZY_API_KEY", KEY)
+    with pytest.raises(ConfigurationError, match="MODZY_BASE_URL"):
+        ModzyClient()
+    monkeypatch.setenv("MODZY_BASE_URL", "https://env.example")
+    with ModzyClient() as client:
+        assert client.base_url == "https://env.example/api"
+        assert client.api_key_prefix == "AbCdEfGhIj0123456789"
+    # Arguments win over the environment.
+    with ModzyClient(api_key="other.keykeykey", base_url="https://arg.example") as client:
+        assert client.base_url == "https://arg.example/api"
+        assert client.api_key_prefix == "other"
+
+
+def test_plain_http_to_a_remote_host_warns_but_loopback_does_not() -> None:
+    with pytest.warns(InsecureBaseURLWarning):
+        ModzyClient(api_key=KEY, base_url="http://modzy.example.com").close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for url in (
+            "http://127.0.0.1:8000",
+            "http://localhost",
+            "http://[::1]:80",
+            "https://x.com",
+        ):
+            ModzyClient(api_key=KEY, base_url=url).close()
+
+
+def test_identical_parameters_for_sync_and_async() -> None:
+    import inspect
+
+    sync = inspect.signature(ModzyClient.__init__).parameters
+    asyn = inspect.signature(AsyncModzyClient.__init__).parameters
+    assert list(sync) == list(asyn)
+
+
+def error_client(status: int, body: object, headers: dict[str, str] | None = None) -> ModzyClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, (dict, list)):
+            return httpx.Response(status, json=body, headers=headers)
+        return httpx.Response(status, text=str(body), headers=headers)
+
+    return ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy.disabled(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (422, UnprocessableEntityError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (502, InternalServerError),
+        (503, InternalServerError),
+        (504, InternalServerError),
+        (405, APIStatusError),
+        (413, APIStatusError),
+        (302, APIStatusError),
+    ],
+)
+def test_status_mapping(status: int, cls: type[APIStatusError]) -> None:
+    body = {"statusCode": status, "status": "x", "message": "the reason", "reportErrorUrl": "u"}
+    with error_client(status, body) as client, pytest.raises(cls) as info:
+        client.jobs.retrieve("job-1")
+    err = info.value
+    assert type(err) is cls
+    assert err.status_code == status
+    assert err.api_message == "the reason"
+    assert (err.method, err.path) == ("GET", "/jobs/job-1")
+    assert "the reason" in str(err)
+    assert "GET /jobs/job-1" in str(err)
+    assert isinstance(err, mr.APIError)
+    assert isinstance(err, mr.ModzyRetrainError)
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is cls
+    assert (clone.status_code, clone.path, str(clone)) == (status, "/jobs/job-1", str(err))
+
+
+def test_non_json_error_and_non_json_success() -> None:
+    with (
+        error_client(500, "<html>oops</html>") as client,
+        pytest.raises(InternalServerError) as info,
+    ):
+        client.jobs.retrieve("j")
+    assert info.value.api_message is None
+    assert info.value.body == "<html>oops</html>"
+    with (
+        error_client(200, "not json") as client,
+        pytest.raises(ResponseValidationError, match="not JSON"),
+    ):
+        client.jobs.retrieve("j")
+
+
+def test_the_key_never_appears_in_reprs_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    # A server that echoes the Authorization header back in its error message.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            401, json={"message": f"bad key {request.headers['Authorization']}", "echo": [SECRET]}
+        )
+
+    client = ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(max_attempts=2, jitter=0),
+        sleep=lambda s: None,
+    )
+    texts = [repr(client), str(client)]
+    with pytest.raises(AuthenticationError) as info:
+        client.jobs.retrieve("j")
+    err = info.value
+    texts += [
+        str(err),
+        repr(err),
+        repr(err.body),
+        repr(err.__dict__),
+        repr(pickle.loads(pickle.dumps(err)).__dict__),
+    ]
+    texts += [r.getMessage() for r in caplog.records]
+    client.close()
+    assert "AbCdEfGhIj0123456789" in repr(client)  # the public prefix is fine to show
+    for text in texts:
+        assert SECRET not in text, text
+
+
+def test_pool_and_context_managers() -> None:
+    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=7)
+    with client:
+        assert client.max_connections == 7
+    with pytest.raises(RuntimeError, match="closed"):
+        client.jobs.retrieve("j")
+    with pytest.raises(ConfigurationError):
+        ModzyClient(api_key=KEY, base_url="https://h", max_connections=0)
+    with pytest.raises(ConfigurationError):
+        ModzyClient(api_key="  ", base_url="https://h")
+
+
+@pytest.mark.anyio
+async def test_async_context_manager_closes() -> None:
+    async with AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid") as client:
+        assert "AsyncModzyClient" in repr(client)
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.jobs.retrieve("j")
+
+
+def test_requests_carry_the_documented_headers_and_encode_names() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"vote": "UP"})
+
+    with ModzyClient(
+        api_key=KEY, base_url="https://h", transport=httpx.MockTransport(handler)
+    ) as client:
+        assert client.results.vote("job 1", "a/b?c#d%") == "UP"
+    request = seen[0]
+    assert request.headers["Authorization"] == f"ApiKey {KEY}"
+    assert request.headers["Accept"] == "application/json"
+    assert request.url.raw_path == b"/api/results/job%201/vote/a%2Fb%3Fc%23d%25"

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modzy_retrain._time import format_query_timestamp, parse_timestamp
+
+UTC = timezone.utc
+EXPECTED = datetime(2021, 7, 20, 1, 40, 11, 187000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2021-07-20T01:40:11.187+0000",
+        "2021-07-20T01:40:11.187+00:00",
+        "2021-07-20T01:40:11.187Z",
+        "2021-07-20T01:40:11.187",  # naive: the Java SDK's form, taken as UTC
+        "2021-07-20T03:40:11.187+0200",
+        "2021-07-19T20:40:11.187-05:00",
+        "2021-07-20T01:40:11.187000Z",
+        "2021-07-20T01:40:11.187123456Z",  # nanoseconds are cut to microseconds
+    ],
+)
+def test_every_offset_style_parses_to_the_same_instant(text: str) -> None:
+    parsed = parse_timestamp(text)
+    assert parsed is not None
+    assert parsed.tzinfo is not None
+    assert abs(parsed - EXPECTED) < timedelta(microseconds=200)
+
+
+def test_epochs_and_empties() -> None:
+    assert parse_timestamp(None) is None
+    assert parse_timestamp("") is None
+    assert parse_timestamp(0) is None
+    assert parse_timestamp(1626745211) == datetime(2021, 7, 20, 1, 40, 11, tzinfo=UTC)
+    assert parse_timestamp(1626745211187) == EXPECTED
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2021-13-01T00:00:00Z", "2021-07-20", True, [1]])
+def test_garbage_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"timestamp|month"):
+        parse_timestamp(bad)
+
+
+def test_query_format_is_utc_millis_with_z() -> None:
+    local = datetime(2021, 8, 13, 9, 28, 3, 831999, tzinfo=timezone(timedelta(hours=2)))
+    assert format_query_timestamp(local) == "2021-08-13T07:28:03.831Z"
