@@ -6,15 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
-OUT    ?= ./retrain-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench clean
+.PHONY: help demo test lint typecheck unit check-official-sdk clean
 
 help:
 	@echo "make demo   run the main job on the offline sandbox"
 	@echo "make test   install dev dependencies, then ruff, mypy --strict and the test suite"
-	@echo "make bench  run the benchmarks under bench/ (not part of make test)"
+	@echo "make check-official-sdk  run the official modzy-sdk 0.11.6 against the sandbox (needs PyPI)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "modzy_retrain needs Python >= 3.10; set PYTHON=python3.x")'
@@ -30,7 +29,7 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime
-	$(BIN)/modzy-retrain demo --out $(OUT)
+	$(BIN)/modzy-retrain demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -44,8 +43,8 @@ unit: $(VENV)/.dev
 
 test: lint typecheck unit
 
-bench: $(VENV)/.dev
-	$(PY) bench/run_all.py
+check-official-sdk: $(VENV)/.runtime
+	$(PY) scripts/check_official_sdk.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(OUT)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
