@@ -38,6 +38,10 @@ class ModzyModel(BaseModel):
         """The model as plain JSON-compatible Python data, by field name."""
         return self.model_dump(mode="json")
 
+    def __str__(self) -> str:
+        # pydantic's str() lists every field; the short repr reads better in logs.
+        return repr(self)
+
 
 def _count(value: object) -> object:
     # Counts are documented as numbers; a null means "none".
