@@ -57,12 +57,14 @@ def history_page(params: dict[str, str], page: int) -> Call[list[Job]]:
     )
 
 
-def job_results(job_id: str) -> Call[JobResults]:
+def job_results(job_id: str, *, strict: bool = True) -> Call[JobResults]:
     path = f"/results/{segment('job_id', job_id)}"
     return Call(
         "GET",
         path,
-        lambda data: _parsing.parse_job_results(job_id, data, method="GET", path=path),
+        lambda data: _parsing.parse_job_results(
+            job_id, data, method="GET", path=path, strict=strict
+        ),
     )
 
 

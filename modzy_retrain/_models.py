@@ -314,11 +314,14 @@ class JobResults(ModzyModel):
     elapsed_time: float | None = Field(default=None, alias="elapsedTime")
     results: dict[str, InputResult] = Field(default_factory=dict)
     failures: dict[str, InputFailure] = Field(default_factory=dict)
+    invalid: dict[str, str] = Field(default_factory=dict)
+    """Inputs whose result could not be parsed (name -> reason); only with ``strict=False``."""
 
     def __repr__(self) -> str:
+        extra = f", invalid={len(self.invalid)}" if self.invalid else ""
         return (
             f"JobResults(job_id={self.job_id!r}, finished={self.finished}, "
-            f"results={len(self.results)}, failures={len(self.failures)})"
+            f"results={len(self.results)}, failures={len(self.failures)}{extra})"
         )
 
 

@@ -161,8 +161,15 @@ def parse_input_failure(
         raise _parse_error(job_id, input_name, _describe(exc), method=method, path=path) from None
 
 
-def parse_job_results(job_id: str, data: object, *, method: str = "", path: str = "") -> JobResults:
-    """Parse ``GET /results/{job_id}`` into :class:`JobResults`."""
+def parse_job_results(
+    job_id: str, data: object, *, method: str = "", path: str = "", strict: bool = True
+) -> JobResults:
+    """Parse ``GET /results/{job_id}`` into :class:`JobResults`.
+
+    With ``strict=False`` an input whose result cannot be parsed is set aside in
+    ``JobResults.invalid`` (input name -> reason) instead of failing the whole job;
+    an unparseable envelope still raises.
+    """
     if not isinstance(data, Mapping):
         raise _parse_error(
             job_id,
@@ -181,21 +188,37 @@ def parse_job_results(job_id: str, data: object, *, method: str = "", path: str 
             method=method,
             path=path,
         )
-    results = {
-        str(name): parse_input_result(job_id, str(name), payload, method=method, path=path)
-        for name, payload in results_raw.items()
-    }
-    failures = {
-        str(name): parse_input_failure(job_id, str(name), payload, method=method, path=path)
-        for name, payload in failures_raw.items()
-    }
+    results: dict[str, InputResult] = {}
+    failures: dict[str, InputFailure] = {}
+    invalid: dict[str, str] = {}
+    for name, payload in results_raw.items():
+        try:
+            results[str(name)] = parse_input_result(
+                job_id, str(name), payload, method=method, path=path
+            )
+        except ResultParseError as exc:
+            if strict:
+                raise
+            invalid[str(name)] = "; ".join(exc.errors) or str(exc)
+    for name, payload in failures_raw.items():
+        try:
+            failures[str(name)] = parse_input_failure(
+                job_id, str(name), payload, method=method, path=path
+            )
+        except ResultParseError as exc:
+            if strict:
+                raise
+            invalid[str(name)] = "; ".join(exc.errors) or str(exc)
     envelope: dict[str, Any] = {
         k: v for k, v in data.items() if k not in ("results", "failures", "jobIdentifier")
     }
     # Already-parsed inputs pass through pydantic as they are (it does not revalidate
     # instances), so per-input errors keep naming their input.
     envelope.update(
-        job_id=str(data.get("jobIdentifier") or job_id), results=results, failures=failures
+        job_id=str(data.get("jobIdentifier") or job_id),
+        results=results,
+        failures=failures,
+        invalid=invalid,
     )
     try:
         return JobResults.model_validate(envelope)

@@ -142,9 +142,13 @@ class Results:
     def __init__(self, client: ModzyClient) -> None:
         self._client = client
 
-    def retrieve(self, job_id: str) -> JobResults:
-        """Get every input's result for a job (``GET /results/{job_id}``)."""
-        return self._client.call(_calls.job_results(job_id))
+    def retrieve(self, job_id: str, *, strict: bool = True) -> JobResults:
+        """Get every input's result for a job (``GET /results/{job_id}``).
+
+        With ``strict=False``, an input whose result cannot be parsed is set aside in
+        ``JobResults.invalid`` instead of raising :class:`ResultParseError` for the job.
+        """
+        return self._client.call(_calls.job_results(job_id, strict=strict))
 
     def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
         """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""
@@ -177,9 +181,13 @@ class AsyncResults:
     def __init__(self, client: AsyncModzyClient) -> None:
         self._client = client
 
-    async def retrieve(self, job_id: str) -> JobResults:
-        """Get every input's result for a job (``GET /results/{job_id}``)."""
-        return await self._client.call(_calls.job_results(job_id))
+    async def retrieve(self, job_id: str, *, strict: bool = True) -> JobResults:
+        """Get every input's result for a job (``GET /results/{job_id}``).
+
+        With ``strict=False``, an input whose result cannot be parsed is set aside in
+        ``JobResults.invalid`` instead of raising :class:`ResultParseError` for the job.
+        """
+        return await self._client.call(_calls.job_results(job_id, strict=strict))
 
     async def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
         """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""

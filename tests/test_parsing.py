@@ -273,3 +273,17 @@ def test_history_page_shapes() -> None:
         parse_history_page({"jobs": []})
     with pytest.raises(ResponseValidationError, match="'broken'"):
         parse_history_page([{"jobIdentifier": "broken"}])
+
+
+def test_lenient_mode_sets_bad_inputs_aside() -> None:
+    body = results_body(
+        good={"status": "SUCCESSFUL", "results.json": ENVELOPE},
+        bad={"status": "SUCCESSFUL", "voting": {"up": -3}},
+    )
+    body["failures"] = {"worse": 42}
+    with pytest.raises(ResultParseError):
+        parse_job_results("j", body)
+    lenient = parse_job_results("j", body, strict=False)
+    assert set(lenient.results) == {"good"}
+    assert set(lenient.invalid) == {"bad", "worse"}
+    assert "voting" in lenient.invalid["bad"]
