@@ -9,6 +9,7 @@ import contextlib as _contextlib
 
 from ._base_client import InsecureBaseURLWarning
 from ._client import AsyncModzyClient, ModzyClient
+from ._dataset import Manifest, ManifestFile, load_manifest, read_samples, verify_dataset
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -18,8 +19,12 @@ from ._exceptions import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    DatasetError,
+    DatasetExistsError,
     InternalServerError,
     InvalidQueryError,
+    LineageError,
+    MissingDependencyError,
     ModzyRetrainError,
     NotFoundError,
     PermissionDeniedError,
@@ -28,6 +33,8 @@ from ._exceptions import (
     ResultParseError,
     UnprocessableEntityError,
 )
+from ._fetch import ResultFetcher
+from ._lineage import LineageResolver, UnsafeNameError
 from ._models import (
     ClassPrediction,
     InputFailure,
@@ -43,21 +50,62 @@ from ._models import (
     Voting,
 )
 from ._pagination import AsyncJobHistoryPager, JobHistoryPage, JobHistoryPager
+from ._query import JobHistoryQuery
+from ._records import LabelState, PredictionRecord, Sample
+from ._report import Drop, RunReport, StageStats
 from ._retry import RetryEvent, RetryPolicy
+from ._select import (
+    SELECTORS,
+    AllOf,
+    AnyOf,
+    AnyVotes,
+    ConflictingVotes,
+    DownShare,
+    DownVoted,
+    Everything,
+    LabelDecision,
+    LabelPolicy,
+    MinVotes,
+    NetScore,
+    Not,
+    PredictedIn,
+    Selector,
+    TopScoreBelow,
+    UpVoted,
+    VoteFilter,
+    load_label_file,
+    selector_by_name,
+)
+from ._stage import AsyncStageIterator, Chain, Source, Stage, StageIterator, pipeline
 from ._version import __version__
+from ._writer import DatasetWriter
 
 __all__ = [
+    "SELECTORS",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AllOf",
+    "AnyOf",
+    "AnyVotes",
     "AsyncJobHistoryPager",
     "AsyncModzyClient",
+    "AsyncStageIterator",
     "AuthenticationError",
     "BadRequestError",
+    "Chain",
     "ClassPrediction",
     "ConfigurationError",
     "ConflictError",
+    "ConflictingVotes",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetWriter",
+    "DownShare",
+    "DownVoted",
+    "Drop",
+    "Everything",
     "InputFailure",
     "InputResult",
     "InsecureBaseURLWarning",
@@ -66,25 +114,57 @@ __all__ = [
     "Job",
     "JobHistoryPage",
     "JobHistoryPager",
+    "JobHistoryQuery",
     "JobResults",
     "JobStatus",
     "JobUser",
+    "LabelDecision",
+    "LabelPolicy",
+    "LabelState",
+    "LineageError",
+    "LineageResolver",
+    "Manifest",
+    "ManifestFile",
+    "MinVotes",
+    "MissingDependencyError",
     "ModelRef",
     "ModelSummary",
     "ModelVersion",
     "ModzyClient",
     "ModzyRetrainError",
+    "NetScore",
+    "Not",
     "NotFoundError",
     "PermissionDeniedError",
+    "PredictedIn",
+    "PredictionRecord",
     "RateLimitError",
     "ResponseValidationError",
+    "ResultFetcher",
     "ResultParseError",
     "RetryEvent",
     "RetryPolicy",
+    "RunReport",
+    "Sample",
+    "Selector",
+    "Source",
+    "Stage",
+    "StageIterator",
+    "StageStats",
+    "TopScoreBelow",
     "UnprocessableEntityError",
+    "UnsafeNameError",
+    "UpVoted",
+    "VoteFilter",
     "VoteValue",
     "Voting",
     "__version__",
+    "load_label_file",
+    "load_manifest",
+    "pipeline",
+    "read_samples",
+    "selector_by_name",
+    "verify_dataset",
 ]
 
 # Tracebacks and reprs show the public path (modzy_retrain.RateLimitError), not the

@@ -4,6 +4,10 @@
 ModzyRetrainError                      anything from modzy_retrain
 ├── ConfigurationError (ValueError)     missing API key, malformed base URL, bad option
 ├── InvalidQueryError (ValueError)      a query refused before any request was sent
+├── LineageError (ValueError)           a malformed lineage template or pattern
+├── MissingDependencyError (ImportError) an optional extra is not installed
+├── DatasetError                        a dataset could not be written or read
+│   └── DatasetExistsError              the target holds a dataset; pass overwrite=True
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout
@@ -39,8 +43,12 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "DatasetError",
+    "DatasetExistsError",
     "InternalServerError",
     "InvalidQueryError",
+    "LineageError",
+    "MissingDependencyError",
     "ModzyRetrainError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -200,3 +208,19 @@ class ResultParseError(ResponseValidationError):
         self.job_id = job_id
         self.input_name = input_name
         self.errors = errors
+
+
+class MissingDependencyError(ModzyRetrainError, ImportError):
+    """An optional extra is needed for this feature (the message names the pip command)."""
+
+
+class DatasetError(ModzyRetrainError):
+    """A dataset could not be written or read as asked."""
+
+
+class DatasetExistsError(DatasetError):
+    """The target already holds a dataset and ``overwrite`` was not set."""
+
+
+class LineageError(ModzyRetrainError, ValueError):
+    """A lineage template or convention is malformed (raised when the stage is built)."""

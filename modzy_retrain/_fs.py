@@ -1,0 +1,85 @@
+"""Thin typed helpers over fsspec (which is mostly untyped)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+CHUNK = 1 << 20
+
+
+def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """``fsspec.core.url_to_fs`` with our options; returns (filesystem, path)."""
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs, str(path)
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def is_local(fs: Any) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def ensure_parent(fs: Any, path: str) -> None:
+    """Create the parent folder on a local disk; object stores have no folders to create."""
+    if is_local(fs):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
+def atomic_write(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` so that readers see the old file or the new one, never half of it.
+
+    Object stores publish a single PUT atomically. On a local disk we write a temporary
+    file beside the target, fsync it, then rename it over the target.
+    """
+    if is_local(fs):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return
+    fs.pipe_file(path, data)
+
+
+def hash_file(
+    fs: Any, path: str, *, keep_up_to: int = 0, max_bytes: int | None = None
+) -> tuple[str, int, bytes | None]:
+    """Stream a file once: (sha256 hex, size, the bytes if size <= ``keep_up_to``).
+
+    Raises:
+        FileTooLargeError: The file is larger than ``max_bytes`` (nothing more is read).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep_up_to > 0 else None
+    with fs.open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise FileTooLargeError(f"larger than the {max_bytes}-byte limit")
+            digest.update(chunk)
+            if kept is not None:
+                if size <= keep_up_to:
+                    kept.append(chunk)
+                else:
+                    kept = None
+    return digest.hexdigest(), size, (b"".join(kept) if kept is not None else None)
+
+
+class FileTooLargeError(Exception):
+    """Strictly private: a file over the configured size limit."""

@@ -1,0 +1,343 @@
+"""``LineageResolver``: map each sample to its raw production input, and check it.
+
+Modzy does not echo where an input came from, so the link is a naming convention:
+a format template over the record's fields, optionally with named groups parsed from
+the input name by a regular expression, or a callable / subclass for anything else.
+
+Templates are formatted defensively. Every value put into a template must be a safe
+relative path: no ``..`` or ``.`` segment, no leading ``/`` or ``~``, no backslash, no
+URL scheme, no NUL or control character, also after percent-decoding. A value that is
+not is rejected with the reason (``unsafe_name``), so an input name can never point a
+template outside its root.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import string
+import unicodedata
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from ._concurrency import aordered_map, ordered_map
+from ._exceptions import LineageError
+from ._fs import FileTooLargeError, hash_file, url_to_fs
+from ._records import Sample
+from ._report import (
+    NAME_MISMATCH,
+    NO_TEMPLATE,
+    SOURCE_MISSING,
+    SOURCE_TOO_LARGE,
+    SOURCE_UNREADABLE,
+    UNSAFE_NAME,
+    Drop,
+    RunReport,
+    StageStats,
+)
+from ._stage import Stage
+
+DEFAULT_LINEAGE_CONCURRENCY = 16
+DEFAULT_KEEP_BYTES = 4 << 20
+TEMPLATE_FIELDS = (
+    "job_id",
+    "input_name",
+    "model_id",
+    "model_version",
+    "model_name",
+    "submitted_at",
+    "label",
+    "predicted_label",
+)
+
+
+class UnsafeNameError(ValueError):
+    """A value that would let a template escape its root (the message says why)."""
+
+
+class UnresolvedError(ValueError):
+    """Strictly private: ``locate`` could not produce a URL (reason code + detail)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_safe_value(name: str, value: str) -> None:
+    """Refuse a template value that is not a safe relative path.
+
+    Raises:
+        UnsafeNameError: With the reason.
+    """
+    if value == "":
+        raise UnsafeNameError(f"{name} is empty")
+    # Check the value as given, percent-decoded, and NFKC-normalised (fullwidth dots
+    # and slashes become ASCII there, which some layers apply).
+    for candidate in (value, unquote(value), unicodedata.normalize("NFKC", unquote(value))):
+        for ch in candidate:
+            if ch == "\x00":
+                raise UnsafeNameError(f"{name} contains a NUL character")
+            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+                raise UnsafeNameError(f"{name} contains a control character U+{ord(ch):04X}")
+        if "\\" in candidate:
+            raise UnsafeNameError(f"{name} contains a backslash")
+        if candidate.startswith(("/", "~")):
+            raise UnsafeNameError(f"{name} is an absolute or home-relative path")
+        # fsspec reads "proto://" and "a::b" (chaining) as protocols, "data:" as inline data.
+        if "://" in candidate or "::" in candidate or candidate.startswith("data:"):
+            raise UnsafeNameError(f"{name} looks like a URL")
+        if _DRIVE.match(candidate):
+            raise UnsafeNameError(f"{name} starts with a drive letter")
+        segments = candidate.split("/")
+        if any(seg in ("..", ".") for seg in segments):
+            raise UnsafeNameError(f"{name} has a '.' or '..' path segment")
+        if "" in segments:
+            raise UnsafeNameError(f"{name} has an empty path segment")
+
+
+class _SafeFormatter(string.Formatter):
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:  # noqa: ARG002
+        if isinstance(key, int):
+            raise LineageError("lineage templates use named fields only, e.g. {input_name}")
+        if key not in kwargs:
+            raise UnresolvedError(NO_TEMPLATE, f"template field {{{key}}} has no value")
+        return kwargs[key]
+
+
+def template_root(template: str) -> str:
+    """The literal directory part of a template, before its first field."""
+    literal = template.split("{", 1)[0]
+    return literal.rsplit("/", 1)[0] + "/" if "/" in literal else ""
+
+
+def validate_template(template: str, extra_fields: Iterable[str] = ()) -> None:
+    """Check a template's syntax and field names now, not on the first record.
+
+    Raises:
+        LineageError: The template is malformed or names an unknown field.
+    """
+    allowed = set(TEMPLATE_FIELDS) | set(extra_fields)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise LineageError(f"malformed template {template!r}: {exc}") from None
+    for _, field, _, conversion in parsed:
+        if field is None:
+            continue
+        base = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if field == "" or base.isdigit():
+            raise LineageError(f"template {template!r} uses a positional field")
+        if field != base:
+            raise LineageError(f"template {template!r}: attribute or index access ({field})")
+        if conversion:
+            raise LineageError(f"template {template!r}: conversions like !r are not allowed")
+        if base not in allowed:
+            raise LineageError(
+                f"template {template!r} uses unknown field {{{base}}}; known: "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
+def render_template(template: str, fields: Mapping[str, Any]) -> str:
+    """Format ``template`` with ``fields``, refusing any value that could escape its root.
+
+    Raises:
+        UnsafeNameError: A value (or the result) would escape the template's root.
+    """
+    formatter = _SafeFormatter()
+    rendered_parts = []
+    for literal, field, spec, _ in formatter.parse(template):
+        rendered_parts.append(literal)
+        if field is None:
+            continue
+        value = formatter.get_value(field, (), fields)
+        text = formatter.format_field(value, spec or "")
+        check_safe_value(field, text)
+        rendered_parts.append(text)
+    url = "".join(rendered_parts)
+    root = template_root(template)
+    rest = url[len(root) :]
+    if not url.startswith(root) or posixpath.normpath("/" + rest) != "/" + rest.rstrip("/"):
+        raise UnsafeNameError("the rendered path leaves the template's root")
+    return url
+
+
+Locator = Callable[[Sample], "str | None"]
+
+
+class LineageResolver(Stage[Sample, Sample]):
+    """Find each sample's raw input, check it exists, and record its size and sha256.
+
+    Give one of:
+
+    - ``template``: a format template over the record's fields (``{job_id}``,
+      ``{input_name}``, ``{model_id}``, ``{model_version}``, ``{model_name}``,
+      ``{submitted_at:%Y/%m/%d}``, ``{label}``, ``{predicted_label}``) and the named
+      groups of ``pattern``;
+    - ``templates``: one template per model id (for instance
+      ``Sandbox.input_templates``), with ``template`` as the fallback;
+    - ``locate``: a callable ``sample -> URL or None``.
+
+    Any fsspec URL works (local paths, ``file://``, ``memory://``, ``s3://``,
+    ``gs://``...), with ``storage_options`` for credentials and endpoints.
+
+    Args:
+        pattern: A regular expression that must match the whole input name; its named
+            groups become template fields (no match: ``name_pattern_mismatch``).
+        concurrency: Files checked and hashed at once (default 16).
+        keep_bytes_up_to: Files this small (default 4 MiB) keep their bytes on the
+            sample, so a writer copying them does not read them twice. 0 disables.
+        max_bytes: Refuse inputs larger than this (``source_too_large``).
+
+    Drops (reported, never silent): ``no_template``, ``name_pattern_mismatch``,
+    ``unsafe_name``, ``source_missing``, ``source_unreadable``, ``source_too_large``.
+
+    Subclass hook: override :meth:`locate`.
+    """
+
+    name = "resolve"
+
+    def __init__(
+        self,
+        template: str | None = None,
+        *,
+        templates: Mapping[str, str] | None = None,
+        pattern: str | re.Pattern[str] | None = None,
+        locate: Locator | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        concurrency: int = DEFAULT_LINEAGE_CONCURRENCY,
+        keep_bytes_up_to: int = DEFAULT_KEEP_BYTES,
+        max_bytes: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise LineageError("concurrency must be at least 1")
+        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        groups = tuple(self.pattern.groupindex) if self.pattern else ()
+        self.template = template
+        self.templates = dict(templates or {})
+        for t in [template, *self.templates.values()]:
+            if t is not None:
+                validate_template(t, groups)
+        self._locate = locate
+        self.storage_options = dict(storage_options or {})
+        self.concurrency = concurrency
+        self.keep_bytes_up_to = keep_bytes_up_to
+        self.max_bytes = max_bytes
+
+    def describe(self) -> dict[str, Any]:
+        # Storage options can hold credentials: never describe them.
+        return {
+            "stage": self.name,
+            "template": self.template,
+            "templates": self.templates or None,
+            "pattern": self.pattern.pattern if self.pattern else None,
+            "locate": getattr(self._locate, "__name__", None) if self._locate else None,
+            "concurrency": self.concurrency,
+        }
+
+    def fields(self, sample: Sample) -> dict[str, Any]:
+        """The values a template can use for this sample."""
+        r = sample.record
+        fields: dict[str, Any] = {
+            "job_id": r.job_id,
+            "input_name": r.input_name,
+            "model_id": r.model_id,
+            "model_version": r.model_version,
+        }
+        if r.model_name:
+            fields["model_name"] = r.model_name
+        if r.submitted_at is not None:
+            fields["submitted_at"] = r.submitted_at
+        if sample.label is not None:
+            fields["label"] = sample.label
+        if r.predicted_label is not None:
+            fields["predicted_label"] = r.predicted_label
+        return fields
+
+    def locate(self, sample: Sample) -> str | None:
+        """Where this sample's raw input lives, as an fsspec URL (``None``: unknown).
+
+        The default uses ``locate=``, else the model's template, else ``template``.
+        Raise :class:`UnsafeNameError` to reject a name with a reason.
+        """
+        if self._locate is not None:
+            return self._locate(sample)
+        template = self.templates.get(sample.record.model_id, self.template)
+        if template is None:
+            raise UnresolvedError(
+                NO_TEMPLATE, f"no lineage template for model {sample.record.model_id}"
+            )
+        fields = self.fields(sample)
+        if self.pattern is not None:
+            match = self.pattern.fullmatch(sample.input_name)
+            if match is None:
+                raise UnresolvedError(
+                    NAME_MISMATCH, f"input name does not match {self.pattern.pattern!r}"
+                )
+            fields.update({k: v for k, v in match.groupdict().items() if v is not None})
+        return render_template(template, fields)
+
+    def _resolve(self, sample: Sample) -> Sample | Drop:
+        """Resolve one sample (runs on a worker thread): a new sample, or a drop."""
+        job_id, name = sample.job_id, sample.input_name
+        try:
+            url = self.locate(sample)
+        except UnsafeNameError as exc:
+            return Drop(self.name, UNSAFE_NAME, job_id, name, str(exc))
+        except UnresolvedError as exc:
+            return Drop(self.name, exc.reason, job_id, name, str(exc))
+        if url is None:
+            return Drop(self.name, NO_TEMPLATE, job_id, name, "locate() returned None")
+        try:
+            fs, path = url_to_fs(url, self.storage_options)
+            digest, size, payload = hash_file(
+                fs, path, keep_up_to=self.keep_bytes_up_to, max_bytes=self.max_bytes
+            )
+        except FileNotFoundError:
+            return Drop(self.name, SOURCE_MISSING, job_id, name, f"no file at {url}")
+        except IsADirectoryError:
+            return Drop(self.name, SOURCE_UNREADABLE, job_id, name, f"{url} is a directory")
+        except FileTooLargeError as exc:
+            return Drop(self.name, SOURCE_TOO_LARGE, job_id, name, f"{url}: {exc}")
+        except (OSError, ValueError) as exc:
+            # Credentials never reach here: fsspec errors name the path, not the options.
+            return Drop(
+                self.name, SOURCE_UNREADABLE, job_id, name, f"{url}: {type(exc).__name__}: {exc}"
+            )
+        return sample.with_payload(payload, source_url=url, sha256=digest, size=size)
+
+    def _account(
+        self, outcome: Sample | Drop, report: RunReport, stats: StageStats
+    ) -> Sample | None:
+        stats.items_in += 1
+        if isinstance(outcome, Drop):
+            report.drop(stats, outcome)
+            return None
+        return outcome
+
+    def _iterate(
+        self, items: Iterable[Sample], report: RunReport, stats: StageStats
+    ) -> Iterator[Sample]:
+        for outcome in ordered_map(self._resolve, items, concurrency=self.concurrency):
+            sample = self._account(outcome, report, stats)
+            if sample is not None:
+                yield sample
+
+    async def _aiterate(
+        self, items: AsyncIterable[Sample], report: RunReport, stats: StageStats
+    ) -> AsyncIterator[Sample]:
+        import asyncio
+
+        async def resolve(sample: Sample) -> Sample | Drop:
+            # fsspec's sync API on a worker thread: works for every backend, including
+            # async ones (which run their own loop), without touching ours.
+            return await asyncio.to_thread(self._resolve, sample)
+
+        async for outcome in aordered_map(resolve, items, concurrency=self.concurrency):
+            sample = self._account(outcome, report, stats)
+            if sample is not None:
+                yield sample

@@ -1,0 +1,136 @@
+"""``JobHistoryQuery``: the chain's source, every job of a time window, lazily."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from ._client import AsyncModzyClient, ModzyClient
+from ._constants import DEFAULT_PAGE_SIZE
+from ._history import build_history_params
+from ._models import Job
+from ._report import JOB_FILTERED, Drop, RunReport, StageStats
+from ._stage import AsyncStageIterator, Source, StageIterator
+
+StrOrSeq = str | Sequence[str]
+
+
+def job_input_count(job: Job) -> int:
+    """How many inputs a job has, as far as its history entry tells."""
+    return max(job.total, len(job.input_names))
+
+
+class JobHistoryQuery(Source[Job]):
+    """Every job of the history that matches a time window and filters.
+
+    Takes every filter of :meth:`ModzyClient.jobs.history`, validated now (a bad
+    query fails here, before any request). Iterate it with a :class:`ModzyClient`,
+    or ``async for`` it with an :class:`AsyncModzyClient`; pages are fetched only as
+    jobs are consumed. Jobs come sorted by creation time, oldest first, unless
+    ``sort_by``/``direction`` say otherwise.
+
+    Subclass hook: override :meth:`keep` to filter jobs on anything the API cannot
+    (job metadata, explain flag...). Jobs it rejects are reported as ``job_filtered``.
+    """
+
+    name = "query"
+
+    def __init__(
+        self,
+        client: ModzyClient | AsyncModzyClient,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        model: StrOrSeq | None = None,
+        model_id: StrOrSeq | None = None,
+        model_version: StrOrSeq | None = None,
+        user: StrOrSeq | None = None,
+        access_key: StrOrSeq | None = None,
+        status: StrOrSeq | None = None,
+        sort_by: StrOrSeq | None = "createdAt",
+        direction: str | None = "ASC",
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.filters: dict[str, Any] = {
+            "start": start,
+            "end": end,
+            "model": model,
+            "model_id": model_id,
+            "model_version": model_version,
+            "user": user,
+            "access_key": access_key,
+            "status": status,
+            "sort_by": sort_by,
+            "direction": direction,
+            "page_size": page_size,
+        }
+        # Validate now; the params are rebuilt per run so "start in the future" is
+        # judged against the clock of the run.
+        self.params = build_history_params(**self.filters)
+
+    def keep(self, job: Job) -> bool:  # noqa: ARG002 - a hook for subclasses
+        """Whether to pass this job on. Override to filter client-side; default: all."""
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stage": self.name}
+        for key, value in self.filters.items():
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif key == "access_key":
+                # A prefix is public, but never echo anything that looks like a full key.
+                value = [v.split(".", 1)[0] for v in ([value] if isinstance(value, str) else value)]
+            elif not isinstance(value, (str, int)):
+                value = list(value)
+            out[key] = value
+        out["base_url"] = self.client.base_url
+        return out
+
+    def _filtered(self, job: Job, report: RunReport, stats: StageStats) -> bool:
+        stats.items_in += 1
+        if self.keep(job):
+            return True
+        n = job_input_count(job)
+        report.saw_inputs(n)
+        report.drop(stats, Drop(self.name, JOB_FILTERED, job.job_id, None, "rejected by keep()", n))
+        return False
+
+    def stream(self, report: RunReport | None = None) -> StageIterator[Job]:
+        if not isinstance(self.client, ModzyClient):
+            raise TypeError(
+                "iterating a JobHistoryQuery needs a ModzyClient; with an AsyncModzyClient "
+                "use `async for job in query`"
+            )
+        report = report or RunReport()
+        if report.query is None:
+            report.query = self.describe()
+        stats = report.stage(self.name)
+        return StageIterator(self._iterate(self.client, report, stats), report, stats)
+
+    def _iterate(self, client: ModzyClient, report: RunReport, stats: StageStats) -> Iterator[Job]:
+        for job in client.jobs.history(**self.filters):
+            if self._filtered(job, report, stats):
+                yield job
+
+    def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
+        if not isinstance(self.client, AsyncModzyClient):
+            raise TypeError(
+                "`async for` over a JobHistoryQuery needs an AsyncModzyClient; with a "
+                "ModzyClient iterate it with a plain `for`"
+            )
+        report = report or RunReport()
+        if report.query is None:
+            report.query = self.describe()
+        stats = report.stage(self.name)
+        return AsyncStageIterator(self._aiterate(self.client, report, stats), report, stats)
+
+    async def _aiterate(
+        self, client: AsyncModzyClient, report: RunReport, stats: StageStats
+    ) -> AsyncIterator[Job]:
+        async for job in client.jobs.history(**self.filters):
+            if self._filtered(job, report, stats):
+                yield job

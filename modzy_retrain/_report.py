@@ -1,0 +1,279 @@
+"""The run report: what each stage took in and gave out, and every drop with its reason.
+
+Counts are exact however long the run; the per-drop details are kept up to a cap per
+reason (``RunReport(max_details=...)``) so memory stays flat on a long history.
+Counts reconcile: every input that came out of the history is either delivered by the
+last stage or counted under a drop reason (see :meth:`RunReport.reconciled`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+# Drop reasons, by the stage that records them.
+JOB_FILTERED = "job_filtered"
+JOB_NOT_FINISHED = "job_not_finished"
+RESULTS_UNAVAILABLE = "results_unavailable"
+RESULT_UNPARSEABLE = "result_unparseable"
+INPUT_FAILED = "input_failed"
+NO_RESULT = "no_result"
+NOT_SELECTED = "not_selected"
+NO_TEMPLATE = "no_template"
+NAME_MISMATCH = "name_pattern_mismatch"
+UNSAFE_NAME = "unsafe_name"
+SOURCE_MISSING = "source_missing"
+SOURCE_UNREADABLE = "source_unreadable"
+SOURCE_TOO_LARGE = "source_too_large"
+SOURCE_CHANGED = "source_changed"
+NOT_RESOLVED = "not_resolved"
+DUPLICATE_CONTENT = "duplicate_content"
+
+# Reasons that mean "the raw input could not be found": the report lists them as
+# unresolved inputs.
+UNRESOLVED_REASONS = frozenset(
+    {NO_TEMPLATE, NAME_MISMATCH, UNSAFE_NAME, SOURCE_MISSING, SOURCE_UNREADABLE, SOURCE_TOO_LARGE}
+)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One input (or a job's inputs) left out, and why.
+
+    Attributes:
+        stage: The stage that dropped it (``fetch``, ``select``...).
+        reason: A stable reason code such as ``input_failed``.
+        job_id: The job.
+        input_name: The input, or ``None`` when a job's inputs are unknown by name.
+        detail: A human-readable explanation.
+        inputs: How many inputs this drop stands for (1, or a job's input count).
+    """
+
+    stage: str
+    reason: str
+    job_id: str
+    input_name: str | None
+    detail: str = ""
+    inputs: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "reason": self.reason,
+            "job_id": self.job_id,
+            "input_name": self.input_name,
+            "detail": self.detail,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class StageStats:
+    """Counts and time for one stage of a run.
+
+    ``seconds`` is the time spent in this stage itself (upstream time excluded).
+    """
+
+    name: str
+    items_in: int = 0
+    items_out: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    inclusive_seconds: float = 0.0
+    upstream: StageStats | None = field(default=None, repr=False)
+
+    @property
+    def seconds(self) -> float:
+        upstream = self.upstream.inclusive_seconds if self.upstream else 0.0
+        return max(0.0, self.inclusive_seconds - upstream)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "items_in": self.items_in,
+            "items_out": self.items_out,
+            "dropped": dict(self.dropped),
+            "seconds": round(self.seconds, 6),
+        }
+
+
+class RunReport:
+    """What happened in one run of a chain (or of one stage used alone).
+
+    Attributes:
+        run_id: A unique id for the run (also written in the manifest).
+        stages: Per-stage statistics, in chain order.
+        drops: Drop details, at most ``max_details`` per (stage, reason).
+        inputs_seen: Inputs that came out of the history.
+        delivered: Items the last stage yielded (samples written, for a full chain).
+        dataset: What the writer published (``None`` until it commits).
+    """
+
+    def __init__(self, *, max_details: int = 1000, run_id: str | None = None) -> None:
+        self.run_id = run_id or (
+            datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        )
+        self.max_details = max_details
+        self.started_at = datetime.now(timezone.utc)
+        self.finished_at: datetime | None = None
+        self._t0 = time.perf_counter()
+        self.elapsed = 0.0
+        self.stages: dict[str, StageStats] = {}
+        self.drops: list[Drop] = []
+        self.drop_counts: Counter[tuple[str, str]] = Counter()
+        self._detail_counts: Counter[tuple[str, str]] = Counter()
+        self.inputs_seen = 0
+        self.delivered = 0
+        self.query: dict[str, Any] | None = None
+        self.dataset: dict[str, Any] | None = None
+        self._last: StageStats | None = None
+
+    # -- recording (used by the stages) ---------------------------------------------------
+
+    def stage(self, name: str) -> StageStats:
+        """Register the next stage of the chain; names are made unique (``fetch-2``)."""
+        unique, n = name, 1
+        while unique in self.stages:
+            n += 1
+            unique = f"{name}-{n}"
+        stats = StageStats(unique, upstream=self._last)
+        self.stages[unique] = stats
+        self._last = stats
+        return stats
+
+    def saw_inputs(self, count: int) -> None:
+        self.inputs_seen += count
+
+    def drop(self, stats: StageStats, drop: Drop) -> None:
+        stats.dropped[drop.reason] += drop.inputs
+        key = (stats.name, drop.reason)
+        self.drop_counts[key] += drop.inputs
+        if self._detail_counts[key] < self.max_details:
+            self._detail_counts[key] += 1
+            self.drops.append(drop)
+
+    def finish(self) -> RunReport:
+        self.finished_at = datetime.now(timezone.utc)
+        self.elapsed = time.perf_counter() - self._t0
+        if self._last is not None:
+            self.delivered = self._last.items_out
+        return self
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def dropped_inputs(self) -> int:
+        return sum(self.drop_counts.values())
+
+    @property
+    def reconciled(self) -> bool:
+        """Every input seen is delivered or dropped with a reason (a full chain only)."""
+        return self.inputs_seen == self.delivered + self.dropped_inputs
+
+    @property
+    def unresolved(self) -> list[Drop]:
+        """Inputs whose raw data could not be found (details, up to the cap)."""
+        return [d for d in self.drops if d.reason in UNRESOLVED_REASONS]
+
+    def drops_by_reason(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (_, reason), n in self.drop_counts.items():
+            out[reason] += n
+        return dict(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "seconds": round(self.elapsed, 6),
+            "query": self.query,
+            "inputs_seen": self.inputs_seen,
+            "delivered": self.delivered,
+            "dropped_inputs": self.dropped_inputs,
+            "reconciled": self.reconciled,
+            "stages": [s.to_dict() for s in self.stages.values()],
+            "drop_counts": [
+                {"stage": stage, "reason": reason, "inputs": n}
+                for (stage, reason), n in sorted(self.drop_counts.items())
+            ],
+            "drops": [d.to_dict() for d in self.drops],
+            "dataset": self.dataset,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_pandas(self) -> Any:
+        """The drop details as a pandas DataFrame (needs pandas installed)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            from ._exceptions import MissingDependencyError
+
+            raise MissingDependencyError("to_pandas() needs pandas: pip install pandas") from exc
+        return pd.DataFrame([d.to_dict() for d in self.drops])
+
+    def _rows(self) -> list[tuple[str, int, int, int, float]]:
+        return [
+            (s.name, s.items_in, s.items_out, sum(s.dropped.values()), s.seconds)
+            for s in self.stages.values()
+        ]
+
+    def __str__(self) -> str:
+        lines = [f"run {self.run_id} ({self.elapsed:.2f} s)"]
+        lines.append(f"{'stage':<12}{'in':>9}{'out':>9}{'dropped':>9}{'seconds':>9}")
+        for name, n_in, n_out, n_drop, secs in self._rows():
+            lines.append(f"{name:<12}{n_in:>9}{n_out:>9}{n_drop:>9}{secs:>9.2f}")
+        if self.drop_counts:
+            lines.append("drops (inputs):")
+            for (stage, reason), n in sorted(self.drop_counts.items()):
+                lines.append(f"  {stage + '/' + reason:<40}{n:>8}")
+        unresolved = self.unresolved
+        if unresolved:
+            lines.append(f"unresolved inputs (first {min(5, len(unresolved))}):")
+            for d in unresolved[:5]:
+                lines.append(f"  {d.job_id} {d.input_name!r}: {d.reason}: {d.detail}")
+        mark = "ok" if self.reconciled else "MISMATCH"
+        lines.append(
+            f"reconciled: {self.inputs_seen} inputs = {self.delivered} delivered"
+            f" + {self.dropped_inputs} dropped ({mark})"
+        )
+        if self.dataset:
+            lines.append(
+                f"dataset: {self.dataset.get('url')} ({self.dataset.get('samples')} samples, "
+                f"manifest {self.dataset.get('manifest')})"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"RunReport(run_id={self.run_id!r}, inputs_seen={self.inputs_seen}, "
+            f"delivered={self.delivered}, dropped={self.dropped_inputs})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{i}</td><td>{o}</td><td>{d}</td>"
+            f"<td>{s:.2f}</td></tr>"
+            for n, i, o, d, s in self._rows()
+        )
+        drops = "".join(
+            f"<tr><td>{html.escape(st)}</td><td>{html.escape(r)}</td><td>{n}</td></tr>"
+            for (st, r), n in sorted(self.drop_counts.items())
+        )
+        ok = "reconciled" if self.reconciled else "<b>not reconciled</b>"
+        return (
+            f"<div><b>RunReport</b> {html.escape(self.run_id)} ({self.elapsed:.2f} s): "
+            f"{self.inputs_seen} inputs, {self.delivered} delivered, "
+            f"{self.dropped_inputs} dropped, {ok}"
+            "<table><tr><th>stage</th><th>in</th><th>out</th><th>dropped</th>"
+            f"<th>seconds</th></tr>{rows}</table>"
+            "<table><tr><th>stage</th><th>reason</th><th>inputs</th></tr>"
+            f"{drops}</table></div>"
+        )

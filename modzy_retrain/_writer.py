@@ -1,0 +1,645 @@
+"""``DatasetWriter``: write samples to any fsspec URL, and publish them atomically.
+
+Layouts (``format``):
+
+- ``jsonl`` (default): ``samples.jsonl``, one row per sample with its provenance; in
+  ``copy`` mode the raw inputs go to ``data/<sha256[:2]>/<sha256><ext>``.
+- ``csv``: ``samples.csv``, the same columns (lists and objects JSON-encoded).
+- ``parquet``: ``samples.parquet`` (the ``parquet`` extra), the same columns.
+- ``imagefolder``: ``<split>/<label>/<name>`` plus ``<split>/metadata.jsonl``, the
+  layout Hugging Face ``datasets`` loads as ``imagefolder``; samples without a label
+  go to ``unlabeled/`` (with its own ``metadata.jsonl``), outside every split.
+
+Publishing: every file is written first, then ``manifest.json`` in one atomic step.
+Nothing depends on renames (object stores have none), so a crash before the manifest
+leaves no visible dataset. Identical contents (same sha256) are written once; the
+duplicates are reported (``duplicate_content``) and counted in the manifest. Splits
+come from a hash of a group key, so a sample never changes split as the data grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from ._concurrency import aordered_map, ordered_map
+from ._dataset import MANIFEST_NAME, DatasetFormat, Manifest, ManifestCounts, ManifestFile
+from ._exceptions import (
+    ConfigurationError,
+    DatasetError,
+    DatasetExistsError,
+    MissingDependencyError,
+)
+from ._fs import CHUNK, atomic_write, ensure_parent, join, url_to_fs
+from ._records import Sample
+from ._report import (
+    DUPLICATE_CONTENT,
+    NOT_RESOLVED,
+    SOURCE_CHANGED,
+    SOURCE_MISSING,
+    Drop,
+    RunReport,
+    StageStats,
+)
+from ._stage import Stage
+from ._version import __version__
+
+DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
+DEFAULT_WRITE_CONCURRENCY = 16
+UNLABELED_DIR = "unlabeled"
+_WINDOWS_RESERVED = (
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+GroupKey = str | Callable[[Sample], str]
+
+
+def assign_split(key: str, splits: Mapping[str, float]) -> str:
+    """The split of a group key: a stable hash mapped onto the cumulative ratios."""
+    point = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    edge = 0.0
+    name = ""
+    for name, ratio in splits.items():
+        edge += ratio
+        if point < edge:
+            return name
+    return name  # rounding: the last split takes the remainder
+
+
+def safe_component(text: str, *, limit: int = 100) -> str:
+    """A file or directory name that is safe on every OS and store, readable if possible."""
+    text = unicodedata.normalize("NFKC", text)
+    out = "".join(
+        ch if (ch.isalnum() or ch in " -_.") and unicodedata.category(ch)[0] != "C" else "_"
+        for ch in text
+    ).strip(" .")
+    out = out[:limit] or "_"
+    if out.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        out = "_" + out
+    return out
+
+
+def _extension(url: str | None) -> str:
+    if not url:
+        return ""
+    base = url.rsplit("/", 1)[-1]
+    ext = "." + base.rsplit(".", 1)[-1] if "." in base else ""
+    return ext.lower() if _EXT.match(ext) else ""
+
+
+def public_url(url: str | None) -> str | None:
+    """Drop any user:password from a URL before it is written anywhere."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes what passes through (for the manifest)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+            self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+@dataclass
+class _Plan:
+    sample: Sample
+    data_path: str | None  # where the bytes go, relative to the root (None: reference)
+    table: str  # which sample table the row goes to
+
+
+class _Tables:
+    """The sample tables of one write, opened lazily, hashed as they are written."""
+
+    def __init__(self, fs: Any, root: str, fmt: DatasetFormat) -> None:
+        self.fs = fs
+        self.root = root
+        self.fmt = fmt
+        self.open: dict[str, _HashingWriter] = {}
+        self.csv_fields: list[str] | None = None
+        self.parquet: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+
+    def _handle(self, name: str) -> _HashingWriter:
+        handle = self.open.get(name)
+        if handle is None:
+            path = join(self.root, name)
+            ensure_parent(self.fs, path)
+            handle = _HashingWriter(self.fs.open(path, "wb"))
+            self.open[name] = handle
+        return handle
+
+    @staticmethod
+    def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v
+            for k, v in row.items()
+        }
+
+    def write(self, name: str, row: Mapping[str, Any]) -> None:
+        if self.fmt in ("jsonl", "imagefolder"):
+            line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
+            self._handle(name).write(line.encode("utf-8"))
+        elif self.fmt == "csv":
+            flat = self._flat(row)
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            if self.csv_fields is None:
+                self.csv_fields = list(flat)
+                writer.writerow(self.csv_fields)
+            elif list(flat) != self.csv_fields:
+                raise DatasetError("serialize() must return the same columns for every sample")
+            writer.writerow(["" if flat[k] is None else flat[k] for k in self.csv_fields])
+            self._handle(name).write(buffer.getvalue().encode("utf-8"))
+        else:
+            self._parquet_row(name, self._flat(row))
+
+    def _parquet_row(self, name: str, row: dict[str, Any]) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "the parquet format needs pyarrow: pip install 'modzy-retrain[parquet]'"
+            ) from exc
+        writer, batch = self.parquet.get(name, (None, []))
+        batch.append(row)
+        if len(batch) >= 1000:
+            table = pa.Table.from_pylist(batch, schema=writer.schema if writer else None)
+            if writer is None:
+                writer = pq.ParquetWriter(self._handle(name), table.schema)
+            writer.write_table(table)
+            batch = []
+        self.parquet[name] = (writer, batch)
+
+    def close(self) -> list[ManifestFile]:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            for name, (writer, batch) in self.parquet.items():
+                if batch:
+                    table = pa.Table.from_pylist(batch, schema=writer.schema if writer else None)
+                    if writer is None:
+                        writer = pq.ParquetWriter(self._handle(name), table.schema)
+                    writer.write_table(table)
+                if writer is not None:
+                    writer.close()
+        files = []
+        for name, handle in self.open.items():
+            handle.close()
+            files.append(
+                ManifestFile(
+                    path=name, size=handle.size, sha256=handle.digest.hexdigest(), role="samples"
+                )
+            )
+        return files
+
+    def abort(self) -> None:
+        for handle in self.open.values():
+            with contextlib.suppress(Exception):
+                handle.close()
+
+
+class _Session:
+    """One write: decisions in the caller's thread, file copies on workers."""
+
+    def __init__(self, writer: DatasetWriter, report: RunReport) -> None:
+        self.writer = writer
+        self.report = report
+        self.fs, self.root = url_to_fs(writer.url, writer.storage_options)
+        self.manifest_path = join(self.root, MANIFEST_NAME)
+        if self.fs.exists(self.manifest_path):
+            if not writer.overwrite:
+                raise DatasetExistsError(
+                    f"{writer.url} already holds a dataset; pass overwrite=True to replace it"
+                )
+            # Unpublish first: from here on, readers see no dataset until the new
+            # manifest lands (never a mix of old manifest and new files).
+            self.fs.rm_file(self.manifest_path)
+        self.tables = _Tables(self.fs, self.root, writer.format)
+        self.files: list[ManifestFile] = []
+        self.written: set[str] = set()
+        self.seen: dict[str, str] = {}
+        self.duplicates = 0
+        self.counts: dict[str, Counter[str]] = {
+            k: Counter() for k in ("label", "label_state", "split", "model")
+        }
+        self.samples = 0
+        self.committed = False
+
+    # -- caller's thread -------------------------------------------------------------
+
+    def plan(self, sample: Sample) -> _Plan | Drop:
+        w = self.writer
+        job_id, name = sample.job_id, sample.input_name
+        if w.mode == "copy" and (sample.source_url is None or sample.sha256 is None):
+            return Drop(
+                w.name,
+                NOT_RESOLVED,
+                job_id,
+                name,
+                "copy mode needs a LineageResolver before the writer",
+            )
+        if sample.sha256 is not None and w.dedupe:
+            first = self.seen.get(sample.sha256)
+            if first is not None:
+                return Drop(w.name, DUPLICATE_CONTENT, job_id, name, f"same content as {first}")
+            self.seen[sample.sha256] = f"{job_id}/{name}"
+        split = assign_split(w.group_key(sample), w.splits)
+        sample = sample.with_payload(sample.payload, split=split)
+        data_path = None
+        if w.format == "imagefolder":
+            assert sample.sha256 is not None
+            base = (
+                safe_component(name, limit=80)
+                + "-"
+                + sample.sha256[:10]
+                + _extension(sample.source_url)
+            )
+            if sample.label is None:
+                data_path = f"{UNLABELED_DIR}/{base}"
+                table = f"{UNLABELED_DIR}/metadata.jsonl"
+            else:
+                data_path = f"{safe_component(split)}/{safe_component(sample.label)}/{base}"
+                table = f"{safe_component(split)}/metadata.jsonl"
+        else:
+            table = {"jsonl": "samples.jsonl", "csv": "samples.csv", "parquet": "samples.parquet"}[
+                w.format
+            ]
+            if w.mode == "copy":
+                assert sample.sha256 is not None
+                data_path = (
+                    f"data/{sample.sha256[:2]}/{sample.sha256}{_extension(sample.source_url)}"
+                )
+        return _Plan(sample, data_path, table)
+
+    def record(self, plan: _Plan) -> Sample:
+        sample = plan.sample
+        if plan.data_path is not None:
+            sample = sample.with_payload(None, file=plan.data_path)
+        row = dict(self.writer.serialize(sample))
+        if self.writer.format == "imagefolder" and plan.data_path is not None:
+            # Relative to the metadata file's folder, as Hugging Face expects.
+            row = {"file_name": plan.data_path.split("/", 1)[1], **row}
+        self.tables.write(plan.table, row)
+        self.samples += 1
+        self.counts["label"][sample.label if sample.label is not None else "(none)"] += 1
+        self.counts["label_state"][sample.label_state] += 1
+        self.counts["split"][sample.split or ""] += 1
+        self.counts["model"][sample.record.model_id] += 1
+        return sample
+
+    # -- worker threads --------------------------------------------------------------
+
+    def put(self, plan: _Plan | Drop) -> _Plan | Drop:
+        if isinstance(plan, Drop) or plan.data_path is None:
+            return plan
+        sample = plan.sample
+        assert sample.sha256 is not None
+        assert sample.size is not None
+        target = join(self.root, plan.data_path)
+        payload = sample.payload
+        if payload is not None:
+            if hashlib.sha256(payload).hexdigest() != sample.sha256:
+                return Drop(
+                    self.writer.name,
+                    SOURCE_CHANGED,
+                    sample.job_id,
+                    sample.input_name,
+                    "bytes differ from the resolved hash",
+                )
+            ensure_parent(self.fs, target)
+            self.fs.pipe_file(target, payload)
+        else:
+            try:
+                digest = self._stream_copy(str(sample.source_url), target)
+            except FileNotFoundError:
+                return Drop(
+                    self.writer.name,
+                    SOURCE_MISSING,
+                    sample.job_id,
+                    sample.input_name,
+                    f"{sample.source_url} vanished before the copy",
+                )
+            if digest != sample.sha256:
+                self.fs.rm_file(target)
+                return Drop(
+                    self.writer.name,
+                    SOURCE_CHANGED,
+                    sample.job_id,
+                    sample.input_name,
+                    f"{sample.source_url} changed after it was resolved",
+                )
+        return plan
+
+    def _stream_copy(self, source_url: str, target: str) -> str:
+        src_fs, src_path = url_to_fs(source_url, self.writer.source_storage_options)
+        digest = hashlib.sha256()
+        ensure_parent(self.fs, target)
+        with src_fs.open(src_path, "rb") as src, self.fs.open(target, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+        return digest.hexdigest()
+
+    # -- the end ---------------------------------------------------------------------
+
+    def commit(self) -> Manifest:
+        table_files = self.tables.close()
+        manifest = Manifest(
+            library_version=__version__,
+            run_id=self.report.run_id,
+            created_at=datetime.now(timezone.utc),
+            format=self.writer.format,
+            mode=self.writer.mode,
+            splits=dict(self.writer.splits),
+            group_by=self.writer.group_by_description,
+            samples_files=[f.path for f in table_files],
+            files=[*self.files, *table_files],
+            counts=ManifestCounts(
+                samples=self.samples,
+                duplicates=self.duplicates,
+                by_label=dict(self.counts["label"]),
+                by_label_state=dict(self.counts["label_state"]),
+                by_split=dict(self.counts["split"]),
+                by_model=dict(self.counts["model"]),
+            ),
+            query=self.report.query,
+            stages=[],
+        )
+        atomic_write(self.fs, self.manifest_path, manifest.to_json())
+        self.committed = True
+        return manifest
+
+    def abort(self) -> None:
+        self.tables.abort()
+
+
+class DatasetWriter(Stage[Sample, Sample]):
+    """Write samples to a dataset at any fsspec URL, then publish its manifest.
+
+    Args:
+        url: Where the dataset goes (a local path, ``file://``, ``memory://``,
+            ``s3://``, ``gs://``...).
+        format: ``jsonl`` (default), ``csv``, ``parquet`` or ``imagefolder``.
+        mode: ``copy`` (default) writes the raw inputs into the dataset; ``reference``
+            keeps only their URL, size and sha256 (not with ``imagefolder``).
+        splits: Split names and ratios (default ``train`` 0.8, ``validation`` 0.2).
+        group_by: What decides the split, as a template over the sample
+            (``{job_id}``, ``{input_name}``, ``{model_id}``, ``{label}``...) or a
+            callable. Default ``{job_id}/{input_name}``; ``{job_id}`` keeps a job's
+            inputs together.
+        overwrite: Replace an existing dataset at ``url`` (it is unpublished first).
+        dedupe: Write identical contents once (default).
+        concurrency: Files copied at once (default 16).
+        storage_options: fsspec options for ``url``.
+        source_storage_options: fsspec options to read the inputs, when a copy must
+            read them again (defaults to ``storage_options``).
+
+    Iterating the writer writes as it goes; the manifest is published only when the
+    input is exhausted. Stop early, or fail, and nothing is published.
+
+    Subclass hook: override :meth:`serialize` to change the row written per sample.
+    """
+
+    name = "write"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        format: DatasetFormat = "jsonl",
+        mode: Literal["copy", "reference"] = "copy",
+        splits: Mapping[str, float] | None = None,
+        group_by: GroupKey = "{job_id}/{input_name}",
+        overwrite: bool = False,
+        dedupe: bool = True,
+        concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+        storage_options: Mapping[str, Any] | None = None,
+        source_storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if format not in ("jsonl", "csv", "parquet", "imagefolder"):
+            raise ConfigurationError(f"unknown format {format!r}")
+        if mode not in ("copy", "reference"):
+            raise ConfigurationError(f"unknown mode {mode!r}")
+        if format == "imagefolder" and mode != "copy":
+            raise ConfigurationError("the imagefolder layout needs mode='copy'")
+        splits = dict(splits if splits is not None else DEFAULT_SPLITS)
+        if (
+            not splits
+            or any(r < 0 for r in splits.values())
+            or abs(sum(splits.values()) - 1) > 1e-6
+        ):
+            raise ConfigurationError("split ratios must be non-negative and add up to 1")
+        for split in splits:
+            if safe_component(split) != split:
+                raise ConfigurationError(f"split name {split!r} is not a safe directory name")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if isinstance(group_by, str):
+            fields = {f for _, f, _, _ in string.Formatter().parse(group_by) if f}
+            unknown = fields - {
+                "job_id",
+                "input_name",
+                "model_id",
+                "model_version",
+                "label",
+                "sha256",
+            }
+            if unknown:
+                raise ConfigurationError(
+                    f"group_by uses unknown field(s): {', '.join(sorted(unknown))}"
+                )
+        self.url = url.rstrip("/") or url
+        self.format: DatasetFormat = format
+        self.mode: Literal["copy", "reference"] = mode
+        self.splits = splits
+        self.group_by = group_by
+        self.overwrite = overwrite
+        self.dedupe = dedupe
+        self.concurrency = concurrency
+        self.storage_options = dict(storage_options or {})
+        self.source_storage_options = dict(
+            source_storage_options if source_storage_options is not None else self.storage_options
+        )
+
+    @property
+    def group_by_description(self) -> str:
+        return (
+            self.group_by
+            if isinstance(self.group_by, str)
+            else getattr(self.group_by, "__name__", "callable")
+        )
+
+    def group_key(self, sample: Sample) -> str:
+        if callable(self.group_by):
+            return self.group_by(sample)
+        r = sample.record
+        return self.group_by.format(
+            job_id=r.job_id,
+            input_name=r.input_name,
+            model_id=r.model_id,
+            model_version=r.model_version,
+            label=sample.label,
+            sha256=sample.sha256,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            "url": public_url(self.url),
+            "format": self.format,
+            "mode": self.mode,
+            "splits": self.splits,
+            "group_by": self.group_by_description,
+        }
+
+    def serialize(self, sample: Sample) -> dict[str, Any]:
+        """The row written for one sample: its label and full provenance."""
+        r = sample.record
+        return {
+            "job_id": r.job_id,
+            "input_name": r.input_name,
+            "model_id": r.model_id,
+            "model_version": r.model_version,
+            "model_name": r.model_name,
+            "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+            "label": sample.label,
+            "label_state": sample.label_state,
+            "rule": sample.rule,
+            "candidates": list(sample.candidates),
+            "predicted_label": r.predicted_label,
+            "predicted_score": r.top_score,
+            "predictions": [{"label": p.label, "score": p.score} for p in r.predictions],
+            "votes_up": r.voting.up,
+            "votes_down": r.voting.down,
+            "source_url": public_url(sample.source_url),
+            "sha256": sample.sha256,
+            "size": sample.size,
+            "split": sample.split,
+            "file": sample.file,
+        }
+
+    def write(self, samples: Iterable[Sample], *, report: RunReport | None = None) -> RunReport:
+        """Write every sample and publish; returns the report (its ``dataset`` filled)."""
+        it = self(samples, report=report)
+        for _ in it:
+            pass
+        return it.report.finish()
+
+    # -- driving the session ---------------------------------------------------------
+
+    def _account(
+        self, session: _Session, outcome: _Plan | Drop, report: RunReport, stats: StageStats
+    ) -> Sample | None:
+        stats.items_in += 1
+        if isinstance(outcome, Drop):
+            if outcome.reason == DUPLICATE_CONTENT:
+                session.duplicates += 1
+            report.drop(stats, outcome)
+            return None
+        if outcome.data_path is not None and outcome.data_path not in session.written:
+            sample = outcome.sample
+            assert sample.sha256 is not None
+            assert sample.size is not None
+            session.written.add(outcome.data_path)
+            session.files.append(
+                ManifestFile(
+                    path=outcome.data_path, size=sample.size, sha256=sample.sha256, role="data"
+                )
+            )
+        return session.record(outcome)
+
+    def _published(self, report: RunReport, manifest: Manifest) -> None:
+        report.dataset = {
+            "url": public_url(self.url),
+            "manifest": MANIFEST_NAME,
+            "format": self.format,
+            "samples": manifest.counts.samples,
+            "duplicates": manifest.counts.duplicates,
+            "files": len(manifest.files),
+        }
+
+    def _iterate(
+        self, items: Iterable[Sample], report: RunReport, stats: StageStats
+    ) -> Iterator[Sample]:
+        session = _Session(self, report)
+        try:
+            plans = (session.plan(sample) for sample in items)
+            for outcome in ordered_map(session.put, plans, concurrency=self.concurrency):
+                sample = self._account(session, outcome, report, stats)
+                if sample is not None:
+                    yield sample
+            self._published(report, session.commit())
+        finally:
+            if not session.committed:
+                session.abort()
+
+    async def _aiterate(
+        self, items: AsyncIterable[Sample], report: RunReport, stats: StageStats
+    ) -> AsyncIterator[Sample]:
+        session = await asyncio.to_thread(_Session, self, report)
+        try:
+
+            async def plans() -> AsyncIterator[_Plan | Drop]:
+                async for sample in items:
+                    yield session.plan(sample)
+
+            async def put(plan: _Plan | Drop) -> _Plan | Drop:
+                return await asyncio.to_thread(session.put, plan)
+
+            async for outcome in aordered_map(put, plans(), concurrency=self.concurrency):
+                sample = await asyncio.to_thread(self._account, session, outcome, report, stats)
+                if sample is not None:
+                    yield sample
+            manifest = await asyncio.to_thread(session.commit)
+            self._published(report, manifest)
+        finally:
+            if not session.committed:
+                session.abort()
