@@ -241,10 +241,17 @@ def load_label_file(
 
     The format follows the extension (``.csv``, ``.jsonl``/``.json``/``.ndjson``).
     """
-    with fsspec.open(url, "rb", **dict(storage_options or {})) as handle:
-        text = handle.read().decode("utf-8-sig")
-    labels: dict[tuple[str, str], str] = {}
     lowered = url.lower()
+    if not lowered.endswith((".csv", ".jsonl", ".ndjson", ".json")):
+        raise ConfigurationError(f"label file {url!r}: use a .csv or .jsonl file")
+    try:
+        with fsspec.open(url, "rb", **dict(storage_options or {})) as handle:
+            text = handle.read().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigurationError(f"label file {url!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"label file {url!r} is not UTF-8 text") from None
+    labels: dict[tuple[str, str], str] = {}
     if lowered.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
         missing = {"job_id", "input_name", "label"} - set(reader.fieldnames or ())
@@ -268,8 +275,6 @@ def load_label_file(
                 raise ConfigurationError(f"label file {url!r}, line {number}: not an object")
             parsed.append(row)
         rows = parsed
-    else:
-        raise ConfigurationError(f"label file {url!r}: use a .csv or .jsonl file")
     for number, row in enumerate(rows, 1):
         job_id, name, label = row.get("job_id"), row.get("input_name"), row.get("label")
         if not job_id or not name or label in (None, ""):
