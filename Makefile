@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
+OUT    ?= ./retrain-demo
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test lint typecheck unit check-official-sdk clean
@@ -29,7 +30,7 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime
-	$(BIN)/modzy-retrain demo
+	$(BIN)/modzy-retrain demo --out $(OUT)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

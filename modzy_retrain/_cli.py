@@ -12,8 +12,10 @@ from ._version import __version__
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    run_demo(jobs=args.jobs, seed=args.seed, out=sys.stdout)
-    return 0
+    report = run_demo(
+        out=args.out, jobs=args.jobs, seed=args.seed, fmt=args.format, stream=sys.stdout
+    )
+    return 0 if report.reconciled else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the main job on the offline sandbox",
-        description="Start the sandbox over HTTP on loopback, page through the whole job "
-        "history, fetch every job's results and print a summary of inputs and votes.",
+        help="run the whole chain on the offline sandbox and write a dataset",
+        description="Start the sandbox over HTTP on loopback, query its whole job history, "
+        "fetch every job's results, keep and label the voted predictions, resolve their "
+        "raw inputs and write a dataset, then print the run report.",
+    )
+    demo.add_argument(
+        "--out", default="./retrain-demo", help="where to write the dataset (any fsspec URL)"
+    )
+    demo.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "csv", "parquet", "imagefolder"],
+        help="dataset layout (default jsonl)",
+    )
+    demo.add_argument(
+        "--inputs-url",
+        default=None,
+        help="where the sandbox puts its raw input files (default: a temporary folder)",
     )
     demo.add_argument("--jobs", type=int, default=300, help="jobs in the sandbox (default 300)")
     demo.add_argument("--seed", type=int, default=0, help="the sandbox's seed (default 0)")

@@ -1,22 +1,28 @@
-"""The demo: the sandbox over real HTTP, the whole history, every job's results.
+"""The demo: the whole chain on the sandbox, over real HTTP on loopback.
 
-What ``make demo`` and ``modzy-retrain demo`` run. It shows the first step of the
-retraining loop: query the history, fetch each job's results, and count the votes
-that will later pick the samples to relabel.
+What ``make demo`` and ``modzy-retrain demo`` run: start the sandbox, query its whole
+job history, fetch every job's results, keep the voted predictions and label them,
+find each one's raw input through the sandbox's naming conventions, and write a
+dataset (JSONL and the copied inputs, with its manifest). Prints a summary of jobs,
+inputs and votes per model, then the run report.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from ._client import ModzyClient
-from ._exceptions import APIError
-from ._models import Job, JobResults
+from ._dataset import DatasetFormat
+from ._fetch import ResultFetcher
+from ._lineage import LineageResolver
+from ._query import JobHistoryQuery
+from ._records import PredictionRecord
+from ._report import RunReport, StageStats
+from ._select import AnyVotes, VoteFilter
+from ._stage import Stage
+from ._writer import DatasetWriter
 
 
 @dataclass
@@ -25,10 +31,8 @@ class ModelTally:
 
     name: str
     versions: set[str] = field(default_factory=set)
-    jobs: int = 0
+    jobs: set[str] = field(default_factory=set)
     inputs: int = 0
-    failed_inputs: int = 0
-    voted_inputs: int = 0
     up_voted: int = 0
     down_voted: int = 0
     conflicting: int = 0
@@ -36,110 +40,93 @@ class ModelTally:
     down_votes: int = 0
 
 
-@dataclass
-class DemoSummary:
-    jobs: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    inputs: int = 0
-    failed_inputs: int = 0
-    unavailable_jobs: dict[str, str] = field(default_factory=dict)
-    models: dict[str, ModelTally] = field(default_factory=dict)
-    seconds: float = 0.0
+class VoteTally(Stage[PredictionRecord, PredictionRecord]):
+    """A pass-through stage that counts records and votes per model.
 
-    def add(self, job: Job, results: JobResults | None) -> None:
-        self.jobs += 1
-        self.statuses[job.status] += 1
+    It is also the smallest example of a custom stage: ``_iterate`` (and its async
+    twin) transform an iterator and keep ``stats`` up to date.
+    """
+
+    name = "tally"
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelTally] = {}
+
+    def _count(self, record: PredictionRecord) -> None:
         tally = self.models.setdefault(
-            job.model.identifier, ModelTally(name=job.model.name or job.model.identifier)
+            record.model_id, ModelTally(name=record.model_name or record.model_id)
         )
-        tally.versions.add(job.model.version)
-        tally.jobs += 1
-        if results is None:
-            return
-        self.inputs += len(results.results) + len(results.failures)
-        self.failed_inputs += len(results.failures)
-        tally.inputs += len(results.results) + len(results.failures)
-        tally.failed_inputs += len(results.failures)
-        for item in results.results.values():
-            v = item.voting
-            tally.up_votes += v.up
-            tally.down_votes += v.down
-            if v.total:
-                tally.voted_inputs += 1
-            if v.up and v.down:
-                tally.conflicting += 1
-            elif v.up:
-                tally.up_voted += 1
-            elif v.down:
-                tally.down_voted += 1
+        tally.versions.add(record.model_version)
+        tally.jobs.add(record.job_id)
+        tally.inputs += 1
+        v = record.voting
+        tally.up_votes += v.up
+        tally.down_votes += v.down
+        if v.up and v.down:
+            tally.conflicting += 1
+        elif v.up:
+            tally.up_voted += 1
+        elif v.down:
+            tally.down_voted += 1
+
+    def _iterate(
+        self, items: Iterable[PredictionRecord], report: RunReport, stats: StageStats
+    ) -> Iterator[PredictionRecord]:
+        for record in items:
+            stats.items_in += 1
+            self._count(record)
+            yield record
+
+    async def _aiterate(
+        self, items: AsyncIterable[PredictionRecord], report: RunReport, stats: StageStats
+    ) -> AsyncIterator[PredictionRecord]:
+        async for record in items:
+            stats.items_in += 1
+            self._count(record)
+            yield record
 
     def render(self) -> str:
         lines = [
-            f"jobs: {self.jobs} ("
-            + ", ".join(f"{s.lower()} {n}" for s, n in sorted(self.statuses.items()))
-            + ")",
-            f"inputs: {self.inputs} ({self.failed_inputs} failed)"
-            + (
-                f"; results unavailable for {len(self.unavailable_jobs)} jobs"
-                if self.unavailable_jobs
-                else ""
-            ),
-            "",
-            f"{'model':<34}{'jobs':>6}{'inputs':>8}{'voted':>7}{'up':>6}{'down':>6}{'both':>6}"
-            f"{'votes +/-':>12}",
+            f"{'model':<46}{'jobs':>6}{'inputs':>8}{'up':>6}{'down':>6}{'both':>6}{'votes +/-':>11}"
         ]
         for model_id, t in sorted(self.models.items(), key=lambda kv: kv[1].name):
             label = f"{t.name} [{model_id}] v{','.join(sorted(t.versions))}"
             lines.append(
-                f"{label[:33]:<34}{t.jobs:>6}{t.inputs:>8}{t.voted_inputs:>7}{t.up_voted:>6}"
-                f"{t.down_voted:>6}{t.conflicting:>6}{f'{t.up_votes}/{t.down_votes}':>12}"
+                f"{label[:45]:<46}{len(t.jobs):>6}{t.inputs:>8}{t.up_voted:>6}"
+                f"{t.down_voted:>6}{t.conflicting:>6}{f'{t.up_votes}/{t.down_votes}':>11}"
             )
-        lines.append("")
         lines.append(
-            "up = more up-votes only, down = down-votes only, both = up and down (a conflict)"
+            "(inputs with a result; up/down: voted one way only; both: up- and down-voted)"
         )
-        lines.append(f"fetched in {self.seconds:.2f} s")
         return "\n".join(lines)
 
 
-def harvest(
-    client: ModzyClient, *, concurrency: int = 8, page_size: int = 100
-) -> Iterator[tuple[Job, JobResults | None, str | None]]:
-    """Yield (job, results or None, why not) for every job of the history.
-
-    Jobs not yet finished and jobs whose results cannot be had are yielded with a
-    reason instead of results, so nothing is dropped silently.
-    """
-
-    def fetch(job: Job) -> tuple[Job, JobResults | None, str | None]:
-        if job.status in ("SUBMITTED", "OPEN"):
-            return job, None, f"job is {job.status.lower()}: no results yet"
-        try:
-            return job, client.results.retrieve(job.job_id), None
-        except APIError as exc:
-            return job, None, f"{type(exc).__name__}: {exc}"
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for page in client.jobs.history(page_size=page_size).pages():
-            # One page in flight at a time keeps memory flat however long the history.
-            yield from pool.map(fetch, page.items)
-
-
-def run_demo(*, jobs: int, seed: int, out: TextIO) -> DemoSummary:
+def run_demo(*, out: str, jobs: int, seed: int, fmt: DatasetFormat, stream: TextIO) -> RunReport:
     from .sandbox import Sandbox
 
     sandbox = Sandbox(seed=seed, jobs=jobs)
-    summary = DemoSummary()
+    sandbox.write_inputs()
     with sandbox.serve() as server:
-        out.write(f"sandbox: {server.base_url} (seed {seed}, {jobs} jobs)\n")
-        out.write(f"raw inputs: {sandbox.data_url}\n\n")
-        started = time.perf_counter()
+        stream.write(f"sandbox: {server.base_url} (seed {seed}, {jobs} jobs)\n")
+        stream.write(f"raw inputs: {sandbox.data_url}\n\n")
         with ModzyClient(api_key=sandbox.api_key, base_url=server.base_url) as client:
             client.check()
-            for job, results, reason in harvest(client):
-                summary.add(job, results)
-                if reason is not None:
-                    summary.unavailable_jobs[job.job_id] = reason
-        summary.seconds = time.perf_counter() - started
-    out.write(summary.render() + "\n")
-    return summary
+            tally = VoteTally()
+            chain = (
+                JobHistoryQuery(client)
+                | ResultFetcher(client)
+                | tally
+                | VoteFilter(AnyVotes())
+                | LineageResolver(templates=sandbox.input_templates)
+                | DatasetWriter(out, format=fmt, overwrite=True)
+            )
+            report = chain.run()
+    stream.write(tally.render() + "\n\n")
+    stream.write(str(report) + "\n")
+    counts = report.drops_by_reason()
+    stream.write(
+        f"\nwrote {report.delivered} samples to {out} "
+        f"({counts.get('duplicate_content', 0)} duplicate contents written once); "
+        "read it back with modzy_retrain.read_samples() or verify it with verify_dataset()\n"
+    )
+    return report

@@ -1,0 +1,85 @@
+"""The bounded, ordered concurrent map under every I/O stage."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from modzy_retrain._concurrency import aordered_map, ordered_map
+
+
+def test_reaches_and_never_exceeds_the_bound_and_keeps_order() -> None:
+    # A barrier of `concurrency` parties only opens if that many calls run at once.
+    concurrency = 4
+    barrier = threading.Barrier(concurrency, timeout=30)
+    lock = threading.Lock()
+    active = peak = 0
+
+    def work(n: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            barrier.wait()
+            return n * n
+        finally:
+            with lock:
+                active -= 1
+
+    out = list(ordered_map(work, range(40), concurrency=concurrency))
+    assert out == [n * n for n in range(40)]
+    assert peak == concurrency
+
+
+def test_input_is_consumed_lazily_and_a_break_stops_the_work() -> None:
+    pulled: list[int] = []
+
+    def source() -> Iterator[int]:
+        for n in range(10_000):
+            pulled.append(n)
+            yield n
+
+    it = ordered_map(lambda n: n, source(), concurrency=4, window=8)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert len(pulled) <= 3 + 8
+
+
+def test_errors_surface_in_order() -> None:
+    def work(n: int) -> int:
+        if n == 5:
+            raise ValueError("five")
+        return n
+
+    it = ordered_map(work, range(10), concurrency=3)
+    assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="five"):
+        next(it)
+
+
+@pytest.mark.anyio
+async def test_async_twin_bounds_and_orders() -> None:
+    active = peak = 0
+    release = asyncio.Event()
+
+    async def work(n: int) -> int:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        if peak == 3:
+            release.set()
+        await release.wait()
+        active -= 1
+        return -n
+
+    async def source() -> AsyncIterator[int]:
+        for n in range(20):
+            yield n
+
+    out = [x async for x in aordered_map(work, source(), concurrency=3)]
+    assert out == [-n for n in range(20)]
+    assert peak == 3
