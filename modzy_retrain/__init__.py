@@ -80,8 +80,7 @@ from ._stage import AsyncStageIterator, Chain, Source, Stage, StageIterator, pip
 from ._version import __version__
 from ._writer import DatasetWriter
 
-__all__ = [
-    "SELECTORS",
+__all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -145,6 +144,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "RunReport",
+    "SELECTORS",
     "Sample",
     "Selector",
     "Source",

@@ -100,7 +100,7 @@ def check_safe_value(name: str, value: str) -> None:
 
 
 class _SafeFormatter(string.Formatter):
-    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:  # noqa: ARG002
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, int):
             raise LineageError("lineage templates use named fields only, e.g. {input_name}")
         if key not in kwargs:

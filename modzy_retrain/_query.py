@@ -70,7 +70,7 @@ class JobHistoryQuery(Source[Job]):
         # judged against the clock of the run.
         self.params = build_history_params(**self.filters)
 
-    def keep(self, job: Job) -> bool:  # noqa: ARG002 - a hook for subclasses
+    def keep(self, job: Job) -> bool:
         """Whether to pass this job on. Override to filter client-side; default: all."""
         return True
 

@@ -94,7 +94,7 @@ class Not(Selector):
 class Everything(Selector):
     """Every record (useful to build a dataset of all predictions)."""
 
-    def matches(self, record: PredictionRecord) -> bool:  # noqa: ARG002
+    def matches(self, record: PredictionRecord) -> bool:
         return True
 
 
