@@ -13,7 +13,12 @@ def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     report = run_demo(
-        out=args.out, jobs=args.jobs, seed=args.seed, fmt=args.format, stream=sys.stdout
+        out=args.out,
+        jobs=args.jobs,
+        seed=args.seed,
+        fmt=args.format,
+        stream=sys.stdout,
+        inputs_url=args.inputs_url,
     )
     return 0 if report.reconciled else 1
 

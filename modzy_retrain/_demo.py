@@ -9,6 +9,7 @@ inputs and votes per model, then the run report.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -101,14 +102,31 @@ class VoteTally(Stage[PredictionRecord, PredictionRecord]):
         return "\n".join(lines)
 
 
-def run_demo(*, out: str, jobs: int, seed: int, fmt: DatasetFormat, stream: TextIO) -> RunReport:
+def run_demo(
+    *,
+    out: str,
+    jobs: int,
+    seed: int,
+    fmt: DatasetFormat,
+    stream: TextIO,
+    inputs_url: str | None = None,
+) -> RunReport:
+    """Run the demo; raw inputs go to ``inputs_url``, or a temporary folder removed after."""
+    with tempfile.TemporaryDirectory(prefix="modzy-retrain-demo-") as tmp:
+        return _run(out, jobs, seed, fmt, stream, inputs_url or tmp, keep=inputs_url is not None)
+
+
+def _run(
+    out: str, jobs: int, seed: int, fmt: DatasetFormat, stream: TextIO, inputs: str, keep: bool
+) -> RunReport:
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(seed=seed, jobs=jobs)
+    sandbox = Sandbox(seed=seed, jobs=jobs, data_url=inputs)
     sandbox.write_inputs()
     with sandbox.serve() as server:
         stream.write(f"sandbox: {server.base_url} (seed {seed}, {jobs} jobs)\n")
-        stream.write(f"raw inputs: {sandbox.data_url}\n\n")
+        note = "" if keep else " (temporary; pass --inputs-url to keep them)"
+        stream.write(f"raw inputs: {sandbox.data_url}{note}\n\n")
         with ModzyClient(api_key=sandbox.api_key, base_url=server.base_url) as client:
             client.check()
             tally = VoteTally()

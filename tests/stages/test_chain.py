@@ -247,3 +247,22 @@ def test_splits_do_not_move_when_the_history_grows(sandbox: Sandbox, tmp_path: P
     shared = set(half) & set(whole)
     assert len(shared) > 10
     assert all(half[k] == whole[k] for k in shared)
+
+
+def test_report_as_a_dataframe(sandbox: Sandbox, tmp_path: Path) -> None:
+    with client(sandbox) as c:
+        report = full_chain(sandbox, c, str(tmp_path / "df")).run()
+    frame = report.to_pandas()
+    assert list(frame.columns) == ["stage", "reason", "job_id", "input_name", "detail", "inputs"]
+    assert len(frame) == len(report.drops)
+    assert set(frame["reason"]) >= {"not_selected", "input_failed"}
+
+
+def test_drop_details_are_capped_but_counts_are_exact(sandbox: Sandbox) -> None:
+    with client(sandbox) as c:
+        chain = JobHistoryQuery(c) | ResultFetcher(c) | VoteFilter(DownVoted())
+        report = chain.run(RunReport(max_details=3))
+    not_selected = [d for d in report.drops if d.reason == "not_selected"]
+    assert len(not_selected) == 3
+    assert report.drop_counts[("select", "not_selected")] > 3
+    assert report.reconciled
