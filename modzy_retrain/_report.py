@@ -130,6 +130,7 @@ class RunReport:
         self.inputs_seen = 0
         self.delivered = 0
         self.query: dict[str, Any] | None = None
+        self.pipeline: list[dict[str, Any]] = []
         self.dataset: dict[str, Any] | None = None
         self._last: StageStats | None = None
 
@@ -193,6 +194,7 @@ class RunReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "seconds": round(self.elapsed, 6),
             "query": self.query,
+            "pipeline": self.pipeline,
             "inputs_seen": self.inputs_seen,
             "delivered": self.delivered,
             "dropped_inputs": self.dropped_inputs,

@@ -180,6 +180,7 @@ class Chain(Generic[Out]):
     def _new_report(self, report: RunReport | None) -> RunReport:
         report = report or RunReport()
         report.query = self.source.describe()
+        report.pipeline = [self.source.describe(), *(stage.describe() for stage in self.stages)]
         return report
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Out]:

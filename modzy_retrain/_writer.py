@@ -411,7 +411,7 @@ class _Session:
                 by_model=dict(self.counts["model"]),
             ),
             query=self.report.query,
-            stages=[],
+            stages=self.report.pipeline or [self.writer.describe()],
         )
         atomic_write(self.fs, self.manifest_path, manifest.to_json())
         self.committed = True

@@ -279,3 +279,17 @@ def test_the_window_can_end_now() -> None:
             client.jobs.history(start=datetime(2000, 1, 1, tzinfo=UTC), end=datetime.now(UTC))
         )
     assert len(jobs) == 3
+
+
+def test_an_invalid_query_sends_no_request() -> None:
+    from modzy_retrain import InvalidQueryError, ModzyClient
+
+    sandbox = Sandbox(seed=1, jobs=3)
+    with ModzyClient(
+        api_key=sandbox.api_key, base_url=sandbox.base_url, transport=sandbox.transport()
+    ) as client:
+        with pytest.raises(InvalidQueryError, match="without start"):
+            client.jobs.history(end=datetime(2025, 1, 1, tzinfo=UTC))
+        with pytest.raises(InvalidQueryError, match="future"):
+            client.jobs.history(start=datetime.now(UTC) + timedelta(days=1))
+    assert sandbox.request_total == 0

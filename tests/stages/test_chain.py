@@ -67,6 +67,13 @@ def check_dataset(sandbox: Sandbox, report: RunReport, out: str) -> list[dict[st
     assert manifest.counts.samples == report.delivered
     assert manifest.query is not None
     assert manifest.query["stage"] == "query"
+    assert [stage["stage"] for stage in manifest.stages] == [
+        "query",
+        "fetch",
+        "select",
+        "resolve",
+        "write",
+    ]
     rows = list(read_samples(out))
     assert len(rows) == report.delivered
     root = Path(out)
