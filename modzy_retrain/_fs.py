@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,34 @@ def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tup
     """``fsspec.core.url_to_fs`` with our options; returns (filesystem, path)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     return fs, str(path)
+
+
+class FileSystems:
+    """One filesystem per protocol for a whole run, shared by the worker threads.
+
+    ``fsspec.core.url_to_fs`` per file would build a new client per file whenever the
+    instance cache is off (``skip_instance_cache``), and costs a tokenize even when it
+    is on. Chained URLs (``simplecache::s3://...``) still go through it each time.
+    """
+
+    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(storage_options or {})
+        self._by_protocol: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, url: str) -> tuple[Any, str]:
+        if "::" in url:
+            return url_to_fs(url, self.options)
+        protocol = fsspec.core.split_protocol(url)[0] or "file"
+        fs = self._by_protocol.get(protocol)
+        if fs is None:
+            with self._lock:
+                fs = self._by_protocol.get(protocol)
+                if fs is None:
+                    fs, path = url_to_fs(url, self.options)
+                    self._by_protocol[protocol] = fs
+                    return fs, path
+        return fs, str(fs._strip_protocol(url))
 
 
 def join(root: str, *parts: str) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from ._concurrency import aordered_map, ordered_map
 from ._exceptions import LineageError
-from ._fs import FileTooLargeError, hash_file, url_to_fs
+from ._fs import FileSystems, FileTooLargeError, hash_file
 from ._records import Sample
 from ._report import (
     NAME_MISMATCH,
@@ -281,7 +281,7 @@ class LineageResolver(Stage[Sample, Sample]):
             fields.update({k: v for k, v in match.groupdict().items() if v is not None})
         return render_template(template, fields)
 
-    def _resolve(self, sample: Sample) -> Sample | Drop:
+    def _resolve(self, sample: Sample, filesystems: FileSystems) -> Sample | Drop:
         """Resolve one sample (runs on a worker thread): a new sample, or a drop."""
         job_id, name = sample.job_id, sample.input_name
         try:
@@ -293,7 +293,7 @@ class LineageResolver(Stage[Sample, Sample]):
         if url is None:
             return Drop(self.name, NO_TEMPLATE, job_id, name, "locate() returned None")
         try:
-            fs, path = url_to_fs(url, self.storage_options)
+            fs, path = filesystems.resolve(url)
             digest, size, payload = hash_file(
                 fs, path, keep_up_to=self.keep_bytes_up_to, max_bytes=self.max_bytes
             )
@@ -322,7 +322,10 @@ class LineageResolver(Stage[Sample, Sample]):
     def _iterate(
         self, items: Iterable[Sample], report: RunReport, stats: StageStats
     ) -> Iterator[Sample]:
-        for outcome in ordered_map(self._resolve, items, concurrency=self.concurrency):
+        filesystems = FileSystems(self.storage_options)
+        for outcome in ordered_map(
+            lambda s: self._resolve(s, filesystems), items, concurrency=self.concurrency
+        ):
             sample = self._account(outcome, report, stats)
             if sample is not None:
                 yield sample
@@ -332,10 +335,12 @@ class LineageResolver(Stage[Sample, Sample]):
     ) -> AsyncIterator[Sample]:
         import asyncio
 
+        filesystems = FileSystems(self.storage_options)
+
         async def resolve(sample: Sample) -> Sample | Drop:
             # fsspec's sync API on a worker thread: works for every backend, including
             # async ones (which run their own loop), without touching ours.
-            return await asyncio.to_thread(self._resolve, sample)
+            return await asyncio.to_thread(self._resolve, sample, filesystems)
 
         async for outcome in aordered_map(resolve, items, concurrency=self.concurrency):
             sample = self._account(outcome, report, stats)

@@ -43,7 +43,7 @@ from ._exceptions import (
     DatasetExistsError,
     MissingDependencyError,
 )
-from ._fs import CHUNK, atomic_write, ensure_parent, join, url_to_fs
+from ._fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
 from ._records import Sample
 from ._report import (
     DUPLICATE_CONTENT,
@@ -263,6 +263,7 @@ class _Session:
             # manifest lands (never a mix of old manifest and new files).
             self.fs.rm_file(self.manifest_path)
         self.tables = _Tables(self.fs, self.root, writer.format)
+        self.sources = FileSystems(writer.source_storage_options)
         self.files: list[ManifestFile] = []
         self.written: set[str] = set()
         self.seen: dict[str, str] = {}
@@ -379,7 +380,7 @@ class _Session:
         return plan
 
     def _stream_copy(self, source_url: str, target: str) -> str:
-        src_fs, src_path = url_to_fs(source_url, self.writer.source_storage_options)
+        src_fs, src_path = self.sources.resolve(source_url)
         digest = hashlib.sha256()
         ensure_parent(self.fs, target)
         with src_fs.open(src_path, "rb") as src, self.fs.open(target, "wb") as dst:

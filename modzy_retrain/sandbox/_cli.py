@@ -10,6 +10,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from modzy_retrain._options import parse_key_values
+
 from ._faults import FaultConfig
 from ._sandbox import Sandbox
 
@@ -35,6 +37,14 @@ def add_sandbox_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--data-url", default=None, help="fsspec URL for raw inputs (default: a temp folder)"
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for --data-url (repeatable; JSON values decoded), "
+        "e.g. endpoint_url=http://127.0.0.1:9000",
     )
     parser.add_argument(
         "--api-key", default=None, help="use this key for the first user (<prefix>.<body>)"
@@ -79,6 +89,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             inputs_per_job=args.inputs_per_job,
             data_url=args.data_url,
+            storage_options=parse_key_values(args.storage_option),
             api_key=args.api_key,
             latency_ms=args.latency_ms,
             faults=faults,
