@@ -90,6 +90,21 @@ def hash_file(
     Raises:
         FileTooLargeError: The file is larger than ``max_bytes`` (nothing more is read).
     """
+    if keep_up_to > 0:
+        # One ranged read answers existence, size, hash and content for a small file
+        # (one GET on an object store, where open() would also send a HEAD first).
+        limit = keep_up_to if max_bytes is None else min(keep_up_to, max_bytes)
+        try:
+            head = bytes(fs.cat_file(path, start=0, end=limit + 1))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError):
+            head = None  # e.g. a store that refuses a range on an empty object
+        if head is not None:
+            if len(head) <= limit:
+                return hashlib.sha256(head).hexdigest(), len(head), head
+            if max_bytes is not None and limit == max_bytes:
+                raise FileTooLargeError(f"larger than the {max_bytes}-byte limit")
     digest = hashlib.sha256()
     size = 0
     kept: list[bytes] | None = [] if keep_up_to > 0 else None

@@ -195,3 +195,23 @@ async def test_async_twin_matches_sync(memroot: str) -> None:
     async_out = [(s.input_name, s.sha256) async for s in it]
     assert async_out == sync_out
     assert it.report.drops[0].input_name == "99"
+
+
+@pytest.mark.parametrize(("size", "keep"), [(0, 8), (8, 8), (9, 8), (100, 8), (5, 0)])
+def test_small_and_large_files_hash_the_same_way(memroot: str, size: int, keep: int) -> None:
+    data = bytes(range(256))[:size] if size <= 256 else b"x" * size
+    write(memroot, "f.bin", data)
+    resolver = LineageResolver(f"{memroot}/{{input_name}}.bin", keep_bytes_up_to=keep)
+    (out,) = list(resolver([sample("f")]))
+    assert out.sha256 == hashlib.sha256(data).hexdigest()
+    assert out.size == size
+    assert out.payload == (data if size <= keep and keep > 0 else None)
+
+
+def test_max_bytes_below_the_keep_threshold(memroot: str) -> None:
+    write(memroot, "big.bin", b"y" * 50)
+    write(memroot, "ok.bin", b"y" * 10)
+    resolver = LineageResolver(f"{memroot}/{{input_name}}.bin", keep_bytes_up_to=1000, max_bytes=20)
+    it = resolver([sample("big"), sample("ok")])
+    assert [s.input_name for s in it] == ["ok"]
+    assert it.report.drops[0].reason == "source_too_large"
