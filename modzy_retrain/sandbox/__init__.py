@@ -16,6 +16,7 @@ from ._app import LogEntry, Request, Response, SandboxApp
 from ._faults import FaultConfig
 from ._sandbox import IN_PROCESS_BASE_URL, Sandbox
 from ._server import SandboxServer
+from ._stores import ObjectStoreServer, gcs_server, s3_server
 from ._transport import AsyncSandboxTransport, SandboxTransport
 from ._world import InputRef, WorldInput, WorldJob, WorldModel, WorldUser
 
@@ -25,6 +26,7 @@ __all__ = [
     "FaultConfig",
     "InputRef",
     "LogEntry",
+    "ObjectStoreServer",
     "Request",
     "Response",
     "Sandbox",
@@ -35,6 +37,8 @@ __all__ = [
     "WorldJob",
     "WorldModel",
     "WorldUser",
+    "gcs_server",
+    "s3_server",
 ]
 
 # Public classes report the public module (reprs, docs and pickles name the stable path).

@@ -29,21 +29,16 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
-from modzy_retrain.sandbox import Sandbox
+from modzy_retrain.sandbox import ObjectStoreServer, Sandbox
 
-from .conftest import S3_KEY_ID, S3_SECRET, Store
+from .conftest import S3_KEY_ID, S3_SECRET, Store, gcs_options, new_store, s3_options
 
 SEED = 13
 
 
 @pytest.fixture(scope="module")
-def s3_world(s3_endpoint: str) -> tuple[Sandbox, Store]:
-    from .conftest import s3_options
-
-    store = Store("s3", "world-inputs", s3_options(s3_endpoint))
-    fs = store.fs()
-    if not fs.exists(store.bucket):
-        fs.mkdir(store.bucket)
+def s3_world(s3_endpoint: ObjectStoreServer) -> tuple[Sandbox, Store]:
+    store = new_store("s3", s3_options(s3_endpoint), "world-inputs")
     sandbox = Sandbox(
         seed=SEED,
         jobs=24,
@@ -56,13 +51,8 @@ def s3_world(s3_endpoint: str) -> tuple[Sandbox, Store]:
 
 
 @pytest.fixture(scope="module")
-def gcs_world(gcs_endpoint: str) -> tuple[Sandbox, Store]:
-    from .conftest import gcs_options
-
-    store = Store("gs", "world-inputs", gcs_options(gcs_endpoint))
-    fs = store.fs()
-    if not fs.exists(store.bucket):
-        fs.mkdir(store.bucket)
+def gcs_world(gcs_endpoint: ObjectStoreServer) -> tuple[Sandbox, Store]:
+    store = new_store("gs", gcs_options(gcs_endpoint), "world-inputs")
     sandbox = Sandbox(
         seed=SEED,
         jobs=24,
