@@ -45,6 +45,7 @@ class ObjectStoreServer:
     protocol: str
     endpoint: str
     storage_options: dict[str, Any] = field(repr=False)
+    pid: int = 0
 
     def url(self, bucket: str, *parts: str) -> str:
         """An fsspec URL on this server, e.g. ``s3://bucket/a/b``."""
@@ -126,7 +127,7 @@ def s3_server(
         raise MissingDependencyError("s3_server() needs moto: pip install 'moto[server]'") from exc
     port = port or _free_port(host)
     argv = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
-    with _server("moto_server", argv, host, port, None, log) as (endpoint, _):
+    with _server("moto_server", argv, host, port, None, log) as (endpoint, proc):
         yield ObjectStoreServer(
             "s3",
             endpoint,
@@ -136,6 +137,7 @@ def s3_server(
                 "secret": "local-test-secret",
                 "skip_instance_cache": True,
             },
+            proc.pid,
         )
 
 
@@ -156,7 +158,7 @@ def gcs_server(
     port = port or _free_port(host)
     argv = [exe, "start", "--host", host, "--port", str(port), "--in-memory"]
     env = {**os.environ, GCSFS_PROBE_ENV: "false"}
-    with _server("gcp-storage-emulator", argv, host, port, env, log) as (endpoint, _):
+    with _server("gcp-storage-emulator", argv, host, port, env, log) as (endpoint, proc):
         yield ObjectStoreServer(
             "gs",
             endpoint,
@@ -166,4 +168,5 @@ def gcs_server(
                 "project": "local",
                 "skip_instance_cache": True,
             },
+            proc.pid,
         )
