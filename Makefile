@@ -9,11 +9,12 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 OUT    ?= ./retrain-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit check-official-sdk clean
+.PHONY: help demo test lint typecheck unit bench check-official-sdk clean
 
 help:
 	@echo "make demo   run the main job on the offline sandbox"
 	@echo "make test   install dev dependencies, then ruff, mypy --strict and the test suite"
+	@echo "make bench  run the benchmarks under bench/ (not part of make test)"
 	@echo "make check-official-sdk  run the official modzy-sdk 0.11.6 against the sandbox (needs PyPI)"
 
 $(PY):
@@ -43,6 +44,9 @@ unit: $(VENV)/.dev
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+bench: $(VENV)/.dev
+	$(PY) bench/lineage_s3.py
 
 check-official-sdk: $(VENV)/.runtime
 	$(PY) scripts/check_official_sdk.py
