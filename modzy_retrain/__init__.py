@@ -9,7 +9,18 @@ import contextlib as _contextlib
 
 from ._base_client import InsecureBaseURLWarning
 from ._client import AsyncModzyClient, ModzyClient
-from ._dataset import Manifest, ManifestFile, load_manifest, read_samples, verify_dataset
+from ._dataset import (
+    Changes,
+    Checkpoint,
+    Manifest,
+    ManifestFile,
+    latest_version,
+    list_versions,
+    load_checkpoint,
+    load_manifest,
+    read_samples,
+    verify_dataset,
+)
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -94,6 +105,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "AuthenticationError",
     "BadRequestError",
     "Chain",
+    "Changes",
+    "Checkpoint",
     "ClassPrediction",
     "ConfigurationError",
     "ConflictError",
@@ -159,6 +172,9 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "VoteValue",
     "Voting",
     "__version__",
+    "latest_version",
+    "list_versions",
+    "load_checkpoint",
     "load_label_file",
     "load_manifest",
     "pipeline",

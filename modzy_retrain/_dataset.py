@@ -20,6 +20,7 @@ from ._exceptions import DatasetError
 from ._fs import CHUNK, join, url_to_fs
 
 MANIFEST_NAME = "manifest.json"
+LATEST_NAME = "_latest.json"
 FORMAT_VERSION = 1
 
 DatasetFormat = Literal["jsonl", "csv", "parquet", "imagefolder"]
@@ -46,6 +47,46 @@ class ManifestCounts(BaseModel):
     by_label_state: dict[str, int] = Field(default_factory=dict)
     by_split: dict[str, int] = Field(default_factory=dict)
     by_model: dict[str, int] = Field(default_factory=dict)
+
+
+class Checkpoint(BaseModel):
+    """Where the next incremental run resumes, published with each dataset version.
+
+    Attributes:
+        version: The version that holds everything before the cursor.
+        cursor: Creation time of the first job the next run must read (UTC). Every
+            job created before it is in this version or was deliberately left out.
+        boundary_ids: Jobs created exactly at ``cursor`` that this version already
+            holds; the next run skips them (when it re-reads no lag window).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    cursor: datetime | None = None
+    boundary_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def cursor_text(self) -> str | None:
+        return self.cursor.isoformat() if self.cursor else None
+
+
+class Changes(BaseModel):
+    """What a version changed against the previous one (sample keys are job/input)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    previous: str | None = None
+    added: int = 0
+    retracted: int = 0
+    relabelled: int = 0
+    carried: int = 0
+    retracted_samples: list[dict[str, Any]] = Field(default_factory=list)
+    relabelled_samples: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.added == 0 and self.retracted == 0 and self.relabelled == 0
 
 
 class Manifest(BaseModel):
@@ -75,35 +116,95 @@ class Manifest(BaseModel):
     counts: ManifestCounts
     query: dict[str, Any] | None = None
     stages: list[dict[str, Any]] = Field(default_factory=list)
+    version: str | None = None
+    changes: Changes | None = None
+    checkpoint: Checkpoint | None = None
 
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode("utf-8")
 
 
-def load_manifest(url: str, *, storage_options: Mapping[str, Any] | None = None) -> Manifest:
-    """Read a dataset's manifest.
+def _read_json(fs: Any, path: str) -> bytes | None:
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def latest_version(url: str, *, storage_options: Mapping[str, Any] | None = None) -> str | None:
+    """The latest published version of a versioned dataset (``None``: none yet)."""
+    fs, root = url_to_fs(url, storage_options)
+    raw = _read_json(fs, join(root, LATEST_NAME))
+    if raw is None:
+        return None
+    try:
+        pointer = json.loads(raw)
+        version = pointer["version"]
+    except (ValueError, KeyError, TypeError):
+        raise DatasetError(f"unreadable {LATEST_NAME} at {url}") from None
+    if not isinstance(version, str) or not version.startswith("v"):
+        raise DatasetError(f"unreadable {LATEST_NAME} at {url}")
+    return version
+
+
+def list_versions(url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Every published version of a versioned dataset, oldest first."""
+    latest = latest_version(url, storage_options=storage_options)
+    if latest is None:
+        return []
+    return [f"v{n:04d}" for n in range(1, int(latest[1:]) + 1)]
+
+
+def manifest_path(url: str, version: str | None, storage_options: Mapping[str, Any] | None) -> str:
+    """The manifest's path relative to the dataset root (``vNNNN/manifest.json`` or flat)."""
+    latest = latest_version(url, storage_options=storage_options)
+    if latest is None:
+        if version is not None:
+            raise DatasetError(f"{url} has no versions")
+        return MANIFEST_NAME
+    wanted = version or latest
+    if wanted not in list_versions(url, storage_options=storage_options):
+        # A version folder past the pointer belongs to a run that never published.
+        raise DatasetError(f"{url} has no published version {wanted} (latest is {latest})")
+    return f"{wanted}/{MANIFEST_NAME}"
+
+
+def load_manifest(
+    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> Manifest:
+    """Read a dataset's manifest (for a versioned dataset: the latest, or ``version``).
 
     Raises:
         DatasetError: There is no manifest at ``url`` (no dataset), or it is invalid.
     """
     fs, root = url_to_fs(url, storage_options)
-    path = join(root, MANIFEST_NAME)
-    try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError:
-        raise DatasetError(f"no dataset at {url}: {MANIFEST_NAME} is missing") from None
+    path = join(root, manifest_path(url, version, storage_options))
+    raw = _read_json(fs, path)
+    if raw is None:
+        raise DatasetError(f"no dataset at {url}: {MANIFEST_NAME} is missing")
     try:
         return Manifest.model_validate_json(raw)
     except ValidationError as exc:
         raise DatasetError(f"invalid manifest at {url}: {exc.error_count()} problem(s)") from None
 
 
-def verify_dataset(url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+def load_checkpoint(
+    url: str, *, storage_options: Mapping[str, Any] | None = None
+) -> Checkpoint | None:
+    """The checkpoint of a versioned dataset's latest version (``None``: no version yet)."""
+    if latest_version(url, storage_options=storage_options) is None:
+        return None
+    return load_manifest(url, storage_options=storage_options).checkpoint
+
+
+def verify_dataset(
+    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
     """Check every file the manifest lists: present, right size, right sha256.
 
     Returns the problems found (empty when the dataset is intact).
     """
-    manifest = load_manifest(url, storage_options=storage_options)
+    manifest = load_manifest(url, version=version, storage_options=storage_options)
     fs, root = url_to_fs(url, storage_options)
     problems = []
     for entry in manifest.files:
@@ -126,10 +227,10 @@ def verify_dataset(url: str, *, storage_options: Mapping[str, Any] | None = None
 
 
 def read_samples(
-    url: str, *, storage_options: Mapping[str, Any] | None = None
+    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield the sample rows of a JSONL or image-folder dataset, trusting only the manifest."""
-    manifest = load_manifest(url, storage_options=storage_options)
+    manifest = load_manifest(url, version=version, storage_options=storage_options)
     if manifest.format not in ("jsonl", "imagefolder"):
         raise DatasetError(
             f"read_samples reads jsonl and imagefolder datasets, not {manifest.format}"

@@ -105,6 +105,13 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         job = fetched.job
         stats.items_in += 1
         results = fetched.results
+        # Done for good: results had for a finished job, or results that will never
+        # parse (quarantined, not retried forever). Unfinished and unavailable jobs
+        # hold the next run's cursor back so that run reads them again.
+        complete = (results is not None and job.is_finished) or (
+            results is None and fetched.reason == RESULT_UNPARSEABLE
+        )
+        report.progress.mark(job.job_id, job.created_at or job.submitted_at, complete)
         if results is None:
             names = list(dict.fromkeys(job.input_names))
             count = job_input_count(job)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ._client import AsyncModzyClient, ModzyClient
 from ._constants import DEFAULT_PAGE_SIZE
+from ._dataset import Checkpoint
+from ._exceptions import InvalidQueryError
 from ._history import build_history_params
 from ._models import Job
-from ._report import JOB_FILTERED, Drop, RunReport, StageStats
+from ._report import ALREADY_PUBLISHED, JOB_FILTERED, Drop, RunReport, StageStats
 from ._stage import AsyncStageIterator, Source, StageIterator
 
 StrOrSeq = str | Sequence[str]
@@ -29,6 +31,12 @@ class JobHistoryQuery(Source[Job]):
     or ``async for`` it with an :class:`AsyncModzyClient`; pages are fetched only as
     jobs are consumed. Jobs come sorted by creation time, oldest first, unless
     ``sort_by``/``direction`` say otherwise.
+
+    Incremental runs: pass ``since=load_checkpoint(url)`` (the checkpoint a versioned
+    :class:`DatasetWriter` publishes with each version) to read only the jobs created at
+    or after its cursor, and ``lag`` to read a window before it again, because votes
+    arrive days after the inference. With no lag, the jobs created exactly at the cursor
+    that the previous version already holds are skipped (``already_published``).
 
     Subclass hook: override :meth:`keep` to filter jobs on anything the API cannot
     (job metadata, explain flag...). Jobs it rejects are reported as ``job_filtered``.
@@ -51,7 +59,19 @@ class JobHistoryQuery(Source[Job]):
         sort_by: StrOrSeq | None = "createdAt",
         direction: str | None = "ASC",
         page_size: int = DEFAULT_PAGE_SIZE,
+        since: Checkpoint | None = None,
+        lag: timedelta = timedelta(0),
     ) -> None:
+        if lag < timedelta(0):
+            raise InvalidQueryError("lag must not be negative")
+        if since is not None and since.cursor is not None:
+            # Resume: a closed lower bound at the cursor, moved back by the lag window
+            # so that recent jobs (whose votes may still change) are read again.
+            resume_at = since.cursor - lag
+            start = resume_at if start is None else max(start, resume_at)
+        self.since = since
+        self.lag = lag
+        self._boundary = frozenset(since.boundary_ids) if since is not None else frozenset()
         self.client = client
         self.filters: dict[str, Any] = {
             "start": start,
@@ -88,15 +108,29 @@ class JobHistoryQuery(Source[Job]):
                 value = list(value)
             out[key] = value
         out["base_url"] = self.client.base_url
+        if self.since is not None:
+            out["since"] = {"version": self.since.version, "cursor": self.since.cursor_text}
+            out["lag_seconds"] = self.lag.total_seconds()
         return out
 
     def _filtered(self, job: Job, report: RunReport, stats: StageStats) -> bool:
         stats.items_in += 1
-        if self.keep(job):
+        created = job.created_at or job.submitted_at
+        if (
+            self.since is not None
+            and not self.lag
+            and created == self.since.cursor
+            and job.job_id in self._boundary
+        ):
+            reason, detail = ALREADY_PUBLISHED, f"published in {self.since.version}"
+        elif self.keep(job):
             return True
+        else:
+            reason, detail = JOB_FILTERED, "rejected by keep()"
         n = job_input_count(job)
         report.saw_inputs(n)
-        report.drop(stats, Drop(self.name, JOB_FILTERED, job.job_id, None, "rejected by keep()", n))
+        report.progress.mark(job.job_id, created, True, read=False)
+        report.drop(stats, Drop(self.name, reason, job.job_id, None, detail, n))
         return False
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Job]:

@@ -34,6 +34,7 @@ SOURCE_TOO_LARGE = "source_too_large"
 SOURCE_CHANGED = "source_changed"
 NOT_RESOLVED = "not_resolved"
 DUPLICATE_CONTENT = "duplicate_content"
+ALREADY_PUBLISHED = "already_published"
 
 # Reasons that mean "the raw input could not be found": the report lists them as
 # unresolved inputs.
@@ -71,6 +72,66 @@ class Drop:
             "detail": self.detail,
             "inputs": self.inputs,
         }
+
+
+class JobProgress:
+    """Which jobs of a run are done for good, to place the next run's cursor.
+
+    A job is *complete* when its results were had (or it was deliberately skipped);
+    it is *incomplete* when it had not finished or its results could not be fetched,
+    and a later run must read it again. Jobs arrive in history order (creation time,
+    oldest first), so the cursor is the creation time of the first incomplete job, or
+    of the last job when all are complete, plus the ids of the complete jobs created
+    at exactly that time (the next run's closed lower bound skips those).
+    """
+
+    def __init__(self) -> None:
+        self.ordered = True
+        # Jobs whose results this run read in full: their samples are authoritative.
+        self.complete_ids: set[str] = set()
+        self._last: datetime | None = None
+        self._max: datetime | None = None
+        self._ids_at_max: set[str] = set()
+        self._first_incomplete: datetime | None = None
+        self._ids_at_first_incomplete: set[str] = set()
+
+    def mark(
+        self, job_id: str, created_at: datetime | None, complete: bool, *, read: bool = True
+    ) -> None:
+        """Record one job. ``read``: its results were read in this run, so this run
+        has the final word on its samples (a skipped or filtered job is complete but
+        was not read, and its earlier samples stand)."""
+        if complete and read:
+            self.complete_ids.add(job_id)
+        if created_at is None:
+            if not complete:
+                self.ordered = False  # nothing safe to advance past
+            return
+        if self._last is not None and created_at < self._last:
+            self.ordered = False
+        self._last = created_at
+        if self._first_incomplete is None:
+            if complete:
+                if self._max is None or created_at > self._max:
+                    self._max, self._ids_at_max = created_at, {job_id}
+                elif created_at == self._max:
+                    self._ids_at_max.add(job_id)
+            else:
+                self._first_incomplete = created_at
+                same = self._max == created_at
+                self._ids_at_first_incomplete = set(self._ids_at_max) if same else set()
+        elif complete and created_at == self._first_incomplete:
+            self._ids_at_first_incomplete.add(job_id)
+
+    def cursor(self) -> tuple[datetime, list[str]] | None:
+        """``(cursor, boundary ids)`` for the next run, or ``None`` if nothing moved."""
+        if not self.ordered:
+            return None
+        if self._first_incomplete is not None:
+            return self._first_incomplete, sorted(self._ids_at_first_incomplete)
+        if self._max is not None:
+            return self._max, sorted(self._ids_at_max)
+        return None
 
 
 @dataclass
@@ -132,6 +193,7 @@ class RunReport:
         self.query: dict[str, Any] | None = None
         self.pipeline: list[dict[str, Any]] = []
         self.dataset: dict[str, Any] | None = None
+        self.progress = JobProgress()
         self._last: StageStats | None = None
 
     # -- recording (used by the stages) ---------------------------------------------------
@@ -246,11 +308,23 @@ class RunReport:
             f"reconciled: {self.inputs_seen} inputs = {self.delivered} delivered"
             f" + {self.dropped_inputs} dropped ({mark})"
         )
-        if self.dataset:
+        if self.dataset and self.dataset.get("published") is False:
+            lines.append(
+                f"dataset: {self.dataset.get('url')}: nothing new, nothing published; "
+                f"{self.dataset.get('version')} is still the latest"
+            )
+        elif self.dataset:
             lines.append(
                 f"dataset: {self.dataset.get('url')} ({self.dataset.get('samples')} samples, "
                 f"manifest {self.dataset.get('manifest')})"
             )
+            changes = self.dataset.get("changes")
+            if changes:
+                lines.append(
+                    f"version {self.dataset.get('version')}: {changes['added']} added, "
+                    f"{changes['retracted']} retracted, {changes['relabelled']} relabelled, "
+                    f"{changes['carried']} carried over"
+                )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -36,7 +36,19 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ._concurrency import aordered_map, ordered_map
-from ._dataset import MANIFEST_NAME, DatasetFormat, Manifest, ManifestCounts, ManifestFile
+from ._dataset import (
+    LATEST_NAME,
+    MANIFEST_NAME,
+    Changes,
+    Checkpoint,
+    DatasetFormat,
+    Manifest,
+    ManifestCounts,
+    ManifestFile,
+    latest_version,
+    load_manifest,
+    read_samples,
+)
 from ._exceptions import (
     ConfigurationError,
     DatasetError,
@@ -254,7 +266,19 @@ class _Session:
         self.report = report
         self.fs, self.root = url_to_fs(writer.url, writer.storage_options)
         self.manifest_path = join(self.root, MANIFEST_NAME)
-        if self.fs.exists(self.manifest_path):
+        self.prefix = ""
+        self.version: str | None = None
+        self.previous: Manifest | None = None
+        self.new_keys: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self.published: Manifest | None = None
+        self.seen: dict[str, str] = {}
+        if writer.versioned:
+            self._open_version()
+        elif self.fs.exists(join(self.root, LATEST_NAME)):
+            raise DatasetExistsError(
+                f"{writer.url} holds a versioned dataset; write to it with versioned=True"
+            )
+        elif self.fs.exists(self.manifest_path):
             if not writer.overwrite:
                 raise DatasetExistsError(
                     f"{writer.url} already holds a dataset; pass overwrite=True to replace it"
@@ -266,13 +290,34 @@ class _Session:
         self.sources = FileSystems(writer.source_storage_options)
         self.files: list[ManifestFile] = []
         self.written: set[str] = set()
-        self.seen: dict[str, str] = {}
         self.duplicates = 0
         self.counts: dict[str, Counter[str]] = {
             k: Counter() for k in ("label", "label_state", "split", "model")
         }
         self.samples = 0
         self.committed = False
+
+    def _open_version(self) -> None:
+        w = self.writer
+        if self.fs.exists(self.manifest_path):
+            raise DatasetExistsError(
+                f"{w.url} holds an unversioned dataset; write versions to another URL"
+            )
+        latest = latest_version(w.url, storage_options=w.storage_options)
+        number = int(latest[1:]) + 1 if latest else 1
+        self.version = f"v{number:04d}"
+        self.prefix = self.version + "/"
+        self.manifest_path = join(self.root, self.prefix + MANIFEST_NAME)
+        stale = join(self.root, self.version)
+        if self.fs.exists(stale):
+            # Debris of a run that died before publishing: never visible, safe to clear.
+            self.fs.rm(stale, recursive=True)
+        if latest is not None:
+            self.previous = load_manifest(w.url, storage_options=w.storage_options)
+            if w.dedupe:
+                for row in read_samples(w.url, storage_options=w.storage_options):
+                    if row.get("sha256"):
+                        self.seen[str(row["sha256"])] = f"{row['job_id']}/{row['input_name']}"
 
     # -- caller's thread -------------------------------------------------------------
 
@@ -310,9 +355,14 @@ class _Session:
                 data_path = f"{safe_component(split)}/{safe_component(sample.label)}/{base}"
                 table = f"{safe_component(split)}/metadata.jsonl"
         else:
-            table = {"jsonl": "samples.jsonl", "csv": "samples.csv", "parquet": "samples.parquet"}[
-                w.format
-            ]
+            table = (
+                self.prefix
+                + {
+                    "jsonl": "samples.jsonl",
+                    "csv": "samples.csv",
+                    "parquet": "samples.parquet",
+                }[w.format]
+            )
             if w.mode == "copy":
                 assert sample.sha256 is not None
                 data_path = (
@@ -329,12 +379,17 @@ class _Session:
             # Relative to the metadata file's folder, as Hugging Face expects.
             row = {"file_name": plan.data_path.split("/", 1)[1], **row}
         self.tables.write(plan.table, row)
-        self.samples += 1
-        self.counts["label"][sample.label if sample.label is not None else "(none)"] += 1
-        self.counts["label_state"][sample.label_state] += 1
-        self.counts["split"][sample.split or ""] += 1
-        self.counts["model"][sample.record.model_id] += 1
+        self._count(sample.label, sample.label_state, sample.split, sample.record.model_id)
+        if self.version is not None:
+            self.new_keys[sample.key] = (sample.label, sample.label_state)
         return sample
+
+    def _count(self, label: str | None, state: str, split: str | None, model: str) -> None:
+        self.samples += 1
+        self.counts["label"][label if label is not None else "(none)"] += 1
+        self.counts["label_state"][state] += 1
+        self.counts["split"][split or ""] += 1
+        self.counts["model"][model] += 1
 
     # -- worker threads --------------------------------------------------------------
 
@@ -391,7 +446,108 @@ class _Session:
 
     # -- the end ---------------------------------------------------------------------
 
-    def commit(self) -> Manifest:
+    def _carry_over(self) -> Changes:
+        """Merge the previous version into this one; return what changed.
+
+        A previous sample is carried over unless this run has the final word on its
+        job (the job was read again and is complete): then it is replaced by the new
+        sample, relabelled, or retracted when the votes no longer select it.
+        """
+        assert self.previous is not None
+        assert self.version is not None
+        w = self.writer
+        rerun = self.report.progress.complete_ids
+        table = self.prefix + "samples.jsonl"
+        changes: dict[str, Any] = {"previous": self.previous.version}
+        retracted: list[dict[str, Any]] = []
+        relabelled: list[dict[str, Any]] = []
+        seen_before: set[tuple[str, str]] = set()
+        carried = 0
+        for row in read_samples(
+            w.url, version=self.previous.version, storage_options=w.storage_options
+        ):
+            key = (str(row["job_id"]), str(row["input_name"]))
+            seen_before.add(key)
+            new = self.new_keys.get(key)
+            if new is not None:
+                if new != (row.get("label"), row.get("label_state")):
+                    relabelled.append(
+                        {
+                            "job_id": key[0],
+                            "input_name": key[1],
+                            "was": row.get("label"),
+                            "now": new[0],
+                            "label_state": new[1],
+                        }
+                    )
+                continue
+            if key[0] in rerun:
+                retracted.append(
+                    {
+                        "job_id": key[0],
+                        "input_name": key[1],
+                        "label": row.get("label"),
+                        "label_state": row.get("label_state"),
+                        "reason": "no longer selected (votes changed)",
+                    }
+                )
+                continue
+            self.tables.write(table, row)
+            carried += 1
+            self._count(
+                row.get("label"),
+                str(row.get("label_state")),
+                row.get("split"),
+                str(row.get("model_id")),
+            )
+            path = row.get("file")
+            if path and path not in self.written:
+                self.written.add(str(path))
+                self.files.append(
+                    ManifestFile(
+                        path=str(path),
+                        size=int(row["size"]),
+                        sha256=str(row["sha256"]),
+                        role="data",
+                    )
+                )
+        added = sum(1 for key in self.new_keys if key not in seen_before)
+        return Changes(
+            added=added,
+            retracted=len(retracted),
+            relabelled=len(relabelled),
+            carried=carried,
+            retracted_samples=retracted,
+            relabelled_samples=relabelled,
+            **changes,
+        )
+
+    def _checkpoint(self) -> Checkpoint:
+        assert self.version is not None
+        moved = self.report.progress.cursor()
+        if moved is not None:
+            return Checkpoint(version=self.version, cursor=moved[0], boundary_ids=moved[1])
+        previous = self.previous.checkpoint if self.previous is not None else None
+        if previous is not None:
+            return previous.model_copy(update={"version": self.version})
+        return Checkpoint(version=self.version)
+
+    def commit(self) -> Manifest | None:
+        changes: Changes | None = None
+        checkpoint: Checkpoint | None = None
+        if self.version is not None:
+            if self.previous is not None:
+                changes = self._carry_over()
+            else:
+                changes = Changes(added=len(self.new_keys))
+            checkpoint = self._checkpoint()
+            if changes.nothing_new and self.previous is not None:
+                # Nothing to publish: the previous version stays the latest.
+                self.abort()
+                with contextlib.suppress(OSError):
+                    self.fs.rm(join(self.root, self.version), recursive=True)
+                self.committed = True
+                return None
         table_files = self.tables.close()
         manifest = Manifest(
             library_version=__version__,
@@ -413,9 +569,17 @@ class _Session:
             ),
             query=self.report.query,
             stages=self.report.pipeline or [self.writer.describe()],
+            version=self.version,
+            changes=changes,
+            checkpoint=checkpoint,
         )
         atomic_write(self.fs, self.manifest_path, manifest.to_json())
+        if self.version is not None:
+            # The pointer is the publication: until it moves, the new version is not there.
+            pointer = {"version": self.version, "manifest": self.prefix + MANIFEST_NAME}
+            atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
         self.committed = True
+        self.published = manifest
         return manifest
 
     def abort(self) -> None:
@@ -437,6 +601,11 @@ class DatasetWriter(Stage[Sample, Sample]):
             callable. Default ``{job_id}/{input_name}``; ``{job_id}`` keeps a job's
             inputs together.
         overwrite: Replace an existing dataset at ``url`` (it is unpublished first).
+        versioned: Publish immutable versions (``v0001``, ``v0002``...) under ``url``
+            instead of one dataset: each run merges the previous version with what it
+            read again, writes a full snapshot with what changed (added, retracted,
+            relabelled) and a checkpoint for the next run, then moves ``_latest.json``.
+            A run with nothing new publishes nothing. JSONL only for now.
         dedupe: Write identical contents once (default).
         concurrency: Files copied at once (default 16).
         storage_options: fsspec options for ``url``.
@@ -460,6 +629,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         splits: Mapping[str, float] | None = None,
         group_by: GroupKey = "{job_id}/{input_name}",
         overwrite: bool = False,
+        versioned: bool = False,
         dedupe: bool = True,
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
         storage_options: Mapping[str, Any] | None = None,
@@ -469,6 +639,10 @@ class DatasetWriter(Stage[Sample, Sample]):
             raise ConfigurationError(f"unknown format {format!r}")
         if mode not in ("copy", "reference"):
             raise ConfigurationError(f"unknown mode {mode!r}")
+        if versioned and format != "jsonl":
+            raise ConfigurationError("versioned datasets are written as jsonl for now")
+        if versioned and overwrite:
+            raise ConfigurationError("versions are never overwritten: drop overwrite=True")
         if format == "imagefolder" and mode != "copy":
             raise ConfigurationError("the imagefolder layout needs mode='copy'")
         splits = dict(splits if splits is not None else DEFAULT_SPLITS)
@@ -503,6 +677,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         self.splits = splits
         self.group_by = group_by
         self.overwrite = overwrite
+        self.versioned = versioned
         self.dedupe = dedupe
         self.concurrency = concurrency
         self.storage_options = dict(storage_options or {})
@@ -539,6 +714,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             "mode": self.mode,
             "splits": self.splits,
             "group_by": self.group_by_description,
+            "versioned": self.versioned,
         }
 
     def serialize(self, sample: Sample) -> dict[str, Any]:
@@ -597,15 +773,33 @@ class DatasetWriter(Stage[Sample, Sample]):
             )
         return session.record(outcome)
 
-    def _published(self, report: RunReport, manifest: Manifest) -> None:
+    def _published(self, report: RunReport, manifest: Manifest | None) -> None:
+        if manifest is None:
+            latest = latest_version(self.url, storage_options=self.storage_options)
+            report.dataset = {
+                "url": public_url(self.url),
+                "published": False,
+                "nothing_new": True,
+                "version": latest,
+            }
+            return
         report.dataset = {
             "url": public_url(self.url),
-            "manifest": MANIFEST_NAME,
+            "published": True,
+            "manifest": (f"{manifest.version}/" if manifest.version else "") + MANIFEST_NAME,
             "format": self.format,
             "samples": manifest.counts.samples,
             "duplicates": manifest.counts.duplicates,
             "files": len(manifest.files),
         }
+        if manifest.version is not None and manifest.changes is not None:
+            report.dataset["version"] = manifest.version
+            report.dataset["changes"] = {
+                "added": manifest.changes.added,
+                "retracted": manifest.changes.retracted,
+                "relabelled": manifest.changes.relabelled,
+                "carried": manifest.changes.carried,
+            }
 
     def _iterate(
         self, items: Iterable[Sample], report: RunReport, stats: StageStats

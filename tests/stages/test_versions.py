@@ -1,0 +1,249 @@
+"""Versioned datasets and incremental runs: checkpoints, lag windows, retractions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from modzy_retrain import (
+    AnyVotes,
+    AsyncModzyClient,
+    ConfigurationError,
+    DatasetError,
+    DatasetExistsError,
+    DatasetWriter,
+    JobHistoryQuery,
+    LineageResolver,
+    ModzyClient,
+    ResultFetcher,
+    RunReport,
+    Sample,
+    VoteFilter,
+    list_versions,
+    load_checkpoint,
+    load_manifest,
+    read_samples,
+    verify_dataset,
+)
+from modzy_retrain.sandbox import Sandbox
+
+UTC = timezone.utc
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    sb = Sandbox(seed=5, jobs=160, data_url=str(tmp_path / "inputs"))
+    sb.write_inputs()
+    return sb
+
+
+def client(sb: Sandbox) -> ModzyClient:
+    return ModzyClient(api_key=sb.api_key, base_url=sb.base_url, transport=sb.transport())
+
+
+def run(
+    sb: Sandbox,
+    url: str,
+    *,
+    end: datetime | None = None,
+    lag: timedelta = timedelta(0),
+    writer: type[DatasetWriter] = DatasetWriter,
+) -> RunReport:
+    with client(sb) as c:
+        since = load_checkpoint(url)
+        query = JobHistoryQuery(c, start=None if since else EPOCH, end=end, since=since, lag=lag)
+        return (
+            query
+            | ResultFetcher(c)
+            | VoteFilter(AnyVotes())
+            | LineageResolver(templates=sb.input_templates)
+            | writer(url, versioned=True)
+        ).run()
+
+
+def keys(url: str, version: str | None = None) -> set[tuple[object, ...]]:
+    return {
+        (r["job_id"], r["input_name"], r["label"], r["sha256"], r["split"])
+        for r in read_samples(url, version=version)
+    }
+
+
+def middle(sb: Sandbox) -> datetime:
+    return sorted(j.created_at for j in sb.jobs)[len(sb.jobs) // 2]
+
+
+def test_two_runs_in_a_row_equal_one_full_build(sandbox: Sandbox, tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    first = run(sandbox, url, end=middle(sandbox))
+    assert first.reconciled
+    v1 = keys(url)
+    v1_manifest = (Path(url) / "v0001" / "manifest.json").read_bytes()
+    checkpoint = load_checkpoint(url)
+    assert checkpoint is not None
+    assert checkpoint.version == "v0001"
+    assert checkpoint.cursor == middle(sandbox)
+
+    second = run(sandbox, url)
+    assert second.reconciled
+    assert second.dataset is not None
+    assert second.dataset["version"] == "v0002"
+    changes = load_manifest(url).changes
+    assert changes is not None
+    assert changes.previous == "v0001"
+    assert changes.carried == len(v1)
+    assert changes.retracted == 0
+    assert changes.added == len(keys(url)) - len(v1) > 0
+    # The second run read only the jobs at or after the cursor.
+    assert second.stages["query"].items_in < len(sandbox.jobs) // 2 + 5
+    assert second.drop_counts[("query", "already_published")] > 0
+
+    # Versions are immutable and stay readable.
+    assert list_versions(url) == ["v0001", "v0002"]
+    assert keys(url, "v0001") == v1
+    assert (Path(url) / "v0001" / "manifest.json").read_bytes() == v1_manifest
+    assert verify_dataset(url) == []
+    assert verify_dataset(url, version="v0001") == []
+
+    full = str(tmp_path / "full")
+    with client(sandbox) as c:
+        (
+            JobHistoryQuery(c)
+            | ResultFetcher(c)
+            | VoteFilter(AnyVotes())
+            | LineageResolver(templates=sandbox.input_templates)
+            | DatasetWriter(full)
+        ).run()
+    assert keys(url) == keys(full)
+
+
+def test_a_run_with_nothing_new_publishes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    run(sandbox, url)
+    again = run(sandbox, url)
+    assert again.dataset == {
+        "url": url,
+        "published": False,
+        "nothing_new": True,
+        "version": "v0001",
+    }
+    assert "nothing new" in str(again)
+    assert list_versions(url) == ["v0001"]
+    assert not (Path(url) / "v0002").exists()
+
+
+def test_unfinished_jobs_hold_the_cursor_back(sandbox: Sandbox, tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    run(sandbox, url)
+    unfinished = sorted(
+        j.created_at for j in sandbox.jobs if j.status in ("SUBMITTED", "IN_PROGRESS")
+    )
+    assert unfinished
+    checkpoint = load_checkpoint(url)
+    assert checkpoint is not None
+    assert checkpoint.cursor == unfinished[0]
+    again = run(sandbox, url)
+    # The next run reads them again (still unfinished here).
+    assert again.drop_counts[("fetch", "job_not_finished")] > 0
+
+
+def test_late_votes_are_picked_up_through_the_lag_window(sandbox: Sandbox, tmp_path: Path) -> None:
+    cut = middle(sandbox)
+    with_lag, without = str(tmp_path / "lag"), str(tmp_path / "nolag")
+    for url in (with_lag, without):
+        run(sandbox, url, end=cut)
+    # A vote arrives days later on an old, unvoted prediction a few hours before the cut.
+    old = next(
+        (j, i)
+        for j in sorted(sandbox.jobs, key=lambda j: j.created_at, reverse=True)
+        if j.created_at < cut - timedelta(hours=2) and j.status == "COMPLETED"
+        for i in j.inputs
+        if i.status == "SUCCESSFUL" and sandbox.votes(j.id, i.name) == (0, 0)
+    )
+    job, item = old
+    with client(sandbox) as c:
+        c.results.upvote(job.id, item.name)
+    run(sandbox, with_lag, lag=cut - job.created_at + timedelta(hours=1))
+    run(sandbox, without)
+    assert (job.id, item.name) in {(k[0], k[1]) for k in keys(with_lag)}
+    assert (job.id, item.name) not in {(k[0], k[1]) for k in keys(without)}
+    assert load_manifest(with_lag).changes.added >= 1  # type: ignore[union-attr]
+
+
+def test_a_vote_reset_retracts_the_sample(sandbox: Sandbox, tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    cut = middle(sandbox)
+    run(sandbox, url, end=cut)
+    row = next(
+        r
+        for r in read_samples(url)
+        if r["label_state"] == "confirmed"
+        and sandbox.job(str(r["job_id"])).created_at > cut - timedelta(days=2)
+    )
+    with client(sandbox) as c:
+        c.results.reset_vote(str(row["job_id"]), str(row["input_name"]))
+    report = run(sandbox, url, lag=timedelta(days=3))
+    changes = load_manifest(url).changes
+    assert changes is not None
+    retracted = {(s["job_id"], s["input_name"]) for s in changes.retracted_samples}
+    assert (row["job_id"], row["input_name"]) in retracted
+    assert (row["job_id"], row["input_name"]) not in {(k[0], k[1]) for k in keys(url)}
+    assert (row["job_id"], row["input_name"]) in {(k[0], k[1]) for k in keys(url, "v0001")}
+    assert "retracted" in str(report)
+
+
+def test_a_crashed_version_is_never_visible(sandbox: Sandbox, tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    run(sandbox, url, end=middle(sandbox))
+
+    class Crashing(DatasetWriter):
+        def serialize(self, sample: Sample) -> dict[str, object]:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run(sandbox, url, writer=Crashing)
+    assert list_versions(url) == ["v0001"]
+    with pytest.raises(DatasetError, match="no published version"):
+        load_manifest(url, version="v0002")
+    report = run(sandbox, url)
+    assert report.dataset is not None
+    assert report.dataset["version"] == "v0002"
+    assert verify_dataset(url) == []
+
+
+def test_versioned_and_flat_datasets_do_not_mix(sandbox: Sandbox, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="jsonl"):
+        DatasetWriter("memory://x", versioned=True, format="csv")
+    with pytest.raises(ConfigurationError, match="overwrite"):
+        DatasetWriter("memory://x", versioned=True, overwrite=True)
+    flat, versioned = str(tmp_path / "flat"), str(tmp_path / "versioned")
+    DatasetWriter(flat).write([])
+    with pytest.raises(DatasetExistsError, match="unversioned"):
+        DatasetWriter(flat, versioned=True).write([])
+    DatasetWriter(versioned, versioned=True).write([])
+    with pytest.raises(DatasetExistsError, match="versioned"):
+        DatasetWriter(versioned).write([])
+
+
+@pytest.mark.anyio
+async def test_async_incremental_runs_match_sync(sandbox: Sandbox, tmp_path: Path) -> None:
+    sync_url, async_url = str(tmp_path / "sync"), str(tmp_path / "async")
+    cut = middle(sandbox)
+    run(sandbox, sync_url, end=cut)
+    run(sandbox, sync_url)
+    for end in (cut, None):
+        async with AsyncModzyClient(
+            api_key=sandbox.api_key, base_url=sandbox.base_url, transport=sandbox.async_transport()
+        ) as ac:
+            since = load_checkpoint(async_url)
+            await (
+                JobHistoryQuery(ac, start=None if since else EPOCH, end=end, since=since)
+                | ResultFetcher(ac)
+                | VoteFilter(AnyVotes())
+                | LineageResolver(templates=sandbox.input_templates)
+                | DatasetWriter(async_url, versioned=True)
+            ).arun()
+    assert list_versions(async_url) == ["v0001", "v0002"]
+    assert keys(async_url) == keys(sync_url)
