@@ -23,6 +23,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.reconciled else 1
 
 
+def _build(args: argparse.Namespace) -> int:
+    from ._build_cli import run_build_command
+
+    return run_build_command(args)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ._build_cli import run_inspect_command
+
+    return run_inspect_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sandbox._cli import add_sandbox_parser
 
@@ -58,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=int, default=300, help="jobs in the sandbox (default 300)")
     demo.add_argument("--seed", type=int, default=0, help="the sandbox's seed (default 0)")
     demo.set_defaults(func=_demo)
+
+    from ._build_cli import add_build_arguments, add_inspect_arguments
+
+    build = sub.add_parser(
+        "build",
+        help="build the next version of a retraining dataset (for cron and CI)",
+        description="Query the history since the dataset's checkpoint, fetch results, "
+        "select and label, resolve raw inputs, publish a new version, and fire the "
+        "retraining trigger once it is ready. Exit codes: 0 published, 1 error, 2 usage, "
+        "3 nothing new, 4 published but below the retraining threshold, 5 trigger failed.",
+    )
+    add_build_arguments(build)
+    build.set_defaults(func=_build)
+
+    inspect = sub.add_parser("inspect", help="show a dataset's versions, counts and manifest")
+    add_inspect_arguments(inspect)
+    inspect.set_defaults(func=_inspect)
 
     add_sandbox_parser(sub)
     return parser

@@ -89,6 +89,27 @@ class Changes(BaseModel):
         return self.added == 0 and self.retracted == 0 and self.relabelled == 0
 
 
+class TriggerState(BaseModel):
+    """The retraining gate's decision for one version (recorded in its manifest).
+
+    Attributes:
+        ready: Whether this version passed the gate; the trigger fires once for it.
+        reason: Why it is or is not ready.
+        new: Samples this version added.
+        new_by_label: The same, per label.
+        since_last: Samples added since the last version whose trigger fired,
+            this one included.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ready: bool
+    reason: str
+    new: int = 0
+    new_by_label: dict[str, int] = Field(default_factory=dict)
+    since_last: int = 0
+
+
 class Manifest(BaseModel):
     """What a dataset holds and how it was made.
 
@@ -119,6 +140,7 @@ class Manifest(BaseModel):
     version: str | None = None
     changes: Changes | None = None
     checkpoint: Checkpoint | None = None
+    trigger: TriggerState | None = None
 
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode("utf-8")

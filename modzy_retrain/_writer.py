@@ -45,6 +45,7 @@ from ._dataset import (
     Manifest,
     ManifestCounts,
     ManifestFile,
+    TriggerState,
     latest_version,
     load_manifest,
     read_samples,
@@ -67,6 +68,7 @@ from ._report import (
     StageStats,
 )
 from ._stage import Stage
+from ._trigger import TriggerGate
 from ._version import __version__
 
 DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
@@ -270,6 +272,7 @@ class _Session:
         self.version: str | None = None
         self.previous: Manifest | None = None
         self.new_keys: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self.seen_before: set[tuple[str, str]] = set()
         self.published: Manifest | None = None
         self.seen: dict[str, str] = {}
         if writer.versioned:
@@ -511,6 +514,7 @@ class _Session:
                         role="data",
                     )
                 )
+        self.seen_before = seen_before
         added = sum(1 for key in self.new_keys if key not in seen_before)
         return Changes(
             added=added,
@@ -535,6 +539,7 @@ class _Session:
     def commit(self) -> Manifest | None:
         changes: Changes | None = None
         checkpoint: Checkpoint | None = None
+        trigger: TriggerState | None = None
         if self.version is not None:
             if self.previous is not None:
                 changes = self._carry_over()
@@ -548,6 +553,14 @@ class _Session:
                     self.fs.rm(join(self.root, self.version), recursive=True)
                 self.committed = True
                 return None
+            if self.writer.trigger is not None:
+                new_by_label: Counter[str] = Counter(
+                    label if label is not None else "(none)"
+                    for key, (label, _) in self.new_keys.items()
+                    if key not in self.seen_before
+                )
+                previous = self.previous.trigger if self.previous is not None else None
+                trigger = self.writer.trigger.evaluate(changes, new_by_label, previous)
         table_files = self.tables.close()
         manifest = Manifest(
             library_version=__version__,
@@ -572,6 +585,7 @@ class _Session:
             version=self.version,
             changes=changes,
             checkpoint=checkpoint,
+            trigger=trigger,
         )
         atomic_write(self.fs, self.manifest_path, manifest.to_json())
         if self.version is not None:
@@ -606,6 +620,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             read again, writes a full snapshot with what changed (added, retracted,
             relabelled) and a checkpoint for the next run, then moves ``_latest.json``.
             A run with nothing new publishes nothing. JSONL only for now.
+        trigger: A :class:`TriggerGate` evaluated for each new version; its decision
+            is recorded in the version's manifest (versioned datasets only).
         dedupe: Write identical contents once (default).
         concurrency: Files copied at once (default 16).
         storage_options: fsspec options for ``url``.
@@ -630,6 +646,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         group_by: GroupKey = "{job_id}/{input_name}",
         overwrite: bool = False,
         versioned: bool = False,
+        trigger: TriggerGate | None = None,
         dedupe: bool = True,
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
         storage_options: Mapping[str, Any] | None = None,
@@ -641,6 +658,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             raise ConfigurationError(f"unknown mode {mode!r}")
         if versioned and format != "jsonl":
             raise ConfigurationError("versioned datasets are written as jsonl for now")
+        if trigger is not None and not versioned:
+            raise ConfigurationError("a retraining trigger needs versioned=True")
         if versioned and overwrite:
             raise ConfigurationError("versions are never overwritten: drop overwrite=True")
         if format == "imagefolder" and mode != "copy":
@@ -678,6 +697,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         self.group_by = group_by
         self.overwrite = overwrite
         self.versioned = versioned
+        self.trigger = trigger
         self.dedupe = dedupe
         self.concurrency = concurrency
         self.storage_options = dict(storage_options or {})

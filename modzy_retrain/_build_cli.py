@@ -1,0 +1,264 @@
+"""``modzy-retrain build`` and ``inspect``: flags, progress display, output, exit codes."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._build import (
+    EXIT_BELOW_THRESHOLD,
+    EXIT_ERROR,
+    EXIT_NOTHING_NEW,
+    EXIT_TRIGGER_FAILED,
+    EXIT_USAGE,
+    build,
+    load_settings,
+)
+from ._constants import API_KEY_ENV
+from ._dataset import load_manifest
+from ._exceptions import ConfigurationError, MissingDependencyError
+from ._report import RunReport
+from ._writer import public_url
+
+
+def add_build_arguments(parser: Any) -> None:
+    add = parser.add_argument
+    add("--config", help="TOML settings file (flags override it)")
+    add("--base-url", help="Modzy host or API root (else $MODZY_BASE_URL)")
+    add("--api-key-file", help=f"file holding the API key (else ${API_KEY_ENV})")
+    add("--start", help="jobs created at or after (ISO 8601; first build only)")
+    add("--end", help="jobs created at or before (ISO 8601)")
+    add("--model", help="model name (fuzzy)")
+    add("--model-id", action="append", help="model identifier (repeatable)")
+    add("--lag", help="re-read this window before the checkpoint, e.g. 3d (late votes)")
+    add(
+        "--select",
+        action="append",
+        help="vote policy by name, repeatable: down-voted, up-voted, conflict, any-votes",
+    )
+    add("--min-votes", type=int, help="only predictions with at least this many votes")
+    add(
+        "--input-template",
+        action="append",
+        metavar="[MODEL_ID=]TEMPLATE",
+        help="where raw inputs live, e.g. s3://raw/{job_id}/{input_name}.png (repeatable)",
+    )
+    add("--out", help="dataset URL (any fsspec URL)")
+    add("--format", choices=["jsonl"], help="dataset format (versioned builds: jsonl)")
+    add(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option (repeatable, JSON values decoded)",
+    )
+    add("--concurrency", type=int, help="jobs fetched at once")
+    add("--report", help="write the run report as JSON to this path")
+    add("--dry-run", action="store_true", help="show the plan; write nothing")
+    add("--min-new", type=int, help="retraining threshold: new samples in the version")
+    add(
+        "--min-new-per-label",
+        action="append",
+        default=[],
+        metavar="LABEL=N",
+        help="retraining threshold per label (repeatable)",
+    )
+    add("--min-since-last", type=int, help="retraining threshold: new since last trigger")
+    add("--on-ready", metavar="CMD", help="shell command to run when a version is ready")
+    add("--webhook", metavar="URL", help="URL to POST (JSON) when a version is ready")
+    add("--quiet", action="store_true", help="no progress display")
+
+
+_TEMPLATE_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+
+
+def overrides_from_args(args: Any) -> dict[str, Any]:
+    from ._options import parse_key_values
+
+    out: dict[str, Any] = {}
+    simple = {
+        "base_url": args.base_url,
+        "api_key_file": args.api_key_file,
+        "start": args.start,
+        "end": args.end,
+        "model": args.model,
+        "lag": args.lag,
+        "min_votes": args.min_votes,
+        "out": args.out,
+        "format": args.format,
+        "concurrency": args.concurrency,
+        "report": args.report,
+    }
+    out.update({k: v for k, v in simple.items() if v is not None})
+    if args.model_id:
+        out["model_id"] = args.model_id
+    if args.select:
+        out["select"] = [s for item in args.select for s in item.split(",") if s]
+    for item in args.input_template or []:
+        match = _TEMPLATE_FOR_MODEL.match(item)
+        if match and not any(ch in match[1] for ch in "/:{"):
+            out.setdefault("input_templates", {})[match[1]] = match[2]
+        else:
+            out["input_template"] = item
+    if args.storage_option:
+        out["storage_options"] = parse_key_values(args.storage_option)
+    trigger: dict[str, Any] = {}
+    if args.min_new is not None:
+        trigger["min_new"] = args.min_new
+    if args.min_new_per_label:
+        raw = parse_key_values(args.min_new_per_label, flag="--min-new-per-label")
+        trigger["min_new_per_label"] = raw
+    if args.min_since_last is not None:
+        trigger["min_since_last"] = args.min_since_last
+    if args.on_ready:
+        trigger["on_ready"] = args.on_ready
+    if args.webhook:
+        trigger["webhook"] = args.webhook
+    if trigger:
+        out["trigger"] = trigger
+    return out
+
+
+class Progress:
+    """Progress on stderr: one updating line on a terminal, a line a minute in CI."""
+
+    def __init__(self, stream: Any, *, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.started = time_monotonic()
+        self.last = 0.0
+
+    def __call__(self, report: RunReport) -> None:
+        if self.quiet:
+            return
+        now = time_monotonic()
+        interval = 0.25 if self.tty else 60.0
+        if now - self.last < interval:
+            return
+        self.last = now
+        fetch = report.stages.get("fetch")
+        jobs = fetch.items_in if fetch else 0
+        elapsed = max(now - self.started, 1e-9)
+        line = (
+            f"{jobs} jobs, {report.inputs_seen} inputs, {jobs / elapsed:.1f} jobs/s, "
+            f"{elapsed:.0f} s"
+        )
+        if self.tty:
+            self.stream.write("\r" + line.ljust(70))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and not self.quiet and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def time_monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def run_build_command(args: Any) -> int:
+    import json
+    import os
+
+    try:
+        settings = load_settings(args.config, overrides_from_args(args))
+        progress = Progress(sys.stderr, quiet=args.quiet)
+        result = build(settings, environ=os.environ, dry_run=args.dry_run, progress=progress)
+        progress.done()
+    except (ConfigurationError, MissingDependencyError, ValueError) as exc:
+        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_ERROR
+    except Exception as exc:
+        from ._exceptions import ModzyRetrainError
+
+        if not isinstance(exc, (ModzyRetrainError, OSError)):
+            raise
+        print(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = result.report
+    if result.plan is not None:
+        print("dry run: nothing written")
+        for key, value in result.plan.items():
+            print(f"  {key}: {value}")
+        print(report)
+    else:
+        print(report)
+        for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
+            if firing is not None and firing.fired:
+                state = "ok" if firing.ok else "FAILED"
+                print(f"{label} for {firing.version}: fired, {state} {firing.details}")
+        messages = {
+            EXIT_NOTHING_NEW: "nothing new: no version published",
+            EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
+            EXIT_TRIGGER_FAILED: "published, but the retraining trigger failed (retried next run)",
+        }
+        if result.exit_code in messages:
+            print(messages[result.exit_code])
+    if settings.report:
+        body = report.to_dict()
+        body["exit_code"] = result.exit_code
+        if result.plan is not None:
+            body["plan"] = result.plan
+        if result.firing is not None:
+            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
+        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
+    return result.exit_code
+
+
+def add_inspect_arguments(parser: Any) -> None:
+    parser.add_argument("url", help="the dataset URL")
+    parser.add_argument("--version", help="a version to show instead of the latest")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def run_inspect_command(args: Any) -> int:
+    from ._dataset import list_versions
+    from ._exceptions import DatasetError
+    from ._options import parse_key_values
+
+    try:
+        options = parse_key_values(args.storage_option)
+        manifest = load_manifest(args.url, version=args.version, storage_options=options)
+        versions = list_versions(args.url, storage_options=options)
+    except (DatasetError, ValueError) as exc:
+        print(f"modzy-retrain inspect: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(manifest.model_dump_json(indent=2))
+        return 0
+    c = manifest.counts
+    print(f"dataset: {public_url(args.url)}")
+    if versions:
+        print(f"versions: {', '.join(versions)} (showing {manifest.version})")
+    print(f"created: {manifest.created_at.isoformat()}  run {manifest.run_id}")
+    print(f"format: {manifest.format} ({manifest.mode}), {len(manifest.files)} files")
+    print(f"samples: {c.samples} ({c.duplicates} duplicate contents skipped)")
+    for title, counts in (
+        ("by label state", c.by_label_state),
+        ("by split", c.by_split),
+        ("by label", c.by_label),
+        ("by model", c.by_model),
+    ):
+        print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if manifest.changes is not None:
+        ch = manifest.changes
+        print(
+            f"changes against {ch.previous or 'nothing'}: {ch.added} added, {ch.retracted} "
+            f"retracted, {ch.relabelled} relabelled, {ch.carried} carried over"
+        )
+    if manifest.checkpoint is not None:
+        cp = manifest.checkpoint
+        print(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
+    if manifest.trigger is not None:
+        t = manifest.trigger
+        print(f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})")
+    return 0

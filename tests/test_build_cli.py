@@ -1,0 +1,245 @@
+"""`modzy-retrain build` and `inspect`: versions, exit codes, trigger, secrets."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modzy_retrain import list_versions, load_manifest
+from modzy_retrain._build import BuildSettings, build, load_settings
+from modzy_retrain._cli import main
+from modzy_retrain.sandbox import Sandbox, SandboxServer
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, SandboxServer]]:
+    sb = Sandbox(seed=2, jobs=80, data_url=str(tmp_path_factory.mktemp("inputs")))
+    sb.write_inputs()
+    with sb.serve() as server:
+        yield sb, server
+
+
+@pytest.fixture
+def env(world: tuple[Sandbox, SandboxServer], monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    monkeypatch.setenv("MODZY_API_KEY", world[0].api_key)
+    return world[0]
+
+
+def args(world: tuple[Sandbox, SandboxServer], out: Path, *extra: str) -> list[str]:
+    sb, server = world
+    templates = [a for m, t in sb.input_templates.items() for a in ("--input-template", f"{m}={t}")]
+    return [
+        "build",
+        "--base-url",
+        server.base_url,
+        "--out",
+        str(out),
+        *templates,
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_build_publishes_then_has_nothing_new(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out, report = tmp_path / "ds", tmp_path / "report.json"
+    assert main(args(world, out, "--report", str(report))) == 0
+    first = capsys.readouterr()
+    assert "version v0001" in first.out
+    body = json.loads(report.read_text())
+    assert body["exit_code"] == 0
+    assert body["reconciled"] is True
+    assert main(args(world, out)) == 3
+    second = capsys.readouterr()
+    assert "nothing new" in second.out
+    assert list_versions(str(out)) == ["v0001"]
+    secret = env.api_key
+    texts = [first.out, first.err, second.out, second.err, report.read_text()]
+    texts += [p.read_text(errors="replace") for p in out.rglob("*.json*")]
+    assert all(secret not in t for t in texts)
+
+
+def test_dry_run_writes_nothing(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "dry"
+    assert main(args(world, out, "--dry-run", "--select", "down-voted")) == 0
+    text = capsys.readouterr().out
+    assert "dry run: nothing written" in text
+    for key in (
+        "jobs:",
+        "inputs:",
+        "by_model:",
+        "by_label_state:",
+        "excluded:",
+        "estimated_bytes:",
+    ):
+        assert key in text
+    assert "not_selected" in text
+    assert not out.exists()
+
+
+def test_threshold_and_the_trigger_fires_once_per_version(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = tmp_path / "fired.log"
+    out = tmp_path / "ds"
+    fields = "$MODZY_RETRAIN_VERSION $MODZY_RETRAIN_NEW_SAMPLES ${MODZY_API_KEY:-nokey}"
+    command = f'echo "{fields}" >> {log}'
+    # Far above what the world has: published, but below the threshold.
+    assert main(args(world, out, "--min-new", "100000", "--on-ready", command)) == 4
+    assert not log.exists()
+    assert load_manifest(str(out)).trigger.ready is False  # type: ignore[union-attr]
+    capsys.readouterr()
+
+    out2 = tmp_path / "ds2"
+    failing = "exit 7"
+    assert main(args(world, out2, "--on-ready", failing)) == 5
+    assert "trigger failed" in capsys.readouterr().out
+    # The next run fires the pending version first (once), then has nothing new.
+    assert main(args(world, out2, "--on-ready", command)) == 3
+    assert main(args(world, out2, "--on-ready", command)) == 3
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1
+    version, new, key = lines[0].split()
+    assert version == "v0001"
+    assert int(new) > 0
+    assert key == "nokey"  # the training command never sees the Modzy key
+
+
+def test_webhook_gets_one_json_post(
+    world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        out = tmp_path / "ds"
+        assert main(args(world, out, "--webhook", url)) == 0
+        assert main(args(world, out, "--webhook", url)) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+    assert received[0]["version"] == "v0001"
+    assert received[0]["new_samples"] == load_manifest(str(out)).counts.samples
+
+
+def test_config_file_flags_and_secrets(
+    world: tuple[Sandbox, SandboxServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sb, server = world
+    monkeypatch.delenv("MODZY_API_KEY", raising=False)
+    key_file = tmp_path / "key"
+    key_file.write_text(sb.api_key + "\n")
+    config = tmp_path / "retrain.toml"
+    templates = "\n".join(f'"{m}" = "{t}"' for m, t in sb.input_templates.items())
+    config.write_text(
+        f'base_url = "{server.base_url}"\n'
+        f'api_key_file = "{key_file}"\n'
+        f'out = "{tmp_path / "from-config"}"\n'
+        'select = ["down-voted", "up-voted"]\n'
+        'lag = "2d"\n'
+        "[input_templates]\n"
+        f"{templates}\n"
+        "[trigger]\n"
+        "min_new = 1\n"
+    )
+    settings = load_settings(str(config), {"lag": "3h"})
+    assert settings.lag.total_seconds() == 3 * 3600  # flags win over the file
+    assert settings.select == ["down-voted", "up-voted"]
+    assert main(["build", "--config", str(config), "--quiet"]) == 0
+    assert list_versions(str(tmp_path / "from-config")) == ["v0001"]
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'api_key = "{sb.api_key}"\n')
+    assert main(["build", "--config", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "api_key" in err
+    assert sb.api_key not in err
+    assert (
+        main(
+            [
+                "build",
+                "--out",
+                str(tmp_path / "x"),
+                "--input-template",
+                "/x/{input_name}",
+                "--base-url",
+                server.base_url,
+            ]
+        )
+        == 2
+    )
+    assert "MODZY_API_KEY" in capsys.readouterr().err
+
+
+def test_inspect(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "ds"
+    assert main(args(world, out)) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    for needle in (
+        "versions: v0001",
+        "samples:",
+        "by label state:",
+        "checkpoint: cursor",
+        "trigger: ready",
+    ):
+        assert needle in text
+    assert main(["inspect", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == "v0001"
+    assert main(["inspect", str(tmp_path / "nothing")]) == 1
+
+
+def test_python_callback_fires_once(
+    world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
+) -> None:
+    sb, server = world
+    calls: list[dict[str, Any]] = []
+    settings = BuildSettings(
+        base_url=server.base_url, out=str(tmp_path / "cb"), input_templates=sb.input_templates
+    )
+    first = build(settings, environ={"MODZY_API_KEY": sb.api_key}, on_ready=calls.append)
+    second = build(settings, environ={"MODZY_API_KEY": sb.api_key}, on_ready=calls.append)
+    assert (first.exit_code, second.exit_code) == (0, 3)
+    assert len(calls) == 1
+    assert calls[0]["version"] == "v0001"
