@@ -46,6 +46,7 @@ from ._exceptions import (
 )
 from ._fetch import ResultFetcher
 from ._lineage import LineageResolver, UnsafeNameError
+from ._lock import DatasetLockedError
 from ._models import (
     ClassPrediction,
     InputFailure,
@@ -113,6 +114,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "ConflictingVotes",
     "DatasetError",
     "DatasetExistsError",
+    "DatasetLockedError",
     "DatasetWriter",
     "DownShare",
     "DownVoted",

@@ -146,6 +146,9 @@ class Progress:
             f"{jobs} jobs, {report.inputs_seen} inputs, {jobs / elapsed:.1f} jobs/s, "
             f"{elapsed:.0f} s"
         )
+        eta = estimate_eta(report, elapsed)
+        if eta is not None:
+            line += f", ETA {eta:.0f} s"
         if self.tty:
             self.stream.write("\r" + line.ljust(70))
         else:
@@ -156,6 +159,27 @@ class Progress:
         if self.tty and not self.quiet and self.last:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def estimate_eta(report: RunReport, elapsed: float) -> float | None:
+    """Seconds left, from how far the jobs seen are through the query's time window."""
+    from datetime import datetime, timezone
+
+    from ._time import parse_timestamp
+
+    query = report.query or {}
+    last = report.progress.last_created
+    try:
+        start = parse_timestamp(query.get("start"))
+        end = parse_timestamp(query.get("end")) or datetime.now(timezone.utc)
+    except ValueError:
+        return None
+    if start is None or last is None or end <= start:
+        return None
+    done = (last - start) / (end - start)
+    if not 0.0 < done <= 1.0:
+        return None
+    return elapsed * (1.0 - done) / done
 
 
 def time_monotonic() -> float:

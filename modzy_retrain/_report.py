@@ -123,6 +123,11 @@ class JobProgress:
         elif complete and created_at == self._first_incomplete:
             self._ids_at_first_incomplete.add(job_id)
 
+    @property
+    def last_created(self) -> datetime | None:
+        """Creation time of the latest job seen (how far through the window a run is)."""
+        return self._last
+
     def cursor(self) -> tuple[datetime, list[str]] | None:
         """``(cursor, boundary ids)`` for the next run, or ``None`` if nothing moved."""
         if not self.ordered:

@@ -57,6 +57,7 @@ from ._exceptions import (
     MissingDependencyError,
 )
 from ._fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
+from ._lock import DatasetLock
 from ._records import Sample
 from ._report import (
     DUPLICATE_CONTENT,
@@ -274,6 +275,7 @@ class _Session:
         self.new_keys: dict[tuple[str, str], tuple[str | None, str]] = {}
         self.seen_before: set[tuple[str, str]] = set()
         self.published: Manifest | None = None
+        self.lock: DatasetLock | None = None
         self.seen: dict[str, str] = {}
         if writer.versioned:
             self._open_version()
@@ -306,6 +308,10 @@ class _Session:
             raise DatasetExistsError(
                 f"{w.url} holds an unversioned dataset; write versions to another URL"
             )
+        # Held until commit or abort: what follows (clearing debris, numbering the
+        # version, merging the previous one) is only safe for one run at a time.
+        self.lock = DatasetLock(self.fs, self.root, self.report.run_id)
+        self.lock.acquire()
         latest = latest_version(w.url, storage_options=w.storage_options)
         number = int(latest[1:]) + 1 if latest else 1
         self.version = f"v{number:04d}"
@@ -547,10 +553,12 @@ class _Session:
                 changes = Changes(added=len(self.new_keys))
             checkpoint = self._checkpoint()
             if changes.nothing_new and self.previous is not None:
-                # Nothing to publish: the previous version stays the latest.
-                self.abort()
+                # Nothing to publish: the previous version stays the latest. The
+                # unpublished folder goes before the lock, never under another run.
+                self.tables.abort()
                 with contextlib.suppress(OSError):
                     self.fs.rm(join(self.root, self.version), recursive=True)
+                self.release()
                 self.committed = True
                 return None
             if self.writer.trigger is not None:
@@ -594,10 +602,16 @@ class _Session:
             atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
         self.committed = True
         self.published = manifest
+        self.release()
         return manifest
 
     def abort(self) -> None:
         self.tables.abort()
+        self.release()
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 class DatasetWriter(Stage[Sample, Sample]):

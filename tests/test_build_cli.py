@@ -243,3 +243,36 @@ def test_python_callback_fires_once(
     assert (first.exit_code, second.exit_code) == (0, 3)
     assert len(calls) == 1
     assert calls[0]["version"] == "v0001"
+
+
+def test_progress_lines_and_eta(tmp_path: Path) -> None:
+    import io
+    from datetime import datetime, timedelta, timezone
+
+    from modzy_retrain import RunReport
+    from modzy_retrain._build_cli import Progress, estimate_eta
+
+    report = RunReport()
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    report.query = {"start": start.isoformat(), "end": (start + timedelta(days=10)).isoformat()}
+    report.progress.mark("j1", start + timedelta(days=2), True)
+    assert estimate_eta(report, 10.0) == pytest.approx(40.0)
+    report.query = {}
+    assert estimate_eta(report, 10.0) is None
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, ci = Tty(), io.StringIO()
+    for stream in (tty, ci):
+        progress = Progress(stream, quiet=False)
+        progress(report)
+        progress.done()
+    assert tty.getvalue().startswith("\r")
+    assert tty.getvalue().endswith("\n")
+    assert ci.getvalue().count("\n") == 1
+    assert "jobs/s" in ci.getvalue()
+    quiet = io.StringIO()
+    Progress(quiet, quiet=True)(report)
+    assert quiet.getvalue() == ""
