@@ -45,6 +45,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._fetch import ResultFetcher
+from ._journal import ResultJournal
 from ._lineage import LineageResolver, UnsafeNameError
 from ._lock import DatasetLockedError
 from ._models import (
@@ -155,6 +156,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "RateLimitError",
     "ResponseValidationError",
     "ResultFetcher",
+    "ResultJournal",
     "ResultParseError",
     "RetryEvent",
     "RetryPolicy",

@@ -25,6 +25,7 @@ from ._constants import API_KEY_ENV
 from ._dataset import latest_version, load_checkpoint, load_manifest
 from ._exceptions import ConfigurationError, MissingDependencyError
 from ._fetch import DEFAULT_CONCURRENCY, ResultFetcher
+from ._journal import ResultJournal
 from ._lineage import LineageResolver
 from ._query import JobHistoryQuery
 from ._records import Sample
@@ -221,6 +222,13 @@ def build(
         api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
     ) as client:
         since = load_checkpoint(url, storage_options=out_options)
+        journal = None
+        if not dry_run:
+            # Results a killed build from the same checkpoint already fetched.
+            journal = ResultJournal(
+                url, after=since.version if since else None, storage_options=out_options
+            )
+            journal.load()
         query = JobHistoryQuery(
             client,
             start=settings.start,
@@ -234,7 +242,7 @@ def build(
         )
         chain = (
             query
-            | ResultFetcher(client, concurrency=settings.concurrency)
+            | ResultFetcher(client, concurrency=settings.concurrency, journal=journal)
             | VoteFilter(
                 _selector(settings),
                 policy=LabelPolicy(min_agreement=settings.min_agreement),
@@ -263,6 +271,7 @@ def build(
             storage_options=out_options,
             source_storage_options=in_options,
             trigger=gate,
+            journal=journal,
         )
         it2 = (chain | writer).stream()
         for _ in _tap(it2, progress):

@@ -68,6 +68,12 @@ def job_results(job_id: str, *, strict: bool = True) -> Call[JobResults]:
     )
 
 
+def job_results_body(job_id: str) -> Call[Any]:
+    """The results of a job as decoded JSON (to journal before parsing)."""
+    path = f"/results/{segment('job_id', job_id)}"
+    return Call("GET", path, lambda data: data)
+
+
 def input_result(job_id: str, input_name: str) -> Call[InputResult]:
     path = f"/results/{segment('job_id', job_id)}/datasource/{segment('input_name', input_name)}"
     return Call(

@@ -57,6 +57,7 @@ from ._exceptions import (
     MissingDependencyError,
 )
 from ._fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
+from ._journal import ResultJournal
 from ._lock import DatasetLock
 from ._records import Sample
 from ._report import (
@@ -276,6 +277,8 @@ class _Session:
         self.seen_before: set[tuple[str, str]] = set()
         self.published: Manifest | None = None
         self.lock: DatasetLock | None = None
+        # A rerun after a crash: content-addressed files already copied are kept.
+        self.resuming = False
         self.seen: dict[str, str] = {}
         if writer.versioned:
             self._open_version()
@@ -318,9 +321,11 @@ class _Session:
         self.prefix = self.version + "/"
         self.manifest_path = join(self.root, self.prefix + MANIFEST_NAME)
         stale = join(self.root, self.version)
+        self.resuming = bool(w.journal is not None and w.journal.bodies)
         if self.fs.exists(stale):
             # Debris of a run that died before publishing: never visible, safe to clear.
             self.fs.rm(stale, recursive=True)
+            self.resuming = True
         if latest is not None:
             self.previous = load_manifest(w.url, storage_options=w.storage_options)
             if w.dedupe:
@@ -409,6 +414,8 @@ class _Session:
         assert sample.sha256 is not None
         assert sample.size is not None
         target = join(self.root, plan.data_path)
+        if self.resuming and self._already_copied(target, sample.size):
+            return plan
         payload = sample.payload
         if payload is not None:
             if hashlib.sha256(payload).hexdigest() != sample.sha256:
@@ -442,6 +449,14 @@ class _Session:
                     f"{sample.source_url} changed after it was resolved",
                 )
         return plan
+
+    def _already_copied(self, target: str, size: int) -> bool:
+        # Data files are named by their sha256, so one of the right size that a
+        # killed run finished writing holds exactly these bytes.
+        try:
+            return int(self.fs.info(target)["size"]) == size
+        except (FileNotFoundError, KeyError, ValueError):
+            return False
 
     def _stream_copy(self, source_url: str, target: str) -> str:
         src_fs, src_path = self.sources.resolve(source_url)
@@ -558,6 +573,8 @@ class _Session:
                 self.tables.abort()
                 with contextlib.suppress(OSError):
                     self.fs.rm(join(self.root, self.version), recursive=True)
+                if self.writer.journal is not None:
+                    self.writer.journal.clear()
                 self.release()
                 self.committed = True
                 return None
@@ -602,6 +619,8 @@ class _Session:
             atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
         self.committed = True
         self.published = manifest
+        if self.writer.journal is not None:
+            self.writer.journal.clear()
         self.release()
         return manifest
 
@@ -636,6 +655,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             A run with nothing new publishes nothing. JSONL only for now.
         trigger: A :class:`TriggerGate` evaluated for each new version; its decision
             is recorded in the version's manifest (versioned datasets only).
+        journal: The run's :class:`ResultJournal` (versioned datasets only): cleared
+            once a version is published or nothing new was found.
         dedupe: Write identical contents once (default).
         concurrency: Files copied at once (default 16).
         storage_options: fsspec options for ``url``.
@@ -661,6 +682,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         overwrite: bool = False,
         versioned: bool = False,
         trigger: TriggerGate | None = None,
+        journal: ResultJournal | None = None,
         dedupe: bool = True,
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
         storage_options: Mapping[str, Any] | None = None,
@@ -672,8 +694,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             raise ConfigurationError(f"unknown mode {mode!r}")
         if versioned and format != "jsonl":
             raise ConfigurationError("versioned datasets are written as jsonl for now")
-        if trigger is not None and not versioned:
-            raise ConfigurationError("a retraining trigger needs versioned=True")
+        if (trigger is not None or journal is not None) and not versioned:
+            raise ConfigurationError("a trigger or a journal needs versioned=True")
         if versioned and overwrite:
             raise ConfigurationError("versions are never overwritten: drop overwrite=True")
         if format == "imagefolder" and mode != "copy":
@@ -712,6 +734,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         self.overwrite = overwrite
         self.versioned = versioned
         self.trigger = trigger
+        self.journal = journal
         self.dedupe = dedupe
         self.concurrency = concurrency
         self.storage_options = dict(storage_options or {})

@@ -4,6 +4,7 @@ The kill is planted by patching (no hooks in the library itself):
 ``python _killed_build.py POINT AFTER DATA_URL OUT END SEED JOBS START``.
 """
 
+import json
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from modzy_retrain import (
     LineageResolver,
     ModzyClient,
     ResultFetcher,
+    ResultJournal,
     VoteFilter,
     _writer,
     load_checkpoint,
@@ -62,6 +64,8 @@ elif point == "pointer":
 
 with ModzyClient(api_key=sb.api_key, base_url=sb.base_url, transport=sb.transport()) as c:
     since = load_checkpoint(out)
+    journal = ResultJournal(out, after=since.version if since else None)
+    journal.load()
     query = JobHistoryQuery(
         c,
         start=None if since else datetime.fromisoformat(sys.argv[8]),
@@ -70,8 +74,10 @@ with ModzyClient(api_key=sb.api_key, base_url=sb.base_url, transport=sb.transpor
     )
     (
         query
-        | ResultFetcher(c)
+        | ResultFetcher(c, journal=journal)
         | VoteFilter(AnyVotes())
         | LineageResolver(templates=sb.input_templates)
-        | DatasetWriter(out, versioned=True)
+        | DatasetWriter(out, versioned=True, journal=journal)
     ).run()
+counts = {"results_requests": sb.request_counts["GET /results/{jobId}"], "reused": journal.reused}
+sys.stdout.write(json.dumps(counts) + "\n")

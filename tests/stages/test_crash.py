@@ -49,7 +49,9 @@ def middle(sb: Sandbox) -> str:
     return sorted(j.created_at for j in sb.jobs)[JOBS // 2].isoformat()
 
 
-def build(data_url: str, out: Path, end: str, point: str = "none", after: int = 0) -> int:
+def build(
+    data_url: str, out: Path, end: str, point: str = "none", after: int = 0
+) -> dict[str, int]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -70,7 +72,9 @@ def build(data_url: str, out: Path, end: str, point: str = "none", after: int = 
     )
     if proc.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(proc.stderr)
-    return proc.returncode
+    if proc.returncode:
+        return {"killed": 1}
+    return {"killed": 0, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def rows(out: Path) -> set[tuple[object, ...]]:
@@ -84,8 +88,9 @@ def rows(out: Path) -> set[tuple[object, ...]]:
 def reference(world: tuple[Sandbox, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     sb, data_url = world
     out = tmp_path_factory.mktemp("reference") / "ds"
-    assert build(data_url, out, middle(sb)) == 0
-    assert build(data_url, out, "-") == 0
+    assert build(data_url, out, middle(sb))["killed"] == 0
+    second = build(data_url, out, "-")
+    (out.parent / "requests.json").write_text(json.dumps(second))
     return out
 
 
@@ -97,20 +102,28 @@ def test_a_build_killed_anywhere_reruns_to_the_same_version(
 ) -> None:
     sb, data_url = world
     out = tmp_path / "ds"
-    assert build(data_url, out, middle(sb)) == 0
-    assert build(data_url, out, "-", point, after) == -signal.SIGKILL
+    assert build(data_url, out, middle(sb))["killed"] == 0
+    assert build(data_url, out, "-", point, after)["killed"] == 1
     # Nothing partial is visible: still one version, intact, and the dead run's lock.
     assert list_versions(str(out)) == ["v0001"]
     assert verify_dataset(str(out)) == []
     assert (out / LOCK_NAME).exists()
     # The rerun reclaims the dead run's lock, clears its debris, and publishes the
     # same version an uninterrupted run publishes.
-    assert build(data_url, out, "-") == 0
+    rerun = build(data_url, out, "-")
+    assert rerun["killed"] == 0
     assert list_versions(str(out)) == ["v0001", "v0002"]
     assert verify_dataset(str(out)) == []
     assert rows(out) == rows(reference)
     assert load_checkpoint(str(out)) == load_checkpoint(str(reference))
     assert not (out / LOCK_NAME).exists()
+    assert not (out / "_staging").exists()
+    # Work the killed build did is reused: what it journaled is not fetched again.
+    uninterrupted = json.loads((reference.parent / "requests.json").read_text())
+    assert rerun["results_requests"] + rerun["reused"] == uninterrupted["results_requests"]
+    if point != "fetch":
+        # Killed after fetching: at least a whole journal part was there to reuse.
+        assert rerun["reused"] >= 16
 
 
 def run_chain(sb: Sandbox, out: Path) -> None:
