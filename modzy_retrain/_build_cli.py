@@ -283,6 +283,12 @@ def run_inspect_command(args: Any) -> int:
         cp = manifest.checkpoint
         print(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
     if manifest.trigger is not None:
+        from ._trigger import fired_record
+
         t = manifest.trigger
-        print(f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})")
+        line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"
+        if t.ready and manifest.version is not None:
+            record = fired_record(args.url, manifest.version, options)
+            line += f", fired at {record.get('fired_at')}" if record else ", not fired yet"
+        print(line)
     return 0

@@ -120,6 +120,18 @@ def _marker(url: str, version: str, storage_options: Mapping[str, Any] | None) -
     return fs, join(root, TRIGGERS_DIR, f"{version}.json")
 
 
+def fired_record(
+    url: str, version: str, storage_options: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The record of a successful firing for ``version``, or ``None``."""
+    fs, path = _marker(url, version, storage_options)
+    try:
+        record = json.loads(bytes(fs.cat_file(path)))
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def already_fired(url: str, version: str, storage_options: Mapping[str, Any] | None) -> bool:
     fs, path = _marker(url, version, storage_options)
     return bool(fs.exists(path))

@@ -225,6 +225,7 @@ def test_inspect(
         "trigger: ready",
     ):
         assert needle in text
+    assert "not fired yet" in text  # no trigger action was configured
     assert main(["inspect", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "v0001"
     assert main(["inspect", str(tmp_path / "nothing")]) == 1
@@ -276,3 +277,29 @@ def test_progress_lines_and_eta(tmp_path: Path) -> None:
     quiet = io.StringIO()
     Progress(quiet, quiet=True)(report)
     assert quiet.getvalue() == ""
+
+
+def test_a_locked_dataset_is_an_error_exit(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modzy_retrain._fs import url_to_fs
+    from modzy_retrain._lock import DatasetLock
+
+    out = tmp_path / "locked"
+    fs, root = url_to_fs(str(out))
+    holder = DatasetLock(fs, root, "another-build")
+    holder.acquire()
+    try:
+        assert main(args(world, out)) == 1
+    finally:
+        holder.release()
+    err = capsys.readouterr().err
+    assert "DatasetLockedError" in err
+    assert "another-build" in err
+    assert main(args(world, out, "--on-ready", "true")) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    assert "fired at" in capsys.readouterr().out
