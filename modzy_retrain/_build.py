@@ -89,7 +89,7 @@ class BuildSettings(BaseModel):
     input_template: str | None = None
     input_templates: dict[str, str] = Field(default_factory=dict)
     out: str | None = None
-    format: Literal["jsonl"] = "jsonl"
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
     input_storage_options: dict[str, Any] | None = Field(default=None, repr=False)
     report: str | None = None
@@ -267,6 +267,7 @@ def build(
         )
         writer = DatasetWriter(
             url,
+            format=settings.format,
             versioned=True,
             storage_options=out_options,
             source_storage_options=in_options,

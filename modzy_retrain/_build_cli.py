@@ -46,7 +46,7 @@ def add_build_arguments(parser: Any) -> None:
         help="where raw inputs live, e.g. s3://raw/{job_id}/{input_name}.png (repeatable)",
     )
     add("--out", help="dataset URL (any fsspec URL)")
-    add("--format", choices=["jsonl"], help="dataset format (versioned builds: jsonl)")
+    add("--format", choices=["jsonl", "csv", "parquet"], help="dataset format (default jsonl)")
     add(
         "--storage-option",
         action="append",

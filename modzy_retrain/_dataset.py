@@ -251,14 +251,19 @@ def verify_dataset(
 def read_samples(
     url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Yield the sample rows of a JSONL or image-folder dataset, trusting only the manifest."""
+    """Yield the sample rows of a dataset, trusting only the manifest.
+
+    Reads JSONL and image-folder datasets, and versioned CSV or Parquet ones (through the
+    JSONL table each of their versions keeps).
+    """
     manifest = load_manifest(url, version=version, storage_options=storage_options)
-    if manifest.format not in ("jsonl", "imagefolder"):
+    tables = [name for name in manifest.samples_files if name.endswith(".jsonl")]
+    if manifest.format not in ("jsonl", "imagefolder") and not tables:
         raise DatasetError(
             f"read_samples reads jsonl and imagefolder datasets, not {manifest.format}"
         )
     fs, root = url_to_fs(url, storage_options)
-    for name in manifest.samples_files:
+    for name in tables:
         with fs.open(join(root, name), "rb") as handle:
             for line in handle:
                 if line.strip():

@@ -84,6 +84,7 @@ _WINDOWS_RESERVED = (
 _EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 GroupKey = str | Callable[[Sample], str]
+TABLES = {"jsonl": "samples.jsonl", "csv": "samples.csv", "parquet": "samples.parquet"}
 
 
 def assign_split(key: str, splits: Mapping[str, float]) -> str:
@@ -198,10 +199,12 @@ class _Tables:
         }
 
     def write(self, name: str, row: Mapping[str, Any]) -> None:
-        if self.fmt in ("jsonl", "imagefolder"):
+        # The table's own extension says how to write it: a versioned CSV or Parquet
+        # dataset also keeps a JSONL table, which the next version merges from.
+        if name.endswith(".jsonl"):
             line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
             self._handle(name).write(line.encode("utf-8"))
-        elif self.fmt == "csv":
+        elif name.endswith(".csv"):
             flat = self._flat(row)
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
@@ -234,7 +237,7 @@ class _Tables:
         self.parquet[name] = (writer, batch)
 
     def close(self) -> list[ManifestFile]:
-        if self.fmt == "parquet":
+        if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -277,6 +280,8 @@ class _Session:
         self.seen_before: set[tuple[str, str]] = set()
         self.published: Manifest | None = None
         self.lock: DatasetLock | None = None
+        # Versioned CSV / Parquet also keep a JSONL table: the next version merges from it.
+        self.canonical: str | None = None
         # A rerun after a crash: content-addressed files already copied are kept.
         self.resuming = False
         self.seen: dict[str, str] = {}
@@ -319,6 +324,8 @@ class _Session:
         number = int(latest[1:]) + 1 if latest else 1
         self.version = f"v{number:04d}"
         self.prefix = self.version + "/"
+        if w.format != "jsonl":
+            self.canonical = self.prefix + "samples.jsonl"
         self.manifest_path = join(self.root, self.prefix + MANIFEST_NAME)
         stale = join(self.root, self.version)
         self.resuming = bool(w.journal is not None and w.journal.bodies)
@@ -369,14 +376,7 @@ class _Session:
                 data_path = f"{safe_component(split)}/{safe_component(sample.label)}/{base}"
                 table = f"{safe_component(split)}/metadata.jsonl"
         else:
-            table = (
-                self.prefix
-                + {
-                    "jsonl": "samples.jsonl",
-                    "csv": "samples.csv",
-                    "parquet": "samples.parquet",
-                }[w.format]
-            )
+            table = self.prefix + TABLES[w.format]
             if w.mode == "copy":
                 assert sample.sha256 is not None
                 data_path = (
@@ -393,6 +393,8 @@ class _Session:
             # Relative to the metadata file's folder, as Hugging Face expects.
             row = {"file_name": plan.data_path.split("/", 1)[1], **row}
         self.tables.write(plan.table, row)
+        if self.canonical is not None:
+            self.tables.write(self.canonical, row)
         self._count(sample.label, sample.label_state, sample.split, sample.record.model_id)
         if self.version is not None:
             self.new_keys[sample.key] = (sample.label, sample.label_state)
@@ -481,7 +483,7 @@ class _Session:
         assert self.version is not None
         w = self.writer
         rerun = self.report.progress.complete_ids
-        table = self.prefix + "samples.jsonl"
+        tables = [t for t in (self.prefix + TABLES[w.format], self.canonical) if t]
         changes: dict[str, Any] = {"previous": self.previous.version}
         retracted: list[dict[str, Any]] = []
         relabelled: list[dict[str, Any]] = []
@@ -516,7 +518,8 @@ class _Session:
                     }
                 )
                 continue
-            self.tables.write(table, row)
+            for table in tables:
+                self.tables.write(table, row)
             carried += 1
             self._count(
                 row.get("label"),
@@ -652,7 +655,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             instead of one dataset: each run merges the previous version with what it
             read again, writes a full snapshot with what changed (added, retracted,
             relabelled) and a checkpoint for the next run, then moves ``_latest.json``.
-            A run with nothing new publishes nothing. JSONL only for now.
+            A run with nothing new publishes nothing. Not with ``imagefolder``; CSV and
+            Parquet versions also keep a JSONL table to merge the next version from.
         trigger: A :class:`TriggerGate` evaluated for each new version; its decision
             is recorded in the version's manifest (versioned datasets only).
         journal: The run's :class:`ResultJournal` (versioned datasets only): cleared
@@ -692,8 +696,8 @@ class DatasetWriter(Stage[Sample, Sample]):
             raise ConfigurationError(f"unknown format {format!r}")
         if mode not in ("copy", "reference"):
             raise ConfigurationError(f"unknown mode {mode!r}")
-        if versioned and format != "jsonl":
-            raise ConfigurationError("versioned datasets are written as jsonl for now")
+        if versioned and format == "imagefolder":
+            raise ConfigurationError("versioned datasets are jsonl, csv or parquet")
         if (trigger is not None or journal is not None) and not versioned:
             raise ConfigurationError("a trigger or a journal needs versioned=True")
         if versioned and overwrite:

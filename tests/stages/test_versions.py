@@ -51,6 +51,7 @@ def run(
     end: datetime | None = None,
     lag: timedelta = timedelta(0),
     writer: type[DatasetWriter] = DatasetWriter,
+    fmt: str = "jsonl",
 ) -> RunReport:
     with client(sb) as c:
         since = load_checkpoint(url)
@@ -60,7 +61,7 @@ def run(
             | ResultFetcher(c)
             | VoteFilter(AnyVotes())
             | LineageResolver(templates=sb.input_templates)
-            | writer(url, versioned=True)
+            | writer(url, versioned=True, format=fmt)  # type: ignore[arg-type]
         ).run()
 
 
@@ -214,8 +215,8 @@ def test_a_crashed_version_is_never_visible(sandbox: Sandbox, tmp_path: Path) ->
 
 
 def test_versioned_and_flat_datasets_do_not_mix(sandbox: Sandbox, tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="jsonl"):
-        DatasetWriter("memory://x", versioned=True, format="csv")
+    with pytest.raises(ConfigurationError, match="jsonl, csv or parquet"):
+        DatasetWriter("memory://x", versioned=True, format="imagefolder")
     with pytest.raises(ConfigurationError, match="overwrite"):
         DatasetWriter("memory://x", versioned=True, overwrite=True)
     flat, versioned = str(tmp_path / "flat"), str(tmp_path / "versioned")
@@ -247,3 +248,27 @@ async def test_async_incremental_runs_match_sync(sandbox: Sandbox, tmp_path: Pat
             ).arun()
     assert list_versions(async_url) == ["v0001", "v0002"]
     assert keys(async_url) == keys(sync_url)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_versioned_csv_and_parquet(sandbox: Sandbox, tmp_path: Path, fmt: str) -> None:
+    url, reference = str(tmp_path / fmt), str(tmp_path / "jsonl")
+    for target, kind in ((url, fmt), (reference, "jsonl")):
+        run(sandbox, target, end=middle(sandbox), fmt=kind)
+        run(sandbox, target, fmt=kind)
+    assert list_versions(url) == ["v0001", "v0002"]
+    assert verify_dataset(url) == []
+    assert keys(url) == keys(reference)
+    manifest = load_manifest(url)
+    assert manifest.format == fmt
+    assert sorted(manifest.samples_files) == sorted([f"v0002/samples.{fmt}", "v0002/samples.jsonl"])
+    table = Path(url) / "v0002" / f"samples.{fmt}"
+    if fmt == "csv":
+        import csv
+
+        with table.open(newline="") as handle:
+            assert len(list(csv.DictReader(handle))) == manifest.counts.samples
+    else:
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(table).num_rows == manifest.counts.samples
