@@ -25,8 +25,10 @@ from ._constants import API_KEY_ENV
 from ._dataset import latest_version, load_checkpoint, load_manifest
 from ._exceptions import ConfigurationError, MissingDependencyError
 from ._fetch import DEFAULT_CONCURRENCY, ResultFetcher
+from ._fs import url_to_fs
 from ._journal import ResultJournal
 from ._lineage import LineageResolver
+from ._lock import DatasetLock
 from ._query import JobHistoryQuery
 from ._records import Sample
 from ._report import RunReport
@@ -211,6 +213,44 @@ def build(
     if not settings.input_template and not settings.input_templates:
         raise ConfigurationError("no lineage: give --input-template (per model: MODEL_ID=...)")
     actions = TriggerActions(on_ready, settings.trigger.on_ready, settings.trigger.webhook)
+    report = RunReport()
+    lock = None
+    if not dry_run:
+        # The whole build holds the dataset's lock (its writer takes it again): so a
+        # pending trigger, and this build's own, can never fire twice at once.
+        fs, root = url_to_fs(url, out_options)
+        lock = DatasetLock(fs, root, report.run_id)
+        lock.acquire()
+    try:
+        return _build_locked(
+            settings,
+            url,
+            out_options,
+            in_options,
+            actions,
+            report,
+            environ,
+            dry_run,
+            transport,
+            progress,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _build_locked(
+    settings: BuildSettings,
+    url: str,
+    out_options: dict[str, Any],
+    in_options: dict[str, Any],
+    actions: TriggerActions,
+    report: RunReport,
+    environ: Mapping[str, str],
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,
+    progress: Callable[[RunReport], None] | None,
+) -> BuildResult:
     recovered = None
     if not dry_run and actions.any and latest_version(url, storage_options=out_options):
         # A ready version whose firing never completed (a crash, a failed command)
@@ -256,7 +296,7 @@ def build(
             )
         )
         if dry_run:
-            it = chain.stream()
+            it = chain.stream(report)
             samples = list(_tap(it, progress))
             report = it.report.finish()
             return BuildResult(report, EXIT_PUBLISHED, plan=_plan(report, samples))
@@ -274,7 +314,7 @@ def build(
             trigger=gate,
             journal=journal,
         )
-        it2 = (chain | writer).stream()
+        it2 = (chain | writer).stream(report)
         for _ in _tap(it2, progress):
             pass
         report = it2.report.finish()

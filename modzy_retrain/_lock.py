@@ -57,6 +57,9 @@ class DatasetLock:
         self.run_id = run_id
         self.lease = lease
         self.held = False
+        # Taken again by the run that already holds it (a build around its writer):
+        # the outer holder releases it, not this one.
+        self.reentrant = False
 
     def _body(self) -> bytes:
         now = datetime.now(timezone.utc)
@@ -94,6 +97,9 @@ class DatasetLock:
                 continue  # released meanwhile: try again
             except ValueError:
                 holder = {}
+            if holder.get("run_id") == self.run_id:
+                self.held = self.reentrant = True
+                return
             if not self._stale(holder):
                 raise DatasetLockedError(
                     f"another build holds this dataset (run {holder.get('run_id')} on "
@@ -105,7 +111,8 @@ class DatasetLock:
         raise DatasetLockedError("could not take the dataset's lock: another build races for it")
 
     def release(self) -> None:
-        if not self.held:
+        if not self.held or self.reentrant:
+            self.held = False
             return
         self.held = False
         try:

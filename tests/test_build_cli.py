@@ -303,3 +303,12 @@ def test_a_locked_dataset_is_an_error_exit(
     capsys.readouterr()
     assert main(["inspect", str(out)]) == 0
     assert "fired at" in capsys.readouterr().out
+
+
+def test_the_trigger_fires_under_the_dataset_lock(
+    world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
+) -> None:
+    out = tmp_path / "ds"
+    # The command succeeds only if the build still holds the lock while it fires.
+    assert main(args(world, out, "--on-ready", f"test -f {out}/_lock.json")) == 0
+    assert not (out / "_lock.json").exists()
