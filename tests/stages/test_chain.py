@@ -200,26 +200,24 @@ def test_every_stage_subclassed_through_its_hook(sandbox: Sandbox, tmp_path: Pat
     assert all(float(r["predicted_score"]) > 0.3 for r in rows)  # type: ignore[arg-type]
 
 
-def test_binary_corrections_match_the_hidden_truth(sandbox: Sandbox, tmp_path: Path) -> None:
-    big = Sandbox(seed=8, jobs=600, data_url=str(tmp_path / "in"))
-    big.write_inputs()
-    out = str(tmp_path / "q")
-    with ModzyClient(api_key=big.api_key, base_url=big.base_url, transport=big.transport()) as c:
-        (
-            JobHistoryQuery(c)
-            | ResultFetcher(c)
-            | VoteFilter(DownVoted())
-            | LineageResolver(templates=big.input_templates)
-            | DatasetWriter(out)
-        ).run()
-    flips = [r for r in read_samples(out) if r["rule"] == "down-voted:binary-flip"]
-    assert len(flips) >= 20
-    right = sum(
-        r["label"] == big.ground_truth(str(r["job_id"]), str(r["input_name"])) for r in flips
-    )
-    assert right / len(flips) >= 0.9, f"{right}/{len(flips)}"
-    confirmed = [r for r in read_samples(out) if r["label_state"] == "confirmed"]
-    assert not confirmed  # DownVoted alone never confirms
+def test_binary_corrections_match_the_hidden_truth() -> None:
+    # Over several worlds, so no seed is picked for luck: down-voted binary predictions
+    # corrected to the other class are right for nearly all inputs (the rest are the
+    # reviewers' own mistakes, which the sandbox makes too).
+    flips = right = 0
+    for seed in range(6):
+        world = Sandbox(seed=seed, jobs=400, data_url=f"memory://quality-{seed}")
+        with ModzyClient(
+            api_key=world.api_key, base_url=world.base_url, transport=world.transport()
+        ) as c:
+            samples = list(JobHistoryQuery(c) | ResultFetcher(c) | VoteFilter(DownVoted()))
+        for s in samples:
+            if s.rule == "down-voted:binary-flip":
+                flips += 1
+                right += s.label == world.ground_truth(s.job_id, s.input_name)
+        assert all(s.label_state != "confirmed" for s in samples)  # DownVoted never confirms
+    assert flips >= 100
+    assert right / flips >= 0.9, f"{right}/{flips}"
 
 
 def test_the_sync_chain_runs_inside_a_running_event_loop(sandbox: Sandbox, tmp_path: Path) -> None:
