@@ -88,6 +88,9 @@ class JobProgress:
     def __init__(self) -> None:
         self.ordered = True
         # Jobs whose results this run read in full: their samples are authoritative.
+        # Kept only when a versioned writer asks (it merges by them); a plain run
+        # keeps no per-job state, so its memory stays flat.
+        self.track_ids = False
         self.complete_ids: set[str] = set()
         self._last: datetime | None = None
         self._max: datetime | None = None
@@ -101,7 +104,7 @@ class JobProgress:
         """Record one job. ``read``: its results were read in this run, so this run
         has the final word on its samples (a skipped or filtered job is complete but
         was not read, and its earlier samples stand)."""
-        if complete and read:
+        if complete and read and self.track_ids:
             self.complete_ids.add(job_id)
         if created_at is None:
             if not complete:

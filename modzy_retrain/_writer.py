@@ -320,6 +320,7 @@ class _Session:
         # version, merging the previous one) is only safe for one run at a time.
         self.lock = DatasetLock(self.fs, self.root, self.report.run_id)
         self.lock.acquire()
+        self.report.progress.track_ids = True
         latest = latest_version(w.url, storage_options=w.storage_options)
         number = int(latest[1:]) + 1 if latest else 1
         self.version = f"v{number:04d}"
