@@ -182,27 +182,43 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             )
         return records
 
-    # -- sync -------------------------------------------------------------------------
-
-    def _fetch(self, job: Job) -> _Fetched:
+    def _before(self, job: Job) -> _Fetched | None:
+        """What is known without a request: a job to skip, or journaled results."""
         skip = self._skip_reason(job)
         if skip is not None:
             return _Fetched(job, None, skip, JOB_NOT_FINISHED)
-        client = self.client
-        assert isinstance(client, ModzyClient)
+        cached = self.journal.get(job.job_id) if self.journal is not None else None
+        if cached is not None:
+            return self._parsed(job, cached, fetched_now=False)
+        return None
+
+    @staticmethod
+    def _parsed(job: Job, body: Any, *, fetched_now: bool = True) -> _Fetched:
         try:
-            cached = self.journal.get(job.job_id) if self.journal is not None else None
-            if cached is not None:
-                return _Fetched(job, parse_job_results(job.job_id, cached, strict=False))
-            body = client.call(_calls.job_results_body(job.job_id))
             results = parse_job_results(
                 job.job_id, body, strict=False, method="GET", path=f"/results/{job.job_id}"
             )
-            return _Fetched(job, results, body=body)
         except ResultParseError as exc:
             return _Fetched(job, None, str(exc), RESULT_UNPARSEABLE)
+        return _Fetched(job, results, body=body if fetched_now else None)
+
+    @staticmethod
+    def _failed(job: Job, exc: APIError) -> _Fetched:
+        return _Fetched(job, None, f"{type(exc).__name__}: {exc}", RESULTS_UNAVAILABLE)
+
+    # -- sync -------------------------------------------------------------------------
+
+    def _fetch(self, job: Job) -> _Fetched:
+        known = self._before(job)
+        if known is not None:
+            return known
+        client = self.client
+        assert isinstance(client, ModzyClient)
+        try:
+            body = client.call(_calls.job_results_body(job.job_id))
         except APIError as exc:
-            return _Fetched(job, None, f"{type(exc).__name__}: {exc}", RESULTS_UNAVAILABLE)
+            return self._failed(job, exc)
+        return self._parsed(job, body)
 
     def _iterate(
         self, items: Iterable[Job], report: RunReport, stats: StageStats
@@ -218,24 +234,16 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
     # -- async ------------------------------------------------------------------------
 
     async def _afetch(self, job: Job) -> _Fetched:
-        skip = self._skip_reason(job)
-        if skip is not None:
-            return _Fetched(job, None, skip, JOB_NOT_FINISHED)
+        known = self._before(job)
+        if known is not None:
+            return known
         client = self.client
         assert isinstance(client, AsyncModzyClient)
         try:
-            cached = self.journal.get(job.job_id) if self.journal is not None else None
-            if cached is not None:
-                return _Fetched(job, parse_job_results(job.job_id, cached, strict=False))
             body = await client.call(_calls.job_results_body(job.job_id))
-            results = parse_job_results(
-                job.job_id, body, strict=False, method="GET", path=f"/results/{job.job_id}"
-            )
-            return _Fetched(job, results, body=body)
-        except ResultParseError as exc:
-            return _Fetched(job, None, str(exc), RESULT_UNPARSEABLE)
         except APIError as exc:
-            return _Fetched(job, None, f"{type(exc).__name__}: {exc}", RESULTS_UNAVAILABLE)
+            return self._failed(job, exc)
+        return self._parsed(job, body)
 
     async def _aiterate(
         self, items: AsyncIterable[Job], report: RunReport, stats: StageStats

@@ -46,6 +46,18 @@ def _parse_error(
     )
 
 
+def _not_an_object(
+    job_id: str, input_name: str | None, value: object, method: str, path: str
+) -> ResultParseError:
+    return _parse_error(
+        job_id,
+        input_name,
+        (f"expected an object, got {type(value).__name__}",),
+        method=method,
+        path=path,
+    )
+
+
 def _is_output_key(key: str) -> bool:
     # The Java SDK's rule: a key containing a dot names an output file (results.json,
     # results.wav...). Everything else is per-input metadata.
@@ -97,13 +109,7 @@ def parse_input_result(
 ) -> InputResult:
     """Parse one entry of a job's ``results`` map."""
     if not isinstance(payload, Mapping):
-        raise _parse_error(
-            job_id,
-            input_name,
-            (f"expected an object, got {type(payload).__name__}",),
-            method=method,
-            path=path,
-        )
+        raise _not_an_object(job_id, input_name, payload, method, path)
     inner = payload.get(input_name)
     if isinstance(inner, Mapping) and "status" not in payload:
         # Legacy double nesting: results[name][name].
@@ -141,13 +147,7 @@ def parse_input_failure(
         # Some generations give just the error text.
         payload = {"error": payload}
     if not isinstance(payload, Mapping):
-        raise _parse_error(
-            job_id,
-            input_name,
-            (f"expected an object, got {type(payload).__name__}",),
-            method=method,
-            path=path,
-        )
+        raise _not_an_object(job_id, input_name, payload, method, path)
     inner = payload.get(input_name)
     if isinstance(inner, Mapping) and "status" not in payload:
         payload = inner
@@ -171,13 +171,7 @@ def parse_job_results(
     an unparseable envelope still raises.
     """
     if not isinstance(data, Mapping):
-        raise _parse_error(
-            job_id,
-            None,
-            (f"expected an object, got {type(data).__name__}",),
-            method=method,
-            path=path,
-        )
+        raise _not_an_object(job_id, None, data, method, path)
     results_raw = data.get("results") or {}
     failures_raw = data.get("failures") or {}
     if not isinstance(results_raw, Mapping) or not isinstance(failures_raw, Mapping):
@@ -235,13 +229,7 @@ def parse_single_result(
     under ``job``; we return the same :class:`InputResult` as the per-job route.
     """
     if not isinstance(data, Mapping):
-        raise _parse_error(
-            job_id,
-            input_name,
-            (f"expected an object, got {type(data).__name__}",),
-            method=method,
-            path=path,
-        )
+        raise _not_an_object(job_id, input_name, data, method, path)
     payload: dict[str, Any] = {
         k: v for k, v in data.items() if k not in ("job", "result", "inputName")
     }
