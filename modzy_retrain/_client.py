@@ -8,6 +8,7 @@ mapping), ``_calls`` (what each call sends and how its body is parsed) and ``_re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,8 @@ class ModzyClient(BaseClient):
             (``https://app.modzy.com/api``). Defaults to ``$MODZY_BASE_URL``.
         timeout: Seconds, or an ``httpx.Timeout``. On by default (60 s, 10 s to connect).
         retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
-        max_connections: Size of the connection pool (and of its keep-alive part).
+        max_connections: Connections in all (kept alive too), spread over independent
+            pools of 8, which keeps per-request pool overhead flat as it grows.
         headers: Extra headers sent with every request.
         transport: An httpx transport, e.g. the sandbox's in-process transport.
         verify: TLS verification (on by default), as httpx takes it.
@@ -73,15 +75,19 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._http = httpx.Client(
-            headers=self._default_headers(),
-            timeout=self.timeout,
-            limits=self._limits(),
-            transport=transport,
-            verify=verify,
-            # Never follow redirects with the key attached; a redirect is an error here.
-            follow_redirects=False,
-        )
+        self._pools = [
+            httpx.Client(
+                headers=self._default_headers(),
+                timeout=self.timeout,
+                limits=self._limits(size),
+                transport=transport,
+                verify=verify,
+                # Never follow redirects with the key attached; a redirect is an error.
+                follow_redirects=False,
+            )
+            for size in self._pool_sizes(transport)
+        ]
+        self._next_pool = itertools.count()
 
     @cached_property
     def jobs(self) -> Jobs:
@@ -117,12 +123,14 @@ class ModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _send_once(self, call: Call[Any]) -> Any:
-        if self._http.is_closed:
+        # Round robin over the pools (next() on a count is atomic under the GIL).
+        http = self._pools[next(self._next_pool) % len(self._pools)]
+        if http.is_closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
-        request = self._http.build_request(call.method, self._url(call.path), params=call.params)
+        request = http.build_request(call.method, self._url(call.path), params=call.params)
         started = time.perf_counter()
         try:
-            response = self._http.send(request)
+            response = http.send(request)
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
@@ -139,7 +147,8 @@ class ModzyClient(BaseClient):
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        for http in self._pools:
+            http.close()
 
     def __enter__(self) -> ModzyClient:
         return self
@@ -186,14 +195,18 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        self._http = httpx.AsyncClient(
-            headers=self._default_headers(),
-            timeout=self.timeout,
-            limits=self._limits(),
-            transport=transport,
-            verify=verify,
-            follow_redirects=False,
-        )
+        self._pools = [
+            httpx.AsyncClient(
+                headers=self._default_headers(),
+                timeout=self.timeout,
+                limits=self._limits(size),
+                transport=transport,
+                verify=verify,
+                follow_redirects=False,
+            )
+            for size in self._pool_sizes(transport)
+        ]
+        self._next_pool = itertools.count()
 
     @cached_property
     def jobs(self) -> AsyncJobs:
@@ -229,12 +242,13 @@ class AsyncModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, call: Call[Any]) -> Any:
-        if self._http.is_closed:
+        http = self._pools[next(self._next_pool) % len(self._pools)]
+        if http.is_closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
-        request = self._http.build_request(call.method, self._url(call.path), params=call.params)
+        request = http.build_request(call.method, self._url(call.path), params=call.params)
         started = time.perf_counter()
         try:
-            response = await self._http.send(request)
+            response = await http.send(request)
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
@@ -251,7 +265,8 @@ class AsyncModzyClient(BaseClient):
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
+        for http in self._pools:
+            await http.aclose()
 
     async def __aenter__(self) -> AsyncModzyClient:
         return self

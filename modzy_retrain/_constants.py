@@ -8,6 +8,8 @@ import httpx
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Enough connections for the fetcher's default concurrency, plus headroom.
 DEFAULT_MAX_CONNECTIONS = 64
+# Connections per independent pool: the client spreads requests over several pools.
+POOL_SIZE = 8
 # The server's default page is 10; bigger pages mean fewer round trips. The Java SDK
 # and Modzy.NET sent 1000 with no recorded failure, so that is our ceiling.
 DEFAULT_PAGE_SIZE = 100

@@ -233,3 +233,35 @@ def test_requests_carry_the_documented_headers_and_encode_names() -> None:
     assert request.headers["Authorization"] == f"ApiKey {KEY}"
     assert request.headers["Accept"] == "application/json"
     assert request.url.raw_path == b"/api/results/job%201/vote/a%2Fb%3Fc%23d%25"
+
+
+def test_connections_are_spread_over_small_pools() -> None:
+    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
+    assert [p._transport._pool._max_connections for p in client._pools] == [8, 8, 4]  # type: ignore[attr-defined]
+    client.close()
+    assert all(p.is_closed for p in client._pools)
+    # A transport the caller gives stays one pool (the sandbox's, a mock...).
+    mocked = ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        max_connections=20,
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])),
+    )
+    assert len(mocked._pools) == 1
+    mocked.close()
+
+
+def test_requests_go_round_robin_over_the_pools() -> None:
+    client = ModzyClient(api_key=KEY, base_url="http://127.0.0.1:9", max_connections=24)
+    used: list[int] = []
+    for i, pool in enumerate(client._pools):
+
+        def send(request: httpx.Request, *, _i: int = i, **_: object) -> httpx.Response:
+            used.append(_i)
+            return httpx.Response(200, json={"vote": "UP"}, request=request)
+
+        pool.send = send  # type: ignore[method-assign]
+    for _ in range(6):
+        client.results.vote("j", "a")
+    client.close()
+    assert used == [0, 1, 2, 0, 1, 2]
