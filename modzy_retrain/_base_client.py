@@ -171,9 +171,20 @@ class BaseClient:
         full, rest = divmod(self.max_connections, POOL_SIZE)
         return [POOL_SIZE] * full + ([rest] if rest else [])
 
-    @staticmethod
-    def _limits(size: int) -> httpx.Limits:
-        return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    def _pool_options(self, transport: object, verify: bool | str) -> list[dict[str, Any]]:
+        """The keyword arguments of each pool's httpx client (sync or async alike)."""
+        return [
+            {
+                "headers": self._default_headers(),
+                "timeout": self.timeout,
+                "limits": httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                "transport": transport,
+                "verify": verify,
+                # Never follow redirects with the key attached; a redirect is an error.
+                "follow_redirects": False,
+            }
+            for size in self._pool_sizes(transport)
+        ]
 
     def _url(self, path: str) -> str:
         return self.base_url + path

@@ -75,18 +75,7 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._pools = [
-            httpx.Client(
-                headers=self._default_headers(),
-                timeout=self.timeout,
-                limits=self._limits(size),
-                transport=transport,
-                verify=verify,
-                # Never follow redirects with the key attached; a redirect is an error.
-                follow_redirects=False,
-            )
-            for size in self._pool_sizes(transport)
-        ]
+        self._pools = [httpx.Client(**kw) for kw in self._pool_options(transport, verify)]
         self._next_pool = itertools.count()
 
     @cached_property
@@ -195,17 +184,7 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        self._pools = [
-            httpx.AsyncClient(
-                headers=self._default_headers(),
-                timeout=self.timeout,
-                limits=self._limits(size),
-                transport=transport,
-                verify=verify,
-                follow_redirects=False,
-            )
-            for size in self._pool_sizes(transport)
-        ]
+        self._pools = [httpx.AsyncClient(**kw) for kw in self._pool_options(transport, verify)]
         self._next_pool = itertools.count()
 
     @cached_property
