@@ -185,7 +185,9 @@ def manifest_path(url: str, version: str | None, storage_options: Mapping[str, A
             raise DatasetError(f"{url} has no versions")
         return MANIFEST_NAME
     wanted = version or latest
-    if wanted not in list_versions(url, storage_options=storage_options):
+    # Versions are numbered from v0001 up to the pointer; derived, not read again.
+    published = {f"v{n:04d}" for n in range(1, int(latest[1:]) + 1)}
+    if wanted not in published:
         # A version folder past the pointer belongs to a run that never published.
         raise DatasetError(f"{url} has no published version {wanted} (latest is {latest})")
     return f"{wanted}/{MANIFEST_NAME}"

@@ -88,7 +88,7 @@ class JobHistoryQuery(Source[Job]):
         }
         # Validate now; the params are rebuilt per run so "start in the future" is
         # judged against the clock of the run.
-        self.params = build_history_params(**self.filters)
+        build_history_params(**self.filters)
 
     def keep(self, job: Job) -> bool:
         """Whether to pass this job on. Override to filter client-side; default: all."""

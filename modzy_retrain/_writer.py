@@ -174,10 +174,9 @@ class _Plan:
 class _Tables:
     """The sample tables of one write, opened lazily, hashed as they are written."""
 
-    def __init__(self, fs: Any, root: str, fmt: DatasetFormat) -> None:
+    def __init__(self, fs: Any, root: str) -> None:
         self.fs = fs
         self.root = root
-        self.fmt = fmt
         self.open: dict[str, _HashingWriter] = {}
         self.csv_fields: list[str] | None = None
         self.parquet: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
@@ -299,7 +298,7 @@ class _Session:
             # Unpublish first: from here on, readers see no dataset until the new
             # manifest lands (never a mix of old manifest and new files).
             self.fs.rm_file(self.manifest_path)
-        self.tables = _Tables(self.fs, self.root, writer.format)
+        self.tables = _Tables(self.fs, self.root)
         self.sources = FileSystems(writer.source_storage_options)
         self.files: list[ManifestFile] = []
         self.written: set[str] = set()
