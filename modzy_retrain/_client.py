@@ -75,7 +75,11 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._pools = [httpx.Client(**kw) for kw in self._pool_options(transport, verify)]
+        self._pools: list[httpx.BaseTransport] = (
+            [transport]
+            if transport is not None
+            else [httpx.HTTPTransport(**kw) for kw in self._transport_options(verify)]
+        )
         self._next_pool = itertools.count()
 
     @cached_property
@@ -112,14 +116,16 @@ class ModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _send_once(self, call: Call[Any]) -> Any:
+        request = self._build_request(call.method, call.path, call.params)
         # Round robin over the pools (next() on a count is atomic under the GIL).
-        http = self._pools[next(self._next_pool) % len(self._pools)]
-        if http.is_closed:
-            raise RuntimeError(f"this {type(self).__name__} is closed")
-        request = http.build_request(call.method, self._url(call.path), params=call.params)
+        pool = self._pools[next(self._next_pool) % len(self._pools)]
         started = time.perf_counter()
         try:
-            response = http.send(request)
+            response = pool.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
@@ -135,9 +141,10 @@ class ModzyClient(BaseClient):
         return self._decode(call.method, call.path, response, call.raw)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        for http in self._pools:
-            http.close()
+        """Close the connection pools (the transport given, if any, too)."""
+        self._closed = True
+        for pool in self._pools:
+            pool.close()
 
     def __enter__(self) -> ModzyClient:
         return self
@@ -184,7 +191,11 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        self._pools = [httpx.AsyncClient(**kw) for kw in self._pool_options(transport, verify)]
+        self._pools: list[httpx.AsyncBaseTransport] = (
+            [transport]
+            if transport is not None
+            else [httpx.AsyncHTTPTransport(**kw) for kw in self._transport_options(verify)]
+        )
         self._next_pool = itertools.count()
 
     @cached_property
@@ -221,13 +232,15 @@ class AsyncModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, call: Call[Any]) -> Any:
-        http = self._pools[next(self._next_pool) % len(self._pools)]
-        if http.is_closed:
-            raise RuntimeError(f"this {type(self).__name__} is closed")
-        request = http.build_request(call.method, self._url(call.path), params=call.params)
+        request = self._build_request(call.method, call.path, call.params)
+        pool = self._pools[next(self._next_pool) % len(self._pools)]
         started = time.perf_counter()
         try:
-            response = await http.send(request)
+            response = await pool.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
@@ -243,9 +256,10 @@ class AsyncModzyClient(BaseClient):
         return self._decode(call.method, call.path, response, call.raw)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        for http in self._pools:
-            await http.aclose()
+        """Close the connection pools (the transport given, if any, too)."""
+        self._closed = True
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> AsyncModzyClient:
         return self

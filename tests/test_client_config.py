@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import pickle
+import ssl
 import warnings
 
+import httpcore
 import httpx
 import pytest
 
@@ -237,9 +239,18 @@ def test_requests_carry_the_documented_headers_and_encode_names() -> None:
 
 def test_connections_are_spread_over_small_pools() -> None:
     client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
-    assert [p._transport._pool._max_connections for p in client._pools] == [8, 8, 4]  # type: ignore[attr-defined]
+    pools = client._pools
+    assert all(isinstance(p, httpx.HTTPTransport) for p in pools)
+    assert [p._pool._max_connections for p in pools] == [8, 8, 4]  # type: ignore[attr-defined]
+    # One SSL context for all pools, verifying certificates and host names.
+    contexts = {id(p._pool._ssl_context) for p in pools}  # type: ignore[attr-defined]
+    assert len(contexts) == 1
+    context: ssl.SSLContext = pools[0]._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
     client.close()
-    assert all(p.is_closed for p in client._pools)
+    with pytest.raises(RuntimeError, match="closed"):
+        client.models.list()
     # A transport the caller gives stays one pool (the sandbox's, a mock...).
     mocked = ModzyClient(
         api_key=KEY,
@@ -256,12 +267,89 @@ def test_requests_go_round_robin_over_the_pools() -> None:
     used: list[int] = []
     for i, pool in enumerate(client._pools):
 
-        def send(request: httpx.Request, *, _i: int = i, **_: object) -> httpx.Response:
+        def send(request: httpx.Request, *, _i: int = i) -> httpx.Response:
             used.append(_i)
             return httpx.Response(200, json={"vote": "UP"}, request=request)
 
-        pool.send = send  # type: ignore[method-assign]
+        pool.handle_request = send  # type: ignore[method-assign]
     for _ in range(6):
         client.results.vote("j", "a")
     client.close()
     assert used == [0, 1, 2, 0, 1, 2]
+
+
+def test_tls_verification_can_be_turned_off_explicitly() -> None:
+    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", verify=False)
+    context: ssl.SSLContext = client._pools[0]._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_NONE
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "proxied"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.invalid:3128"}, True),
+        ({"ALL_PROXY": "http://proxy.invalid:3128"}, True),
+        ({"HTTP_PROXY": "http://proxy.invalid:3128"}, False),  # the base URL is https
+        ({"HTTPS_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "modzy.invalid"}, False),
+        ({}, False),
+    ],
+)
+def test_proxies_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxied: bool
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid")
+    pool = client._pools[0]._pool  # type: ignore[attr-defined]
+    assert isinstance(pool, httpcore.HTTPProxy) is proxied
+    client.close()
+
+
+def _redirecting() -> httpx.Response:
+    return httpx.Response(302, headers={"Location": "https://elsewhere.invalid/api/models"})
+
+
+def test_a_redirect_is_an_error_and_the_key_never_leaves_for_another_host() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _redirecting()
+
+    with (
+        ModzyClient(
+            api_key=KEY,
+            base_url="https://modzy.invalid",
+            transport=httpx.MockTransport(handler),
+            retry=RetryPolicy.disabled(),
+        ) as client,
+        pytest.raises(APIStatusError) as info,
+    ):
+        client.models.list()
+    assert info.value.status_code == 302
+    assert [r.url.host for r in seen] == ["modzy.invalid"]
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_async_redirect_is_an_error_too() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _redirecting()
+
+    async with AsyncModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy.disabled(),
+    ) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.models.list()
+    assert info.value.status_code == 302
+    assert [r.url.host for r in seen] == ["modzy.invalid"]
