@@ -8,8 +8,10 @@ mapping), ``_calls`` (what each call sends and how its body is parsed) and ``_re
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -27,6 +29,21 @@ from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 logger = logging.getLogger("modzy_retrain")
 
 T = TypeVar("T")
+
+
+def _fail_fast_without_sniffio() -> None:
+    """Make httpcore's per-request ``import sniffio`` fail at once when it is absent.
+
+    httpcore imports sniffio inside ``current_async_library()``, which runs several
+    times per async request, and Python does not cache a failed import: without sniffio
+    (anyio >= 4.11 no longer installs it) every call searches ``sys.path`` again. That
+    was 0.4 to 0.7 ms of CPU per request here, a third of the async client's
+    (bench/RESULTS.md; upstream: encode/httpcore#1103). ``None`` in ``sys.modules`` is
+    Python's own marker for "not importable": the import fails immediately and httpcore
+    falls back to asyncio exactly as it did. Only when sniffio is not installed.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class ModzyClient(BaseClient):
@@ -191,6 +208,7 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
+        _fail_fast_without_sniffio()
         self._pools: list[httpx.AsyncBaseTransport] = (
             [transport]
             if transport is not None

@@ -353,3 +353,33 @@ async def test_async_redirect_is_an_error_too() -> None:
             await client.models.list()
     assert info.value.status_code == 302
     assert [r.url.host for r in seen] == ["modzy.invalid"]
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_async_client_makes_a_missing_sniffio_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    # httpcore retries `import sniffio` several times per async request; without
+    # sniffio each failed import searched sys.path again (see _fail_fast_without_sniffio).
+    import importlib.util
+    import sys
+    import types
+
+    fake = types.ModuleType("sniffio")
+    monkeypatch.setitem(sys.modules, "sniffio", fake)  # restored after the test
+    del sys.modules["sniffio"]
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        if name == "sniffio":
+            return object() if installed else None
+        return real_find_spec(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid")
+    if installed:
+        assert "sniffio" not in sys.modules
+    else:
+        assert sys.modules["sniffio"] is None
+        with pytest.raises(ImportError):
+            import sniffio  # noqa: F401
