@@ -9,10 +9,12 @@ parsing helpers in ``_parsing``), never a bare pydantic error.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -191,16 +193,23 @@ class Voting(ModzyModel):
 class ClassPrediction(ModzyModel):
     """One class and its score from a classification output."""
 
+    # Chassis-built models sometimes emit numeric class ids: numbers (never booleans)
+    # become their text. Done by pydantic's core, not a Python validator: results
+    # carry many predictions each, and this is the parser's innermost loop.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     label: str = Field(validation_alias=AliasChoices("class", "label"))
     score: float
 
-    @field_validator("label", mode="before")
-    @classmethod
-    def _label_text(cls, value: object) -> object:
-        # Chassis-built models sometimes emit numeric class ids.
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        return value
+
+def _by_score(predictions: list[ClassPrediction]) -> list[ClassPrediction]:
+    for pred in predictions:
+        if not math.isfinite(pred.score):
+            raise ValueError(f"class {pred.label!r} has a non-finite score")
+    # The API sorts by score already; sorting again makes ``top`` trustworthy for
+    # models that don't. ``sorted`` is stable, so equal scores keep the model's order.
+    predictions.sort(key=lambda p: p.score, reverse=True)
+    return predictions
 
 
 _TIMING_KEYS = frozenset(
@@ -256,7 +265,9 @@ class InputResult(ModzyModel):
     update_time: Timestamp = Field(default=None, alias="updateTime")
     end_time: Timestamp = Field(default=None, alias="endTime")
     outputs: dict[str, Any] = Field(default_factory=dict)
-    predictions: list[ClassPrediction] = Field(default_factory=list)
+    predictions: Annotated[list[ClassPrediction], AfterValidator(_by_score)] = Field(
+        default_factory=list
+    )
     explanation: Any = None
     drift: Any = None
     voting: Voting = Field(default_factory=Voting)

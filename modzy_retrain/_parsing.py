@@ -7,14 +7,13 @@ its own, and a failure names the job and the input it came from.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from ._exceptions import ResponseValidationError, ResultParseError
-from ._models import ClassPrediction, InputFailure, InputResult, Job, JobResults, ModelSummary
+from ._models import InputFailure, InputResult, Job, JobResults, ModelSummary
 
 # Per-input keys that are metadata, never output files, even if a future API version
 # gives one a dot in its name.
@@ -64,11 +63,14 @@ def _is_output_key(key: str) -> bool:
     return "." in key and key not in _OUTPUT_KEY_EXCLUDE
 
 
-def _predictions(output: object) -> tuple[list[ClassPrediction], Any, Any]:
-    """Extract (predictions, explanation, drift) from a primary output.
+def _predictions(output: object) -> tuple[list[Any], Any, Any]:
+    """Extract (raw predictions, explanation, drift) from a primary output.
+
+    The predictions are validated (and sorted) with the rest of the input, in one
+    pydantic call: see ``InputResult.predictions``.
 
     Raises:
-        ValueError / ValidationError: The output claims to be a classification and isn't.
+        ValueError: The output claims to be a classification and isn't.
     """
     if not isinstance(output, Mapping):
         # A JSON array of strings, a bare string...: kept in ``outputs``, no predictions.
@@ -94,14 +96,7 @@ def _predictions(output: object) -> tuple[list[ClassPrediction], Any, Any]:
         raw = []
     if not isinstance(raw, list):
         raise ValueError("classPredictions must be a list")
-    preds = [ClassPrediction.model_validate(item) for item in raw]
-    for pred in preds:
-        if not math.isfinite(pred.score):
-            raise ValueError(f"class {pred.label!r} has a non-finite score")
-    # The API sorts by score already; sorting again makes ``top`` trustworthy for
-    # models that don't. ``sorted`` is stable, so equal scores keep the model's order.
-    preds.sort(key=lambda p: p.score, reverse=True)
-    return preds, explanation, drift
+    return raw, explanation, drift
 
 
 def parse_input_result(

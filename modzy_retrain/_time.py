@@ -8,6 +8,7 @@ first three reliably, so we normalise the text first.
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timezone
 
 _ISO = re.compile(
@@ -15,6 +16,9 @@ _ISO = re.compile(
     r"(?:[.,](?P<frac>\d{1,9}))?"
     r"(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?$"
 )
+# From 3.11 ``fromisoformat`` reads every form the pattern admits but the lowercase
+# ``z``: the fast path for the dozen timestamps in each job's results.
+_FROMISOFORMAT_READS_ALL = sys.version_info >= (3, 11)
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -40,9 +44,13 @@ def parse_timestamp(value: object) -> datetime | None:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
-    match = _ISO.match(value.strip())
+    value = value.strip()
+    match = _ISO.match(value)
     if match is None:
         raise ValueError(f"not an ISO-8601 timestamp: {value!r}")
+    if _FROMISOFORMAT_READS_ALL and not value.endswith("z"):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     time = match["time"] if match["time"].count(":") == 2 else match["time"] + ":00"
     frac = (match["frac"] or "0")[:6].ljust(6, "0")
     tz = match["tz"] or "+00:00"

@@ -7,6 +7,7 @@ import pytest
 from modzy_retrain import ResponseValidationError, ResultParseError
 from modzy_retrain._parsing import (
     parse_history_page,
+    parse_input_result,
     parse_job,
     parse_job_results,
     parse_single_result,
@@ -287,3 +288,30 @@ def test_lenient_mode_sets_bad_inputs_aside() -> None:
     assert set(lenient.results) == {"good"}
     assert set(lenient.invalid) == {"bad", "worse"}
     assert "voting" in lenient.invalid["bad"]
+
+
+@pytest.mark.parametrize(
+    ("predictions", "expected"),
+    [
+        # Numeric class ids become text; scores may be strings; sorted by score.
+        ([{"class": 3, "score": 0.5}, {"class": "b", "score": "0.9"}], [("b", 0.9), ("3", 0.5)]),
+        ([{"class": True, "score": 0.5}], "predictions.0.class"),
+        ([{"class": "a", "score": "inf"}], "non-finite score"),
+        ([{"class": "a"}], "predictions.0.score: Field required"),
+    ],
+)
+def test_class_predictions_are_validated_in_one_pass(
+    predictions: list[dict[str, object]], expected: object
+) -> None:
+    payload = {
+        "status": "SUCCESSFUL",
+        "results.json": {"data": {"result": {"classPredictions": predictions}}},
+    }
+    if isinstance(expected, str):
+        with pytest.raises(ResultParseError, match=expected) as info:
+            parse_input_result("j", "in", payload)
+        assert info.value.job_id == "j"
+        assert info.value.input_name == "in"
+    else:
+        result = parse_input_result("j", "in", payload)
+        assert [(p.label, p.score) for p in result.predictions] == expected

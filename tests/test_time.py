@@ -47,3 +47,32 @@ def test_garbage_is_refused(bad: object) -> None:
 def test_query_format_is_utc_millis_with_z() -> None:
     local = datetime(2021, 8, 13, 9, 28, 3, 831999, tzinfo=timezone(timedelta(hours=2)))
     assert format_query_timestamp(local) == "2021-08-13T07:28:03.831Z"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2021-07-20T01:40:11.187+0000",
+        "2021-07-20T01:40:11.187+00:00",
+        "2021-07-20T01:40:11.187Z",
+        "2021-07-20t01:40:11.187z".replace("t", "T"),
+        "2021-07-20 01:40:11",
+        "2021-07-20T01:40",
+        "2021-07-20T01:40:11.1+05",
+        "2021-07-20T01:40:11,5-0330",
+        "2021-07-20T01:40:11.123456789Z",
+        "  2021-07-20T01:40:11.187Z ",
+    ],
+)
+def test_the_fast_path_gives_what_the_portable_path_gives(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modzy_retrain._time as time_module
+
+    fast = parse_timestamp(text)
+    monkeypatch.setattr(time_module, "_FROMISOFORMAT_READS_ALL", False)
+    portable = parse_timestamp(text)
+    assert fast == portable
+    assert fast is not None
+    assert portable is not None
+    assert fast.utcoffset() == portable.utcoffset()
