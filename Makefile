@@ -46,6 +46,7 @@ unit: $(VENV)/.dev
 test: lint typecheck unit
 
 bench: $(VENV)/.dev
+	$(PY) bench/parse.py
 	$(PY) bench/harvest.py
 	$(PY) bench/lineage_s3.py
 
