@@ -122,27 +122,56 @@ async def sandbox_capacity(base_url: str, api_key: str, job_ids: list[str], conn
     return total / (time.perf_counter() - started)
 
 
-def run_sync(base_url: str, api_key: str, concurrency: int) -> tuple[int, float]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; else 0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Run:
+    """One harvest: jobs, wall time, the client's CPU time and the sandbox's."""
+
+    def __init__(self, sandbox_pid: int) -> None:
+        self.sandbox_pid = sandbox_pid
+        self.jobs = 0
+
+    def __enter__(self) -> Run:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        self.sandbox_cpu = process_cpu(self.sandbox_pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+        self.sandbox_cpu = process_cpu(self.sandbox_pid) - self.sandbox_cpu
+
+
+def run_sync(base_url: str, api_key: str, concurrency: int, sandbox_pid: int) -> Run:
     with ModzyClient(api_key=api_key, base_url=base_url, max_connections=max(64, concurrency)) as c:
-        started = time.perf_counter()
-        chain = JobHistoryQuery(c) | ResultFetcher(c, concurrency=concurrency)
-        it = chain.stream()
-        for _ in it:
-            pass
-        elapsed = time.perf_counter() - started
-        return it.report.stages["fetch"].items_in, elapsed
+        with Run(sandbox_pid) as run:
+            chain = JobHistoryQuery(c) | ResultFetcher(c, concurrency=concurrency)
+            it = chain.stream()
+            for _ in it:
+                pass
+        run.jobs = it.report.stages["fetch"].items_in
+        return run
 
 
-async def run_async(base_url: str, api_key: str, concurrency: int) -> tuple[int, float]:
+async def run_async(base_url: str, api_key: str, concurrency: int, sandbox_pid: int) -> Run:
     async with AsyncModzyClient(
         api_key=api_key, base_url=base_url, max_connections=max(64, concurrency)
     ) as c:
-        started = time.perf_counter()
-        it = (JobHistoryQuery(c) | ResultFetcher(c, concurrency=concurrency)).astream()
-        async for _ in it:
-            pass
-        elapsed = time.perf_counter() - started
-        return it.report.stages["fetch"].items_in, elapsed
+        with Run(sandbox_pid) as run:
+            it = (JobHistoryQuery(c) | ResultFetcher(c, concurrency=concurrency)).astream()
+            async for _ in it:
+                pass
+        run.jobs = it.report.stages["fetch"].items_in
+        return run
 
 
 def main() -> int:
@@ -153,7 +182,7 @@ def main() -> int:
     parser.add_argument("--skip-sdk", action="store_true", help="skip (a), e.g. offline")
     args = parser.parse_args()
     latency = args.latency_ms / 1000
-    rows: list[tuple[str, int, float]] = []
+    rows: list[tuple[str, int, float, Run | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         python = None if args.skip_sdk else _ensure_sdk(args.venv or Path(tmp) / "venv")
         proc, info = start_sandbox(args.jobs, args.latency_ms)
@@ -170,16 +199,19 @@ def main() -> int:
                     check=True,
                 )
                 sdk = json.loads(out.stdout.strip().splitlines()[-1])
-                rows.append(("(a) official SDK loop", 1, sdk["jobs"] / sdk["seconds"]))
-            n, s = run_sync(base_url, key, DEFAULT_CONCURRENCY)
-            rows.append((f"(b) sync, default ({DEFAULT_CONCURRENCY})", DEFAULT_CONCURRENCY, n / s))
-            n, s = asyncio.run(run_async(base_url, key, DEFAULT_CONCURRENCY))
-            rows.append((f"(c) async, default ({DEFAULT_CONCURRENCY})", DEFAULT_CONCURRENCY, n / s))
+                rows.append(("(a) official SDK loop", 1, sdk["jobs"] / sdk["seconds"], None))
+            plan = [("(b) sync, default", DEFAULT_CONCURRENCY, False)]
+            plan.append(("(c) async, default", DEFAULT_CONCURRENCY, True))
             for conc in (16, 32, 64):
-                n, s = run_sync(base_url, key, conc)
-                rows.append((f"(d) sync, {conc}", conc, n / s))
-                n, s = asyncio.run(run_async(base_url, key, conc))
-                rows.append((f"(d) async, {conc}", conc, n / s))
+                plan += [(f"(d) sync, {conc}", conc, False), (f"(d) async, {conc}", conc, True)]
+            for name, conc, is_async in plan:
+                if is_async:
+                    run = asyncio.run(run_async(base_url, key, conc, proc.pid))
+                else:
+                    run = run_sync(base_url, key, conc, proc.pid)
+                if "default" in name:
+                    name += f" ({conc})"
+                rows.append((name, conc, run.jobs / run.wall, run))
         finally:
             proc.terminate()
             proc.wait()
@@ -187,12 +219,20 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"workload: {args.jobs} jobs x 4 inputs, sandbox latency {args.latency_ms:g} ms")
     print(f"sandbox capacity (128 raw connections): {capacity:.0f} results/s")
-    print(f"{'run':<26}{'jobs/s':>9}{'vs (a)':>9}{'bound':>9}{'of bound':>10}  limited by")
-    for name, conc, rate in rows:
+    print(
+        f"{'run':<26}{'jobs/s':>9}{'vs (a)':>9}{'bound':>8}{'of bound':>10}"
+        f"{'client CPU':>14}{'sandbox CPU':>15}  limited by"
+    )
+    for name, conc, rate, run in rows:
         bound = conc / latency
         vs = f"{rate / sdk_rate:.1f}x" if sdk_rate else "-"
         side = "sandbox" if capacity < bound else "client"
-        print(f"{name:<26}{rate:>9.1f}{vs:>9}{bound:>9.0f}{rate / bound:>9.0%}  {side}")
+        client_cpu = f"{run.cpu / run.jobs * 1000:.2f} ms/job" if run else "-"
+        sandbox_cpu = f"{run.sandbox_cpu / run.wall:.0%} of a core" if run else "-"
+        print(
+            f"{name:<26}{rate:>9.1f}{vs:>9}{bound:>8.0f}{rate / bound:>10.0%}"
+            f"{client_cpu:>14}{sandbox_cpu:>15}  {side}"
+        )
     return 0
 
 
