@@ -21,6 +21,7 @@ from ._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     POOL_SIZE,
 )
@@ -36,6 +37,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
     ResponseValidationError,
     UnprocessableEntityError,
 )
@@ -126,6 +128,7 @@ class BaseClient:
         max_connections: int,
         headers: dict[str, str] | None,
         on_retry: RetryHook | None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -149,6 +152,9 @@ class BaseClient:
             )
         if max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
+        if max_response_bytes < 1:
+            raise ConfigurationError("max_response_bytes must be at least 1")
+        self.max_response_bytes = max_response_bytes
         self.timeout = httpx.Timeout(timeout) if not isinstance(timeout, httpx.Timeout) else timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self.max_connections = max_connections
@@ -244,13 +250,33 @@ class BaseClient:
             f"{method} {path} failed ({type(exc).__name__}): {detail}", method=method, path=path
         )
 
-    def _status_error(self, method: str, path: str, response: httpx.Response) -> APIStatusError:
+    # -- bodies --------------------------------------------------------------------------
+
+    def _declared_too_large(self, method: str, path: str, response: httpx.Response) -> None:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise self._too_large(method, path, int(declared))
+
+    def _too_large(self, method: str, path: str, size: int | None) -> ResponseTooLargeError:
+        what = f"{size:,} bytes" if size is not None else "more"
+        return ResponseTooLargeError(
+            f"{method} {path} sent {what}, over the client's max_response_bytes "
+            f"({self.max_response_bytes:,}); refused unread",
+            limit=self.max_response_bytes,
+            size=size,
+            method=method,
+            path=path,
+        )
+
+    def _status_error(
+        self, method: str, path: str, response: httpx.Response, content: bytes
+    ) -> APIStatusError:
         secrets = self._api_key.secret_parts()
         body: object
         try:
-            body = redact_obj(response.json(), secrets)
+            body = redact_obj(json.loads(content), secrets)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            body = self._redact(response.text[:2000])
+            body = self._redact(content[:2000].decode("utf-8", errors="replace"))
         api_message = None
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             api_message = body["message"]
@@ -274,16 +300,16 @@ class BaseClient:
             return RateLimitError(text, retry_after=retry_after, **kwargs)
         return (cls or APIStatusError)(text, **kwargs)
 
-    def _decode(self, method: str, path: str, response: httpx.Response, raw: bool) -> Any:
+    def _decode(self, method: str, path: str, status: int, content: bytes, raw: bool) -> Any:
         if raw:
-            return response.content
-        if not response.content.strip():
+            return content
+        if not content.strip():
             return None
         try:
-            return json.loads(response.content)
+            return json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ResponseValidationError(
-                f"{method} {path} returned {response.status_code} with a body that is not JSON",
+                f"{method} {path} returned {status} with a body that is not JSON",
                 method=method,
                 path=path,
             ) from None

@@ -23,6 +23,7 @@ import httpx
 from . import _calls
 from ._base_client import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, BaseClient, TimeoutTypes
 from ._calls import Call
+from ._constants import DEFAULT_MAX_RESPONSE_BYTES
 from ._resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -57,6 +58,8 @@ class ModzyClient(BaseClient):
         retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
         max_connections: Connections in all (kept alive too), spread over independent
             pools of 8, which keeps per-request pool overhead flat as it grows.
+        max_response_bytes: A response body over this many bytes (64 MiB by default) is
+            refused with :class:`ResponseTooLargeError` instead of read into memory.
         headers: Extra headers sent with every request.
         transport: An httpx transport, e.g. the sandbox's in-process transport.
         verify: TLS verification (on by default), as httpx takes it.
@@ -76,6 +79,7 @@ class ModzyClient(BaseClient):
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
@@ -88,6 +92,7 @@ class ModzyClient(BaseClient):
             timeout=timeout,
             retry=retry,
             max_connections=max_connections,
+            max_response_bytes=max_response_bytes,
             headers=headers,
             on_retry=on_retry,
         )
@@ -140,7 +145,7 @@ class ModzyClient(BaseClient):
         try:
             response = pool.handle_request(request)
             try:
-                response.read()
+                content = self._read(call, response)
             finally:
                 response.close()
         except httpx.TransportError as exc:
@@ -154,8 +159,19 @@ class ModzyClient(BaseClient):
             (time.perf_counter() - started) * 1000,
         )
         if response.status_code >= 300:
-            raise self._status_error(call.method, call.path, response)
-        return self._decode(call.method, call.path, response, call.raw)
+            raise self._status_error(call.method, call.path, response, content)
+        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+
+    def _read(self, call: Call[Any], response: httpx.Response) -> bytes:
+        # Counted as it arrives, decompressed: a body over the limit is never held whole.
+        self._declared_too_large(call.method, call.path, response)
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_large(call.method, call.path, None)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def close(self) -> None:
         """Close the connection pools (the transport given, if any, too)."""
@@ -192,6 +208,7 @@ class AsyncModzyClient(BaseClient):
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
@@ -204,6 +221,7 @@ class AsyncModzyClient(BaseClient):
             timeout=timeout,
             retry=retry,
             max_connections=max_connections,
+            max_response_bytes=max_response_bytes,
             headers=headers,
             on_retry=on_retry,
         )
@@ -256,7 +274,7 @@ class AsyncModzyClient(BaseClient):
         try:
             response = await pool.handle_async_request(request)
             try:
-                await response.aread()
+                content = await self._aread(call, response)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
@@ -270,8 +288,18 @@ class AsyncModzyClient(BaseClient):
             (time.perf_counter() - started) * 1000,
         )
         if response.status_code >= 300:
-            raise self._status_error(call.method, call.path, response)
-        return self._decode(call.method, call.path, response, call.raw)
+            raise self._status_error(call.method, call.path, response, content)
+        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+
+    async def _aread(self, call: Call[Any], response: httpx.Response) -> bytes:
+        self._declared_too_large(call.method, call.path, response)
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_large(call.method, call.path, None)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the connection pools (the transport given, if any, too)."""

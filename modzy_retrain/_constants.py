@@ -10,6 +10,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 DEFAULT_MAX_CONNECTIONS = 64
 # Connections per independent pool: the client spreads requests over several pools.
 POOL_SIZE = 8
+# A response body larger than this is refused before it is read into memory. A job's
+# results are kilobytes per input; 64 MiB is thousands of inputs with explanations.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # The server's default page is 10; bigger pages mean fewer round trips. The Java SDK
 # and Modzy.NET sent 1000 with no recorded failure, so that is our ceiling.
 DEFAULT_PAGE_SIZE = 100

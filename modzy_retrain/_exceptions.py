@@ -22,7 +22,8 @@ ModzyRetrainError                      anything from modzy_retrain
     │   ├── RateLimitError              429 (``retry_after``)
     │   └── InternalServerError         5xx
     └── ResponseValidationError         a 2xx body that is not what the API documents
-        └── ResultParseError            one job's (or one input's) result could not be parsed
+        ├── ResultParseError            one job's (or one input's) result could not be parsed
+        └── ResponseTooLargeError       a body over the client's max_response_bytes
 ```
 
 Exceptions carry their context as attributes (``method``, ``path``, ``status_code``,
@@ -54,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "ResultParseError",
     "UnprocessableEntityError",
@@ -209,6 +211,27 @@ class ResultParseError(ResponseValidationError):
         self.job_id = job_id
         self.input_name = input_name
         self.errors = errors
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """A response body over the client's ``max_response_bytes``, refused unread.
+
+    Refused as soon as the declared ``Content-Length`` or the bytes received (after
+    decompression, so a small compressed body cannot expand without bound) pass the
+    limit; what was received is discarded. Not retried: the same request would give the
+    same body. Raise ``max_response_bytes`` on the client to accept it.
+
+    Attributes:
+        limit: The limit in bytes.
+        size: The declared size, when the server sent one, else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, limit: int, size: int | None = None, method: str = "", path: str = ""
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.limit = limit
+        self.size = size
 
 
 class MissingDependencyError(ModzyRetrainError, ImportError):
