@@ -8,6 +8,7 @@ changed), then evaluates the retraining gate and fires the trigger once.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections import Counter
@@ -43,6 +44,7 @@ EXIT_USAGE = 2
 EXIT_NOTHING_NEW = 3
 EXIT_BELOW_THRESHOLD = 4
 EXIT_TRIGGER_FAILED = 5
+EXIT_INCOMPLETE = 6
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -201,8 +203,13 @@ def build(
     on_ready: Callable[[dict[str, Any]], None] | None = None,
     transport: httpx.BaseTransport | None = None,
     progress: Callable[[RunReport], None] | None = None,
+    client: ModzyClient | None = None,
 ) -> BuildResult:
-    """Run one build: query, fetch, select, resolve and (unless ``dry_run``) publish."""
+    """Run one build: query, fetch, select, resolve and (unless ``dry_run``) publish.
+
+    ``client``: a client to use as it is (its retries, timeouts, transport), left open;
+    by default the build makes one from the settings and closes it.
+    """
     url = str(settings.out)
     out_options = settings.storage_options
     in_options = (
@@ -222,7 +229,7 @@ def build(
         lock = DatasetLock(fs, root, report.run_id)
         lock.acquire()
     try:
-        return _build_locked(
+        result = _build_locked(
             settings,
             url,
             out_options,
@@ -233,10 +240,16 @@ def build(
             dry_run,
             transport,
             progress,
+            client,
         )
     finally:
         if lock is not None:
             lock.release()
+    if result.report.unavailable_jobs and result.exit_code != EXIT_TRIGGER_FAILED:
+        # Published or not, the run is short of some jobs: a scheduler must see it.
+        # Nothing is lost: those jobs hold the checkpoint, so the next run fetches them.
+        result.exit_code = EXIT_INCOMPLETE
+    return result
 
 
 def _build_locked(
@@ -250,6 +263,7 @@ def _build_locked(
     dry_run: bool,
     transport: httpx.BaseTransport | None,
     progress: Callable[[RunReport], None] | None,
+    given_client: ModzyClient | None,
 ) -> BuildResult:
     recovered = None
     if not dry_run and actions.any and latest_version(url, storage_options=out_options):
@@ -258,9 +272,10 @@ def _build_locked(
         previous = load_manifest(url, storage_options=out_options)
         if previous.trigger is not None and previous.trigger.ready:
             recovered = fire(public_url(url) or url, previous, actions, storage_options=out_options)
-    with ModzyClient(
+    client = given_client or ModzyClient(
         api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
-    ) as client:
+    )
+    with contextlib.nullcontext(client) if given_client else client:
         since = load_checkpoint(url, storage_options=out_options)
         journal = None
         if not dry_run:

@@ -10,6 +10,7 @@ from typing import Any
 from ._build import (
     EXIT_BELOW_THRESHOLD,
     EXIT_ERROR,
+    EXIT_INCOMPLETE,
     EXIT_NOTHING_NEW,
     EXIT_TRIGGER_FAILED,
     EXIT_USAGE,
@@ -223,9 +224,13 @@ def run_build_command(args: Any) -> int:
             EXIT_NOTHING_NEW: "nothing new: no version published",
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
             EXIT_TRIGGER_FAILED: "published, but the retraining trigger failed (retried next run)",
+            EXIT_INCOMPLETE: "incomplete: the results of {n} job(s) could not be had after "
+            "retries ({jobs}); the next run fetches them",
         }
         if result.exit_code in messages:
-            print(messages[result.exit_code])
+            jobs = report.unavailable_jobs
+            shown = ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+            print(messages[result.exit_code].format(n=len(jobs), jobs=shown))
     if settings.report:
         body = report.to_dict()
         body["exit_code"] = result.exit_code

@@ -251,6 +251,16 @@ class RunReport:
         """Inputs whose raw data could not be found (details, up to the cap)."""
         return [d for d in self.drops if d.reason in UNRESOLVED_REASONS]
 
+    @property
+    def unavailable_jobs(self) -> list[str]:
+        """Jobs whose results could not be had after the client's retries, in run order.
+
+        From the drop details (up to the cap); ``drops_by_reason()`` has the exact count
+        of inputs. A later run fetches these jobs again: they hold the checkpoint back.
+        """
+        seen = dict.fromkeys(d.job_id for d in self.drops if d.reason == RESULTS_UNAVAILABLE)
+        return list(seen)
+
     def drops_by_reason(self) -> dict[str, int]:
         out: Counter[str] = Counter()
         for (_, reason), n in self.drop_counts.items():
