@@ -39,6 +39,12 @@ from ._report import (
 from ._stage import Stage
 
 DEFAULT_CONCURRENCY = 32
+# Jobs taken from upstream ahead of the one being yielded, per unit of concurrency.
+# Upstream is usually the history pager, which blocks for a round trip on each new
+# page: with only twice the concurrency queued, the workers ran dry during that wait
+# (a fifth of the throughput at 32 in flight, bench/RESULTS.md). Four times covers two
+# round trips; memory stays bounded by it.
+_WINDOW_PER_WORKER = 4
 _NOT_STARTED = frozenset({JobStatus.SUBMITTED, JobStatus.OPEN})
 
 
@@ -228,7 +234,8 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
                 "the sync ResultFetcher needs a ModzyClient; use fetcher.astream() "
                 "with an AsyncModzyClient"
             )
-        for fetched in ordered_map(self._fetch, items, concurrency=self.concurrency):
+        window = self.concurrency * _WINDOW_PER_WORKER
+        for fetched in ordered_map(self._fetch, items, concurrency=self.concurrency, window=window):
             yield from self._account(fetched, report, stats)
 
     # -- async ------------------------------------------------------------------------
@@ -253,6 +260,9 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
                 "ResultFetcher.astream() needs an AsyncModzyClient; with a ModzyClient "
                 "call the fetcher directly"
             )
-        async for fetched in aordered_map(self._afetch, items, concurrency=self.concurrency):
+        window = self.concurrency * _WINDOW_PER_WORKER
+        async for fetched in aordered_map(
+            self._afetch, items, concurrency=self.concurrency, window=window
+        ):
             for record in self._account(fetched, report, stats):
                 yield record

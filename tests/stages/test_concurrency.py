@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from modzy_retrain import Job, ModzyClient, ResultFetcher
 from modzy_retrain._concurrency import aordered_map, ordered_map
+from modzy_retrain.sandbox import Sandbox
 
 
 def test_reaches_and_never_exceeds_the_bound_and_keeps_order() -> None:
@@ -83,3 +85,26 @@ async def test_async_twin_bounds_and_orders() -> None:
     out = [x async for x in aordered_map(work, source(), concurrency=3)]
     assert out == [-n for n in range(20)]
     assert peak == 3
+
+
+def test_the_fetcher_reads_four_times_its_concurrency_ahead() -> None:
+    # Enough queued work to cover the history pager's round trip on a new page, and
+    # no more: memory stays bounded by it.
+    sandbox = Sandbox(seed=6, jobs=40)
+    with ModzyClient(
+        api_key=sandbox.api_key, base_url="http://sandbox.invalid", transport=sandbox.transport()
+    ) as client:
+        jobs = [j for j in client.jobs.history() if j.is_finished]
+        assert len(jobs) > 12
+        pulled = 0
+
+        def source() -> Iterator[Job]:
+            nonlocal pulled
+            for job in jobs:
+                pulled += 1
+                yield job
+
+        it = ResultFetcher(client, concurrency=3)(source())
+        next(it)
+        assert pulled == 12
+        it.close()
