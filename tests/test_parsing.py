@@ -315,3 +315,34 @@ def test_class_predictions_are_validated_in_one_pass(
     else:
         result = parse_input_result("j", "in", payload)
         assert [(p.label, p.score) for p in result.predictions] == expected
+
+
+# Regressions found by the property tests (tests/test_parsing_properties.py).
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        # pydantic's lax mode read true as 1.0 and 1 vote: a score of 1 from a boolean.
+        (
+            {
+                "results.json": {
+                    "data": {"result": {"classPredictions": [{"class": "a", "score": True}]}}
+                }
+            },
+            "predictions.0.score",
+        ),
+        ({"voting": {"up": True, "down": 0}}, "voting.up"),
+        ({"voting": {"up": 0, "down": False}}, "voting.down"),
+    ],
+)
+def test_booleans_are_not_scores_or_votes(payload: dict[str, object], where: str) -> None:
+    with pytest.raises(ResultParseError, match=rf"{where}: Value error, expected a number"):
+        parse_input_result("j", "in", {"status": "SUCCESSFUL", **payload})
+
+
+def test_booleans_are_not_job_counts() -> None:
+    with pytest.raises(ResponseValidationError, match="total: Value error, expected a number"):
+        parse_job({"jobIdentifier": "a", "model": {"identifier": "m"}, "total": True})
+    with pytest.raises(ResultParseError, match="completed"):
+        parse_job_results("j", {"completed": False})
