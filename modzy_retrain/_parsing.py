@@ -33,7 +33,10 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> tuple[str, ...]:
 def _parse_error(
     job_id: str, input_name: str | None, errors: tuple[str, ...], *, method: str, path: str
 ) -> ResultParseError:
-    where = f"input {input_name!r} of job {job_id!r}" if input_name else f"job {job_id!r}"
+    # ``is not None``: an empty input name is still an input to name.
+    where = (
+        f"input {input_name!r} of job {job_id!r}" if input_name is not None else f"job {job_id!r}"
+    )
     detail = "; ".join(errors[:5]) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
     return ResultParseError(
         f"could not parse the result of {where}: {detail}",
@@ -148,12 +151,15 @@ def parse_input_failure(
         payload = inner
     fields = {k: v for k, v in payload.items() if isinstance(k, str) and not _is_output_key(k)}
     fields.update(job_id=job_id, input_name=input_name)
-    if fields.get("error") is not None and not isinstance(fields["error"], str):
-        fields["error"] = str(fields["error"])
     try:
+        if fields.get("error") is not None and not isinstance(fields["error"], str):
+            # Inside the try: str() itself refuses an int of more than 4300 digits.
+            fields["error"] = str(fields["error"])
         return InputFailure.model_validate(fields)
     except ValidationError as exc:
         raise _parse_error(job_id, input_name, _describe(exc), method=method, path=path) from None
+    except ValueError as exc:
+        raise _parse_error(job_id, input_name, (str(exc),), method=method, path=path) from None
 
 
 def parse_job_results(
@@ -174,6 +180,16 @@ def parse_job_results(
             job_id,
             None,
             ("results and failures must be objects keyed by input name",),
+            method=method,
+            path=path,
+        )
+    identifier = data.get("jobIdentifier")
+    if identifier is not None and not isinstance(identifier, str):
+        # Not str()-ed into an identifier: [1] would have become the job "[1]".
+        raise _parse_error(
+            job_id,
+            None,
+            (f"jobIdentifier: expected a string, got {type(identifier).__name__}",),
             method=method,
             path=path,
         )
@@ -204,7 +220,7 @@ def parse_job_results(
     # Already-parsed inputs pass through pydantic as they are (it does not revalidate
     # instances), so per-input errors keep naming their input.
     envelope.update(
-        job_id=str(data.get("jobIdentifier") or job_id),
+        job_id=identifier or job_id,
         results=results,
         failures=failures,
         invalid=invalid,
@@ -243,7 +259,7 @@ def parse_job(data: object, *, method: str = "", path: str = "") -> Job:
         return Job.model_validate(data)
     except ValidationError as exc:
         job_id = data.get("jobIdentifier") if isinstance(data, Mapping) else None
-        what = f"job {job_id!r}" if job_id else "a job object"
+        what = f"job {job_id!r}" if isinstance(job_id, str) and job_id else "a job object"
         raise ResponseValidationError(
             f"could not parse {what} from {method} {path}: " + "; ".join(_describe(exc)[:5]),
             method=method,

@@ -7,6 +7,7 @@ import pytest
 from modzy_retrain import ResponseValidationError, ResultParseError
 from modzy_retrain._parsing import (
     parse_history_page,
+    parse_input_failure,
     parse_input_result,
     parse_job,
     parse_job_results,
@@ -317,7 +318,7 @@ def test_class_predictions_are_validated_in_one_pass(
         assert [(p.label, p.score) for p in result.predictions] == expected
 
 
-# Regressions found by the property tests (tests/test_parsing_properties.py).
+# Regressions from the malformed-data hardening (tests/test_parsing_properties.py).
 
 
 @pytest.mark.parametrize(
@@ -346,3 +347,27 @@ def test_booleans_are_not_job_counts() -> None:
         parse_job({"jobIdentifier": "a", "model": {"identifier": "m"}, "total": True})
     with pytest.raises(ResultParseError, match="completed"):
         parse_job_results("j", {"completed": False})
+
+
+def test_an_empty_input_name_is_still_named() -> None:
+    # The message said "the result of job 'j'" for the input named "".
+    with pytest.raises(ResultParseError, match="of input '' of job 'job-1'") as info:
+        parse_job_results("job-1", results_body(**{"": None}))
+    assert info.value.input_name == ""
+
+
+@pytest.mark.parametrize("identifier", [["a"], 42, {"id": "a"}, False])
+def test_a_job_identifier_that_is_not_a_string_is_refused(identifier: object) -> None:
+    # It was str()-ed: the job came back as "['a']".
+    body = results_body()
+    body["jobIdentifier"] = identifier
+    with pytest.raises(ResultParseError, match="jobIdentifier: expected a string") as info:
+        parse_job_results("job-1", body, strict=False)
+    assert (info.value.job_id, info.value.input_name) == ("job-1", None)
+
+
+def test_an_error_that_cannot_be_made_text_is_a_typed_error() -> None:
+    # str() refuses an int of more than 4300 digits; the ValueError escaped.
+    with pytest.raises(ResultParseError, match="4300") as info:
+        parse_input_failure("j", "in", {"error": [10**5000]})
+    assert info.value.input_name == "in"
