@@ -222,24 +222,6 @@ def _by_score(predictions: list[ClassPrediction]) -> list[ClassPrediction]:
     return predictions
 
 
-_TIMING_KEYS = frozenset(
-    {
-        "status",
-        "engine",
-        "error",
-        "inputFetching",
-        "outputUploading",
-        "modelLatency",
-        "queueTime",
-        "startTime",
-        "updateTime",
-        "endTime",
-        "voting",
-        "elapsedTime",
-    }
-)
-
-
 class InputFailure(ModzyModel):
     """An input that failed, from the ``failures`` map of a job's results."""
 

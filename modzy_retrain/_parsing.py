@@ -7,7 +7,7 @@ its own, and a failure names the job and the input it came from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +18,15 @@ from ._models import InputFailure, InputResult, Job, JobResults, ModelSummary
 # Per-input keys that are metadata, never output files, even if a future API version
 # gives one a dot in its name.
 _OUTPUT_KEY_EXCLUDE = frozenset({"voting", "status", "error", "engine"})
+# The metadata keys of one input's result (both API generations): an object holding
+# one of these, or an output file, is an input's result.
+_INPUT_KEYS = frozenset(
+    {
+        *_OUTPUT_KEY_EXCLUDE,
+        *("inputFetching", "outputUploading", "modelLatency", "queueTime", "elapsedTime"),
+        *("startTime", "updateTime", "endTime"),
+    }
+)
 
 
 def _describe(exc: ValidationError, *, prefix: str = "") -> tuple[str, ...]:
@@ -66,6 +75,26 @@ def _is_output_key(key: str) -> bool:
     return "." in key and key not in _OUTPUT_KEY_EXCLUDE
 
 
+def _holds_input_keys(keys: Iterable[object]) -> bool:
+    return any(isinstance(k, str) and (k in _INPUT_KEYS or _is_output_key(k)) for k in keys)
+
+
+def _unnested(payload: Mapping[Any, Any], input_name: str) -> Mapping[Any, Any]:
+    """Undo the legacy double nesting ``results[name][name]``.
+
+    Only when the inner object is an input's result and nothing else in the payload
+    is: input names are the user's, so an input may well be named like one of its own
+    keys (``voting``, ``status``, ``results.json``), and its payload must then still
+    mean what it says.
+    """
+    inner = payload.get(input_name)
+    if not isinstance(inner, Mapping) or not _holds_input_keys(inner):
+        return payload
+    if _holds_input_keys(k for k in payload if k != input_name):
+        return payload
+    return inner
+
+
 def _predictions(output: object) -> tuple[list[Any], Any, Any]:
     """Extract (raw predictions, explanation, drift) from a primary output.
 
@@ -108,10 +137,7 @@ def parse_input_result(
     """Parse one entry of a job's ``results`` map."""
     if not isinstance(payload, Mapping):
         raise _not_an_object(job_id, input_name, payload, method, path)
-    inner = payload.get(input_name)
-    if isinstance(inner, Mapping) and "status" not in payload:
-        # Legacy double nesting: results[name][name].
-        payload = inner
+    payload = _unnested(payload, input_name)
     fields: dict[str, Any] = {"job_id": job_id, "input_name": input_name}
     outputs: dict[str, Any] = {}
     for key, value in payload.items():
@@ -146,9 +172,7 @@ def parse_input_failure(
         payload = {"error": payload}
     if not isinstance(payload, Mapping):
         raise _not_an_object(job_id, input_name, payload, method, path)
-    inner = payload.get(input_name)
-    if isinstance(inner, Mapping) and "status" not in payload:
-        payload = inner
+    payload = _unnested(payload, input_name)
     fields = {k: v for k, v in payload.items() if isinstance(k, str) and not _is_output_key(k)}
     fields.update(job_id=job_id, input_name=input_name)
     try:

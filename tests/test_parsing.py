@@ -356,6 +356,31 @@ def test_an_empty_input_name_is_still_named() -> None:
     assert info.value.input_name == ""
 
 
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        # No status, and the input is named like its own votes: it was taken for the
+        # legacy double nesting, and its votes and output were lost.
+        ("voting", {"voting": {"up": 2, "down": 0}, "results.json": ENVELOPE}),
+        # Named like its output file: the output was unwrapped as if it were the input.
+        ("results.json", {"results.json": ENVELOPE, "voting": {"up": 2}}),
+        ("results.json", {"results.json": ENVELOPE}),
+        # The legacy nesting of an input named "status" was refused (its status was an
+        # object).
+        (
+            "status",
+            {"status": {"status": "SUCCESSFUL", "results.json": ENVELOPE, "voting": {"up": 2}}},
+        ),
+    ],
+)
+def test_inputs_named_like_their_own_keys(name: str, payload: dict[str, object]) -> None:
+    item = parse_job_results("j", results_body(**{name: payload})).results[name]
+    assert item.top is not None
+    assert item.top.label == "negative"
+    assert item.output == ENVELOPE
+    assert item.voting.up == (0 if payload.keys() == {"results.json"} else 2)
+
+
 @pytest.mark.parametrize("identifier", [["a"], 42, {"id": "a"}, False])
 def test_a_job_identifier_that_is_not_a_string_is_refused(identifier: object) -> None:
     # It was str()-ed: the job came back as "['a']".
