@@ -45,12 +45,21 @@ class ModzyModel(BaseModel):
         return repr(self)
 
 
+def _not_boolean(value: object) -> object:
+    # pydantic's lax mode reads true as 1 and false as 0; a JSON boolean where the API
+    # documents a number (a score, a count) is a malformed body, not a vote or a score.
+    if value is True or value is False:
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
 def _count(value: object) -> object:
     # Counts are documented as numbers; a null means "none".
-    return 0 if value is None else value
+    return 0 if value is None else _not_boolean(value)
 
 
 Count = Annotated[int, BeforeValidator(_count)]
+Score = Annotated[float, BeforeValidator(_not_boolean)]
 
 
 class ModelRef(ModzyModel):
@@ -195,11 +204,12 @@ class ClassPrediction(ModzyModel):
 
     # Chassis-built models sometimes emit numeric class ids: numbers (never booleans)
     # become their text. Done by pydantic's core, not a Python validator: results
-    # carry many predictions each, and this is the parser's innermost loop.
+    # carry many predictions each, and this is the parser's innermost loop. (The
+    # score's boolean check is a Python call, but a trivial one: about 30 ns.)
     model_config = ConfigDict(coerce_numbers_to_str=True)
 
     label: str = Field(validation_alias=AliasChoices("class", "label"))
-    score: float
+    score: Score
 
 
 def _by_score(predictions: list[ClassPrediction]) -> list[ClassPrediction]:
@@ -210,24 +220,6 @@ def _by_score(predictions: list[ClassPrediction]) -> list[ClassPrediction]:
     # models that don't. ``sorted`` is stable, so equal scores keep the model's order.
     predictions.sort(key=lambda p: p.score, reverse=True)
     return predictions
-
-
-_TIMING_KEYS = frozenset(
-    {
-        "status",
-        "engine",
-        "error",
-        "inputFetching",
-        "outputUploading",
-        "modelLatency",
-        "queueTime",
-        "startTime",
-        "updateTime",
-        "endTime",
-        "voting",
-        "elapsedTime",
-    }
-)
 
 
 class InputFailure(ModzyModel):

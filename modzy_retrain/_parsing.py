@@ -7,7 +7,7 @@ its own, and a failure names the job and the input it came from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +18,15 @@ from ._models import InputFailure, InputResult, Job, JobResults, ModelSummary
 # Per-input keys that are metadata, never output files, even if a future API version
 # gives one a dot in its name.
 _OUTPUT_KEY_EXCLUDE = frozenset({"voting", "status", "error", "engine"})
+# The metadata keys of one input's result (both API generations): an object holding
+# one of these, or an output file, is an input's result.
+_INPUT_KEYS = frozenset(
+    {
+        *_OUTPUT_KEY_EXCLUDE,
+        *("inputFetching", "outputUploading", "modelLatency", "queueTime", "elapsedTime"),
+        *("startTime", "updateTime", "endTime"),
+    }
+)
 
 
 def _describe(exc: ValidationError, *, prefix: str = "") -> tuple[str, ...]:
@@ -33,7 +42,10 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> tuple[str, ...]:
 def _parse_error(
     job_id: str, input_name: str | None, errors: tuple[str, ...], *, method: str, path: str
 ) -> ResultParseError:
-    where = f"input {input_name!r} of job {job_id!r}" if input_name else f"job {job_id!r}"
+    # ``is not None``: an empty input name is still an input to name.
+    where = (
+        f"input {input_name!r} of job {job_id!r}" if input_name is not None else f"job {job_id!r}"
+    )
     detail = "; ".join(errors[:5]) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
     return ResultParseError(
         f"could not parse the result of {where}: {detail}",
@@ -61,6 +73,26 @@ def _is_output_key(key: str) -> bool:
     # The Java SDK's rule: a key containing a dot names an output file (results.json,
     # results.wav...). Everything else is per-input metadata.
     return "." in key and key not in _OUTPUT_KEY_EXCLUDE
+
+
+def _holds_input_keys(keys: Iterable[object]) -> bool:
+    return any(isinstance(k, str) and (k in _INPUT_KEYS or _is_output_key(k)) for k in keys)
+
+
+def _unnested(payload: Mapping[Any, Any], input_name: str) -> Mapping[Any, Any]:
+    """Undo the legacy double nesting ``results[name][name]``.
+
+    Only when the inner object is an input's result and nothing else in the payload
+    is: input names are the user's, so an input may well be named like one of its own
+    keys (``voting``, ``status``, ``results.json``), and its payload must then still
+    mean what it says.
+    """
+    inner = payload.get(input_name)
+    if not isinstance(inner, Mapping) or not _holds_input_keys(inner):
+        return payload
+    if _holds_input_keys(k for k in payload if k != input_name):
+        return payload
+    return inner
 
 
 def _predictions(output: object) -> tuple[list[Any], Any, Any]:
@@ -105,10 +137,7 @@ def parse_input_result(
     """Parse one entry of a job's ``results`` map."""
     if not isinstance(payload, Mapping):
         raise _not_an_object(job_id, input_name, payload, method, path)
-    inner = payload.get(input_name)
-    if isinstance(inner, Mapping) and "status" not in payload:
-        # Legacy double nesting: results[name][name].
-        payload = inner
+    payload = _unnested(payload, input_name)
     fields: dict[str, Any] = {"job_id": job_id, "input_name": input_name}
     outputs: dict[str, Any] = {}
     for key, value in payload.items():
@@ -143,17 +172,18 @@ def parse_input_failure(
         payload = {"error": payload}
     if not isinstance(payload, Mapping):
         raise _not_an_object(job_id, input_name, payload, method, path)
-    inner = payload.get(input_name)
-    if isinstance(inner, Mapping) and "status" not in payload:
-        payload = inner
+    payload = _unnested(payload, input_name)
     fields = {k: v for k, v in payload.items() if isinstance(k, str) and not _is_output_key(k)}
     fields.update(job_id=job_id, input_name=input_name)
-    if fields.get("error") is not None and not isinstance(fields["error"], str):
-        fields["error"] = str(fields["error"])
     try:
+        if fields.get("error") is not None and not isinstance(fields["error"], str):
+            # Inside the try: str() itself refuses an int of more than 4300 digits.
+            fields["error"] = str(fields["error"])
         return InputFailure.model_validate(fields)
     except ValidationError as exc:
         raise _parse_error(job_id, input_name, _describe(exc), method=method, path=path) from None
+    except ValueError as exc:
+        raise _parse_error(job_id, input_name, (str(exc),), method=method, path=path) from None
 
 
 def parse_job_results(
@@ -174,6 +204,16 @@ def parse_job_results(
             job_id,
             None,
             ("results and failures must be objects keyed by input name",),
+            method=method,
+            path=path,
+        )
+    identifier = data.get("jobIdentifier")
+    if identifier is not None and not isinstance(identifier, str):
+        # Not str()-ed into an identifier: [1] would have become the job "[1]".
+        raise _parse_error(
+            job_id,
+            None,
+            (f"jobIdentifier: expected a string, got {type(identifier).__name__}",),
             method=method,
             path=path,
         )
@@ -204,7 +244,7 @@ def parse_job_results(
     # Already-parsed inputs pass through pydantic as they are (it does not revalidate
     # instances), so per-input errors keep naming their input.
     envelope.update(
-        job_id=str(data.get("jobIdentifier") or job_id),
+        job_id=identifier or job_id,
         results=results,
         failures=failures,
         invalid=invalid,
@@ -243,7 +283,7 @@ def parse_job(data: object, *, method: str = "", path: str = "") -> Job:
         return Job.model_validate(data)
     except ValidationError as exc:
         job_id = data.get("jobIdentifier") if isinstance(data, Mapping) else None
-        what = f"job {job_id!r}" if job_id else "a job object"
+        what = f"job {job_id!r}" if isinstance(job_id, str) and job_id else "a job object"
         raise ResponseValidationError(
             f"could not parse {what} from {method} {path}: " + "; ".join(_describe(exc)[:5]),
             method=method,

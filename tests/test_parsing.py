@@ -7,6 +7,7 @@ import pytest
 from modzy_retrain import ResponseValidationError, ResultParseError
 from modzy_retrain._parsing import (
     parse_history_page,
+    parse_input_failure,
     parse_input_result,
     parse_job,
     parse_job_results,
@@ -315,3 +316,83 @@ def test_class_predictions_are_validated_in_one_pass(
     else:
         result = parse_input_result("j", "in", payload)
         assert [(p.label, p.score) for p in result.predictions] == expected
+
+
+# Regressions from the malformed-data hardening (tests/test_parsing_properties.py).
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        # pydantic's lax mode read true as 1.0 and 1 vote: a score of 1 from a boolean.
+        (
+            {
+                "results.json": {
+                    "data": {"result": {"classPredictions": [{"class": "a", "score": True}]}}
+                }
+            },
+            "predictions.0.score",
+        ),
+        ({"voting": {"up": True, "down": 0}}, "voting.up"),
+        ({"voting": {"up": 0, "down": False}}, "voting.down"),
+    ],
+)
+def test_booleans_are_not_scores_or_votes(payload: dict[str, object], where: str) -> None:
+    with pytest.raises(ResultParseError, match=rf"{where}: Value error, expected a number"):
+        parse_input_result("j", "in", {"status": "SUCCESSFUL", **payload})
+
+
+def test_booleans_are_not_job_counts() -> None:
+    with pytest.raises(ResponseValidationError, match="total: Value error, expected a number"):
+        parse_job({"jobIdentifier": "a", "model": {"identifier": "m"}, "total": True})
+    with pytest.raises(ResultParseError, match="completed"):
+        parse_job_results("j", {"completed": False})
+
+
+def test_an_empty_input_name_is_still_named() -> None:
+    # The message said "the result of job 'j'" for the input named "".
+    with pytest.raises(ResultParseError, match="of input '' of job 'job-1'") as info:
+        parse_job_results("job-1", results_body(**{"": None}))
+    assert info.value.input_name == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        # No status, and the input is named like its own votes: it was taken for the
+        # legacy double nesting, and its votes and output were lost.
+        ("voting", {"voting": {"up": 2, "down": 0}, "results.json": ENVELOPE}),
+        # Named like its output file: the output was unwrapped as if it were the input.
+        ("results.json", {"results.json": ENVELOPE, "voting": {"up": 2}}),
+        ("results.json", {"results.json": ENVELOPE}),
+        # The legacy nesting of an input named "status" was refused (its status was an
+        # object).
+        (
+            "status",
+            {"status": {"status": "SUCCESSFUL", "results.json": ENVELOPE, "voting": {"up": 2}}},
+        ),
+    ],
+)
+def test_inputs_named_like_their_own_keys(name: str, payload: dict[str, object]) -> None:
+    item = parse_job_results("j", results_body(**{name: payload})).results[name]
+    assert item.top is not None
+    assert item.top.label == "negative"
+    assert item.output == ENVELOPE
+    assert item.voting.up == (0 if payload.keys() == {"results.json"} else 2)
+
+
+@pytest.mark.parametrize("identifier", [["a"], 42, {"id": "a"}, False])
+def test_a_job_identifier_that_is_not_a_string_is_refused(identifier: object) -> None:
+    # It was str()-ed: the job came back as "['a']".
+    body = results_body()
+    body["jobIdentifier"] = identifier
+    with pytest.raises(ResultParseError, match="jobIdentifier: expected a string") as info:
+        parse_job_results("job-1", body, strict=False)
+    assert (info.value.job_id, info.value.input_name) == ("job-1", None)
+
+
+def test_an_error_that_cannot_be_made_text_is_a_typed_error() -> None:
+    # str() refuses an int of more than 4300 digits; the ValueError escaped.
+    with pytest.raises(ResultParseError, match="4300") as info:
+        parse_input_failure("j", "in", {"error": [10**5000]})
+    assert info.value.input_name == "in"

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import modzy_retrain._time as time_module
 from modzy_retrain._time import format_query_timestamp, parse_timestamp
 
 UTC = timezone.utc
@@ -38,7 +40,10 @@ def test_epochs_and_empties() -> None:
     assert parse_timestamp(1626745211187) == EXPECTED
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "2021-13-01T00:00:00Z", "2021-07-20", True, [1]])
+@pytest.mark.parametrize(
+    "bad",
+    ["yesterday", "2021-13-01T00:00:00Z", "2021-07-20", "\u0662021-07-20T01:40:11Z", True, [1]],
+)
 def test_garbage_is_refused(bad: object) -> None:
     with pytest.raises(ValueError, match=r"timestamp|month"):
         parse_timestamp(bad)
@@ -67,8 +72,6 @@ def test_query_format_is_utc_millis_with_z() -> None:
 def test_the_fast_path_gives_what_the_portable_path_gives(
     text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import modzy_retrain._time as time_module
-
     fast = parse_timestamp(text)
     monkeypatch.setattr(time_module, "_FROMISOFORMAT_READS_ALL", False)
     portable = parse_timestamp(text)
@@ -76,3 +79,55 @@ def test_the_fast_path_gives_what_the_portable_path_gives(
     assert fast is not None
     assert portable is not None
     assert fast.utcoffset() == portable.utcoffset()
+
+
+# Regressions found by the property tests (tests/test_parsing_properties.py).
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [math.inf, -math.inf, math.nan, 1e20, -1e300, 10**20, 10**400],
+    ids=["inf", "-inf", "nan", "1e20", "-1e300", "10**20", "10**400"],
+)
+def test_epochs_out_of_range_are_value_errors(epoch: float) -> None:
+    # Were OverflowError ("timestamp out of range for platform time_t", "integer
+    # division result too large for a float") or OSError (errno 75), which pydantic
+    # does not turn into a validation error: they escaped the parsers.
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(epoch)
+
+
+def test_epoch_milliseconds_are_exact() -> None:
+    # fromtimestamp(ms / 1000) gave 2243-01-01T00:00:00.000999.
+    assert parse_timestamp(8615030400001) == datetime(2243, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    assert parse_timestamp(-86400) == datetime(1969, 12, 31, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    ],
+)
+def test_instants_outside_the_utc_range_are_refused(
+    value: object, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were returned, and raised OverflowError when later compared or converted to UTC.
+    monkeypatch.setattr(time_module, "_FROMISOFORMAT_READS_ALL", fast)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(value)
+    assert parse_timestamp("0001-01-01T00:00:00Z") == datetime(1, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("text", ["2021-07-20T01:40.5Z", "2021-07-20T01:40:11.1234567890Z"])
+def test_a_fraction_needs_seconds_and_at_most_nanoseconds(
+    text: str, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "01:40.5" (half a minute, in ISO 8601) was read as 01:40:00.5.
+    monkeypatch.setattr(time_module, "_FROMISOFORMAT_READS_ALL", fast)
+    with pytest.raises(ValueError, match="ISO-8601"):
+        parse_timestamp(text)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +20,7 @@ from modzy_retrain import (
     PredictionRecord,
     ResultFetcher,
     RetryPolicy,
+    RunReport,
 )
 from modzy_retrain.sandbox import Sandbox
 
@@ -165,3 +169,111 @@ def test_wrong_client_kind_is_a_clear_error(sandbox: Sandbox) -> None:
         iter(JobHistoryQuery(aclient))
     with pytest.raises(TypeError, match="ModzyClient"):
         list(ResultFetcher(aclient)([]))
+
+
+# -- Malformed results: one bad job, one bad input, quarantined; the rest goes on -----
+
+Rewrite = Callable[[Any], Any]
+
+
+def _rewritten(
+    request: httpx.Request, response: httpx.Response, rewrites: dict[str, Rewrite]
+) -> httpx.Response:
+    for job_id, rewrite in rewrites.items():
+        if request.url.path.endswith(f"/results/{job_id}"):
+            return httpx.Response(200, json=rewrite(json.loads(response.content)))
+    return response
+
+
+class Corrupt(httpx.BaseTransport):
+    """Wraps the sandbox transport: serves chosen jobs' results bodies rewritten."""
+
+    def __init__(self, inner: httpx.BaseTransport, rewrites: dict[str, Rewrite]) -> None:
+        self.inner = inner
+        self.rewrites = rewrites
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.read()
+        return _rewritten(request, response, self.rewrites)
+
+
+class AsyncCorrupt(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, rewrites: dict[str, Rewrite]) -> None:
+        self.inner = inner
+        self.rewrites = rewrites
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        return _rewritten(request, response, self.rewrites)
+
+
+class Malformed:
+    """One finished job whose results are garbage, and one input of another made bad."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        done = [j for j in sandbox.jobs if j.status == "COMPLETED"]
+        self.bad_job = done[0].id
+        other = next(j for j in done[1:] if sum(i.status == "SUCCESSFUL" for i in j.inputs) >= 2)
+        self.job_with_bad_input = other.id
+        self.bad_input = next(i.name for i in other.inputs if i.status == "SUCCESSFUL")
+        self.rewrites: dict[str, Rewrite] = {
+            # An envelope no parser can read: results as a list.
+            self.bad_job: lambda body: {**body, "results": ["not", "an", "object"]},
+            self.job_with_bad_input: self._break_input,
+        }
+        finished = ("COMPLETED", "CANCELED", "TIMEDOUT")
+        self.expected_records = {
+            (j.id, i.name)
+            for j in sandbox.jobs
+            if j.status in finished and j.id != self.bad_job
+            for i in j.inputs
+            if i.status == "SUCCESSFUL"
+        } - {(self.job_with_bad_input, self.bad_input)}
+        self.quarantined = {(self.bad_job, i.name) for i in done[0].inputs} | {
+            (self.job_with_bad_input, self.bad_input)
+        }
+
+    def _break_input(self, body: Any) -> Any:
+        payload = dict(body["results"][self.bad_input])
+        payload["voting"] = {"up": -1, "down": True}
+        return {**body, "results": {**body["results"], self.bad_input: payload}}
+
+    def check(self, records: list[PredictionRecord], report: RunReport) -> None:
+        assert {r.key for r in records} == self.expected_records
+        assert report.reconciled
+        unparseable = [d for d in report.drops if d.reason == "result_unparseable"]
+        assert {(d.job_id, d.input_name) for d in unparseable} == self.quarantined
+        for drop in unparseable:
+            if drop.job_id == self.bad_job:
+                assert "results and failures must be objects" in drop.detail
+            else:
+                # The input's own reason, field by field.
+                assert "voting.up" in drop.detail
+                assert "voting.down" in drop.detail
+        # The bad input's job still gave its other inputs.
+        assert any(r.job_id == self.job_with_bad_input for r in records)
+
+
+def test_malformed_results_are_quarantined_and_the_rest_goes_on(sandbox: Sandbox) -> None:
+    malformed = Malformed(sandbox)
+    with client_for(sandbox, Corrupt(sandbox.transport(), malformed.rewrites)) as client:
+        it = (JobHistoryQuery(client) | ResultFetcher(client, concurrency=4)).stream()
+        records = list(it)
+    malformed.check(records, it.report.finish())
+
+
+@pytest.mark.anyio
+async def test_async_malformed_results_are_quarantined_and_the_rest_goes_on(
+    sandbox: Sandbox,
+) -> None:
+    malformed = Malformed(sandbox)
+    async with AsyncModzyClient(
+        api_key=sandbox.api_key,
+        base_url=sandbox.base_url,
+        transport=AsyncCorrupt(sandbox.async_transport(), malformed.rewrites),
+    ) as client:
+        it = (JobHistoryQuery(client) | ResultFetcher(client, concurrency=4)).astream()
+        records = [r async for r in it]
+    malformed.check(records, it.report.finish())
