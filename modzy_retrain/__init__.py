@@ -64,6 +64,7 @@ from ._models import (
     Voting,
 )
 from ._pagination import AsyncJobHistoryPager, JobHistoryPage, JobHistoryPager
+from ._parsing import InvalidJob
 from ._query import JobHistoryQuery
 from ._records import LabelState, PredictionRecord, Sample
 from ._report import Drop, RunReport, StageStats
@@ -126,6 +127,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "InputResult",
     "InsecureBaseURLWarning",
     "InternalServerError",
+    "InvalidJob",
     "InvalidQueryError",
     "Job",
     "JobHistoryPage",

@@ -47,12 +47,14 @@ def job_details(job_id: str) -> Call[Job]:
     return Call("GET", path, lambda data: _parsing.parse_job(data, method="GET", path=path))
 
 
-def history_page(params: dict[str, str], page: int) -> Call[list[Job]]:
+def history_page(
+    params: dict[str, str], page: int, *, strict: bool = True
+) -> Call[tuple[list[Job], list[_parsing.InvalidJob]]]:
     path = "/jobs/history"
     return Call(
         "GET",
         path,
-        lambda data: _parsing.parse_history_page(data, method="GET", path=path),
+        lambda data: _parsing.parse_history_items(data, method="GET", path=path, strict=strict),
         params={**params, "page": str(page)},
     )
 

@@ -11,6 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from ._models import Job
+from ._parsing import InvalidJob
+
+# What a page fetch returns: the jobs, and the items a lenient pager set aside.
+PageContent = tuple[list[Job], list[InvalidJob]]
 
 
 @dataclass(frozen=True)
@@ -21,16 +25,19 @@ class JobHistoryPage:
         items: The jobs on this page, in the order the API sent them.
         page: This page's number (1-based).
         page_size: The ``per-page`` that was asked for.
+        invalid: Items that could not be parsed, set aside by ``history(strict=False)``
+            (always empty when strict: the first one raises).
     """
 
     items: list[Job]
     page: int
     page_size: int
+    invalid: list[InvalidJob] = field(default_factory=list)
 
     @property
     def has_next(self) -> bool:
-        """Whether another page may follow (this one was full)."""
-        return len(self.items) >= self.page_size
+        """Whether another page may follow (this one was full, set-aside items included)."""
+        return len(self.items) + len(self.invalid) >= self.page_size
 
     @property
     def next_page(self) -> int | None:
@@ -56,7 +63,7 @@ class JobHistoryPager:
     """
 
     params: dict[str, str]
-    _fetch: Callable[[int], list[Job]] = field(repr=False)
+    _fetch: Callable[[int], PageContent] = field(repr=False)
 
     @property
     def page_size(self) -> int:
@@ -66,7 +73,8 @@ class JobHistoryPager:
         """Fetch page ``number`` (1-based)."""
         if number < 1:
             raise ValueError("pages are numbered from 1")
-        return JobHistoryPage(self._fetch(number), number, self.page_size)
+        jobs, invalid = self._fetch(number)
+        return JobHistoryPage(jobs, number, self.page_size, invalid)
 
     def pages(self, start: int = 1) -> Iterator[JobHistoryPage]:
         """Yield pages from ``start`` until the first short or empty one (included)."""
@@ -86,7 +94,7 @@ class AsyncJobHistoryPager:
     """The async twin of :class:`JobHistoryPager`: ``async for job in pager``."""
 
     params: dict[str, str]
-    _fetch: Callable[[int], Awaitable[list[Job]]] = field(repr=False)
+    _fetch: Callable[[int], Awaitable[PageContent]] = field(repr=False)
 
     @property
     def page_size(self) -> int:
@@ -96,7 +104,8 @@ class AsyncJobHistoryPager:
         """Fetch page ``number`` (1-based)."""
         if number < 1:
             raise ValueError("pages are numbered from 1")
-        return JobHistoryPage(await self._fetch(number), number, self.page_size)
+        jobs, invalid = await self._fetch(number)
+        return JobHistoryPage(jobs, number, self.page_size, invalid)
 
     async def pages(self, start: int = 1) -> AsyncIterator[JobHistoryPage]:
         """Yield pages from ``start`` until the first short or empty one (included)."""

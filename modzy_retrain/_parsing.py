@@ -8,6 +8,7 @@ its own, and a failure names the job and the input it came from.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -291,8 +292,32 @@ def parse_job(data: object, *, method: str = "", path: str = "") -> Job:
         ) from None
 
 
-def parse_history_page(data: object, *, method: str = "", path: str = "") -> list[Job]:
-    """Parse a history page: a bare JSON array (or the legacy ``{"data": [...]}``)."""
+@dataclass(frozen=True)
+class InvalidJob:
+    """A history item that could not be parsed, set aside by a lenient pager.
+
+    Attributes:
+        index: Its position on the page (0-based).
+        job_id: Its ``jobIdentifier`` when that much was readable, else ``None``.
+        reason: What was wrong (field paths and problems).
+        inputs: Its input count when readable (``total``), else 0.
+    """
+
+    index: int
+    job_id: str | None
+    reason: str
+    inputs: int = 0
+
+
+def parse_history_items(
+    data: object, *, method: str = "", path: str = "", strict: bool = True
+) -> tuple[list[Job], list[InvalidJob]]:
+    """Parse a history page into its jobs and, with ``strict=False``, the items set aside.
+
+    A bare JSON array (or the legacy ``{"data": [...]}``). With ``strict=True`` the first
+    unparseable item raises; otherwise it is returned in the second list with its reason
+    and the rest of the page still parses. A page that is not an array always raises.
+    """
     if isinstance(data, Mapping) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -301,7 +326,26 @@ def parse_history_page(data: object, *, method: str = "", path: str = "") -> lis
             method=method,
             path=path,
         )
-    return [parse_job(item, method=method, path=path) for item in data]
+    jobs: list[Job] = []
+    invalid: list[InvalidJob] = []
+    for index, item in enumerate(data):
+        try:
+            jobs.append(parse_job(item, method=method, path=path))
+        except ResponseValidationError as exc:
+            if strict:
+                raise
+            job_id = item.get("jobIdentifier") if isinstance(item, Mapping) else None
+            total = item.get("total") if isinstance(item, Mapping) else None
+            inputs = total if type(total) is int and total > 0 else 0
+            invalid.append(
+                InvalidJob(index, job_id if isinstance(job_id, str) else None, str(exc), inputs)
+            )
+    return jobs, invalid
+
+
+def parse_history_page(data: object, *, method: str = "", path: str = "") -> list[Job]:
+    """Parse a history page strictly: every item must be a job."""
+    return parse_history_items(data, method=method, path=path)[0]
 
 
 def parse_models(data: object, *, method: str = "", path: str = "") -> list[ModelSummary]:

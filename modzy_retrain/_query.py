@@ -12,7 +12,15 @@ from ._dataset import Checkpoint
 from ._exceptions import InvalidQueryError
 from ._history import build_history_params
 from ._models import Job
-from ._report import ALREADY_PUBLISHED, JOB_FILTERED, Drop, RunReport, StageStats
+from ._pagination import JobHistoryPage
+from ._report import (
+    ALREADY_PUBLISHED,
+    JOB_FILTERED,
+    JOB_UNPARSEABLE,
+    Drop,
+    RunReport,
+    StageStats,
+)
 from ._stage import AsyncStageIterator, Source, StageIterator
 
 StrOrSeq = str | Sequence[str]
@@ -145,10 +153,24 @@ class JobHistoryQuery(Source[Job]):
         stats = report.stage(self.name)
         return StageIterator(self._iterate(self.client, report, stats), report, stats)
 
+    def _set_aside(self, page: JobHistoryPage, report: RunReport, stats: StageStats) -> None:
+        # A history item that is not a job: reported with its reason, and the run goes
+        # on. It is not retried (the API would send the same), nor can it hold the
+        # checkpoint back (it has no readable time).
+        for bad in page.invalid:
+            stats.items_in += 1
+            report.saw_inputs(bad.inputs)
+            job_id = bad.job_id or f"(item {bad.index} of history page {page.page})"
+            report.drop(
+                stats, Drop(self.name, JOB_UNPARSEABLE, job_id, None, bad.reason, bad.inputs)
+            )
+
     def _iterate(self, client: ModzyClient, report: RunReport, stats: StageStats) -> Iterator[Job]:
-        for job in client.jobs.history(**self.filters):
-            if self._filtered(job, report, stats):
-                yield job
+        for page in client.jobs.history(**self.filters, strict=False).pages():
+            self._set_aside(page, report, stats)
+            for job in page.items:
+                if self._filtered(job, report, stats):
+                    yield job
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
         if not isinstance(self.client, AsyncModzyClient):
@@ -165,6 +187,8 @@ class JobHistoryQuery(Source[Job]):
     async def _aiterate(
         self, client: AsyncModzyClient, report: RunReport, stats: StageStats
     ) -> AsyncIterator[Job]:
-        async for job in client.jobs.history(**self.filters):
-            if self._filtered(job, report, stats):
-                yield job
+        async for page in client.jobs.history(**self.filters, strict=False).pages():
+            self._set_aside(page, report, stats)
+            for job in page.items:
+                if self._filtered(job, report, stats):
+                    yield job

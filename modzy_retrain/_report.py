@@ -19,6 +19,7 @@ from typing import Any
 
 # Drop reasons, by the stage that records them.
 JOB_FILTERED = "job_filtered"
+JOB_UNPARSEABLE = "job_unparseable"
 JOB_NOT_FINISHED = "job_not_finished"
 RESULTS_UNAVAILABLE = "results_unavailable"
 RESULT_UNPARSEABLE = "result_unparseable"

@@ -41,6 +41,9 @@ _HISTORY_DOC = """Query the job history; returns a lazy pager over every matchin
             sort_by: Sort key(s) such as ``createdAt`` (the API's default).
             direction: ``ASC`` (the API's default) or ``DESC``.
             page_size: Jobs per page (1 to 1000).
+            strict: Raise :class:`ResponseValidationError` on the first history item
+                that is not a job (default). With ``False`` such items are set aside
+                in ``page.invalid`` with their reason, and iterating yields the rest.
 
         A list of values for a filter means "any of them".
 """
@@ -66,6 +69,7 @@ class Jobs:
         sort_by: StrOrSeq | None = None,
         direction: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        strict: bool = True,
     ) -> JobHistoryPager:
         params = build_history_params(
             start=start,
@@ -81,7 +85,9 @@ class Jobs:
             page_size=page_size,
         )
         client = self._client
-        return JobHistoryPager(params, lambda page: client.call(_calls.history_page(params, page)))
+        return JobHistoryPager(
+            params, lambda page: client.call(_calls.history_page(params, page, strict=strict))
+        )
 
     history.__doc__ = _HISTORY_DOC
 
@@ -110,6 +116,7 @@ class AsyncJobs:
         sort_by: StrOrSeq | None = None,
         direction: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        strict: bool = True,
     ) -> AsyncJobHistoryPager:
         params = build_history_params(
             start=start,
@@ -126,7 +133,7 @@ class AsyncJobs:
         )
         client = self._client
         return AsyncJobHistoryPager(
-            params, lambda page: client.call(_calls.history_page(params, page))
+            params, lambda page: client.call(_calls.history_page(params, page, strict=strict))
         )
 
     history.__doc__ = _HISTORY_DOC
