@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import ssl
 import urllib.request
 import warnings
@@ -87,6 +88,26 @@ def normalize_base_url(url: str) -> str:
     if not path.endswith("/api"):
         path += "/api"
     return str(parsed.copy_with(path=path)).rstrip("/")
+
+
+# JSON may escape half a UTF-16 pair ("\ud800"), which decodes to a string no encoder
+# takes: such a value could never be written to a dataset. Checked on the bytes first,
+# so bodies without the escape (nearly all) cost nothing.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _whole_unicode(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, keys included."""
+    if isinstance(value, str):
+        if _LONE_SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_whole_unicode(v) for v in value]
+    if isinstance(value, dict):
+        return {_whole_unicode(k): _whole_unicode(v) for k, v in value.items()}
+    return value
 
 
 def env_proxy(url: str) -> str | None:
@@ -306,13 +327,16 @@ class BaseClient:
         if not content.strip():
             return None
         try:
-            return json.loads(content)
+            data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ResponseValidationError(
                 f"{method} {path} returned {status} with a body that is not JSON",
                 method=method,
                 path=path,
             ) from None
+        if _SURROGATE_ESCAPE.search(content):
+            data = _whole_unicode(data)
+        return data
 
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "BaseClient", "InsecureBaseURLWarning"]

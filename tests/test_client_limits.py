@@ -16,6 +16,7 @@ from modzy_retrain import (
     ResponseTooLargeError,
     ResponseValidationError,
     ResultFetcher,
+    _calls,
 )
 from modzy_retrain._report import RESULTS_UNAVAILABLE
 from modzy_retrain.sandbox import Sandbox
@@ -161,3 +162,18 @@ def test_a_job_with_too_large_results_is_reported_and_the_rest_goes_on() -> None
     unlimited, _ = run(10_000_000)  # the big body then fails to parse instead
     assert limited == [key for key in unlimited if key[0] != big]
     assert limited
+
+
+def test_lone_surrogates_are_replaced_at_decoding_and_pairs_kept() -> None:
+    # JSON may escape half a UTF-16 pair; no encoder takes the decoded string, so it
+    # could never be written to a dataset. A real pair (an emoji) is left alone.
+    body = b'{"a\\ud800b": ["x\\uDC00", "\\ud83d\\ude00", "plain"], "n": 1}'
+    client = ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)),
+    )
+    with client:
+        data = client.call(_calls.Call("GET", "/anything", lambda d: d))
+    assert data == {"a\ufffdb": ["x\ufffd", "\U0001f600", "plain"], "n": 1}
+    json.dumps(data, ensure_ascii=False).encode("utf-8")  # writable now
