@@ -440,7 +440,10 @@ class _Session:
         if sample.sha256 is not None and (w.dedupe or self.previous is not None):
             first = self._first_with(sample.sha256, job_id, name)
             if first is not None:
-                if w.dedupe:
+                # A job read again through the lag window brings its own sample back:
+                # the same sample, not a duplicate of itself.
+                itself = (first[0], first[1]) == (job_id, name)
+                if w.dedupe and not itself:
                     detail = f"same content as {first[0]}/{first[1]}"
                     return Drop(w.name, DUPLICATE_CONTENT, job_id, name, detail)
                 in_previous = bool(first[2])
