@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
+from modzy_retrain._lock import LOCK_NAME
 from modzy_retrain.sandbox import Sandbox
 
 UTC = timezone.utc
@@ -308,3 +310,18 @@ def test_a_window_read_again_unchanged_is_nothing_new(sandbox: Sandbox, tmp_path
     assert keys(url) > keys(url, "v0001")
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in data} == data
     assert verify_dataset(url) == []
+
+
+def test_a_write_that_fails_while_opening_lets_go_of_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    url = str(tmp_path / "ds")
+    DatasetWriter(url, versioned=True).write([])
+    (Path(url) / "v0001" / "manifest.json").write_text("{not json")  # unreadable
+    with pytest.raises(DatasetError, match="invalid manifest"):
+        DatasetWriter(url, versioned=True).write([])
+    assert not (Path(url) / LOCK_NAME).exists()
+    assert list(scratch.iterdir()) == []
