@@ -48,6 +48,7 @@ test: lint typecheck unit
 bench: $(VENV)/.dev
 	$(PY) bench/harvest.py
 	$(PY) bench/lineage_s3.py
+	$(PY) bench/memory.py
 
 check-official-sdk: $(VENV)/.runtime
 	$(PY) scripts/check_official_sdk.py

@@ -98,6 +98,7 @@ def child(info: dict[str, Any], out: str, sample_rss: bool) -> int:
                 "samples": report.delivered,
                 "reconciled": report.reconciled,
                 "drops": report.drops_by_reason(),
+                "details": len(report.drops),
                 "dataset": report.dataset,
                 "verified": not problems,
                 "baseline_kib": baseline,
@@ -228,6 +229,8 @@ def main() -> int:
             f"{r['disk_bytes'] / 2**20:>9.1f}Mi{r['setup_seconds']:>9.1f}{r['seconds']:>9.1f}"
             f"{mib(r['maxrss_kib']):>12}"
         )
+        drops = ", ".join(f"{k} {v}" for k, v in sorted(r["drops"].items()))
+        print(f"  drops (inputs): {drops}; drop details kept: {r['details']}")
         if args.samples_rss:
             trace = r["trace"]
             step = max(1, len(trace) // 10)
