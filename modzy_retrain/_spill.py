@@ -4,12 +4,15 @@ A run's memory must not grow with the history: deduplication (every sha256 writt
 the data files already listed, a versioned run's merge (the previous version's rows,
 this run's keys, the jobs read in full) and a rerun's journaled results all grow with
 it. They live here instead: one sqlite3 database (stdlib) in a private temporary
-folder, made for the run and removed when it ends, on success or failure alike.
+folder, made for the run.
 
 sqlite keeps a bounded page cache (``CACHE_KIB``) and writes the rest to the file. The
 database is scratch: no journal, no fsync, one long transaction that is never
 committed, because nothing in it has to survive the process (a killed run starts over
-from the dataset, and the folder is then left to the system's temp cleaner).
+from the dataset). So on POSIX systems the file and its folder are unlinked as soon
+as the database is set up: sqlite keeps writing through its open descriptor, and the
+disk space comes back when the connection closes, or when the process dies, even by
+SIGKILL. Where an open file cannot be unlinked (Windows), they are removed on close.
 
 One connection is shared by the caller's thread and the worker threads that account
 results, so every statement runs under one lock.
@@ -17,6 +20,7 @@ results, so every statement runs under one lock.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -61,7 +65,14 @@ class SpillStore:
         # Closed and removed when the owner forgets to, or the interpreter exits.
         self._finalizer = weakref.finalize(self, _cleanup, self.db, self.folder)
         self.lock = threading.RLock()
-        self.db.execute("PRAGMA journal_mode = OFF")
+        try:
+            self._setup(schema)
+        except BaseException:
+            self._finalizer()
+            raise
+
+    def _setup(self, schema: Iterable[str]) -> None:
+        journal = self.db.execute("PRAGMA journal_mode = OFF").fetchone()[0]
         self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self.db.execute("PRAGMA temp_store = FILE")
@@ -70,6 +81,12 @@ class SpillStore:
         # Never committed: the pages spill to the file as the cache fills, and
         # nothing is written twice.
         self.db.execute("BEGIN")
+        # Unlinked while open: fine without a journal (with a rollback journal,
+        # sqlite refuses to write to a database file that has moved).
+        if str(journal).lower() == "off":
+            with contextlib.suppress(OSError):  # Windows: removed on close instead
+                os.unlink(os.path.join(self.folder, "spill.sqlite3"))
+                os.rmdir(self.folder)
 
     @property
     def closed(self) -> bool:

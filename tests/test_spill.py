@@ -1,8 +1,12 @@
-"""The scratch database a run spills to: a set on disk, and a folder that never stays."""
+"""The scratch database a run spills to: a set on disk, and files that never stay."""
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -10,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from modzy_retrain._spill import SpilledSet, SpillStore
+
+posix = pytest.mark.skipif(os.name != "posix", reason="open files are unlinked on POSIX only")
 
 
 @pytest.fixture
@@ -47,21 +53,51 @@ def test_a_spilled_set_is_a_set(scratch: Path) -> None:
         assert sum(1 for _ in ids) == 2001
 
 
-def test_the_folder_goes_on_close_and_on_collection(scratch: Path) -> None:
-    store = SpillStore([], prefix="x-")
-    folder = Path(store.folder)
-    assert folder.parent == scratch
-    assert (folder / "spill.sqlite3").exists()
+@posix
+def test_nothing_is_left_on_disk_while_open_or_after(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("modzy_retrain._spill.CACHE_KIB", 16)  # make it spill
+    store = SpillStore(["CREATE TABLE t (k TEXT PRIMARY KEY) WITHOUT ROWID"], prefix="x-")
+    assert not Path(store.folder).exists()  # unlinked as soon as it was set up
+    assert list(scratch.iterdir()) == []
+    store.db.executemany("INSERT INTO t VALUES (?)", [(f"key-{n:06d}" * 4,) for n in range(5000)])
+    assert store.one("SELECT COUNT(*) FROM t") == (5000,)
+    assert store.one("SELECT k FROM t WHERE k = ?", ("key-001234" * 4,)) is not None
     store.close()
     store.close()  # idempotent
     assert store.closed
-    assert not folder.exists()
 
     forgotten = SpillStore()
-    folder = Path(forgotten.folder)
     del forgotten
-    gc.collect()
-    assert not folder.exists()
+    gc.collect()  # closed by its finalizer
+    assert list(scratch.iterdir()) == []
+
+
+@posix
+def test_a_killed_process_leaves_nothing(tmp_path: Path) -> None:
+    code = (
+        "from modzy_retrain._spill import SpillStore, SpilledSet\n"
+        "store = SpillStore()\n"
+        "ids = SpilledSet(store, 'ids')\n"
+        "for n in range(20000):\n"
+        "    ids.add(str(n) * 8)\n"
+        "print(len(ids), flush=True)\n"
+        "input()\n"  # wait to be killed
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "20000"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rows_stream_while_other_statements_run(scratch: Path) -> None:
