@@ -49,6 +49,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/parse.py
 	$(PY) bench/harvest.py
 	$(PY) bench/lineage_s3.py
+	$(PY) bench/memory.py
 
 check-official-sdk: $(VENV)/.runtime
 	$(PY) scripts/check_official_sdk.py

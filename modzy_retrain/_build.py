@@ -12,7 +12,7 @@ import contextlib
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -275,7 +275,10 @@ def _build_locked(
     client = given_client or ModzyClient(
         api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
     )
-    with contextlib.nullcontext(client) if given_client else client:
+    with (
+        contextlib.nullcontext(client) if given_client else client,
+        contextlib.ExitStack() as cleanup,
+    ):
         since = load_checkpoint(url, storage_options=out_options)
         journal = None
         if not dry_run:
@@ -283,6 +286,7 @@ def _build_locked(
             journal = ResultJournal(
                 url, after=since.version if since else None, storage_options=out_options
             )
+            cleanup.callback(journal.close)  # what load() copied to scratch, however we end
             journal.load()
         query = JobHistoryQuery(
             client,
@@ -312,9 +316,12 @@ def _build_locked(
         )
         if dry_run:
             it = chain.stream(report)
-            samples = list(_tap(it, progress))
+            # Counted as they pass, never kept: a sample may carry its input's bytes.
+            plan = _Plan()
+            for sample in _tap(it, progress):
+                plan.add(sample)
             report = it.report.finish()
-            return BuildResult(report, EXIT_PUBLISHED, plan=_plan(report, samples))
+            return BuildResult(report, EXIT_PUBLISHED, plan=plan.summary(report))
         gate = TriggerGate(
             settings.trigger.min_new,
             settings.trigger.min_new_per_label,
@@ -354,15 +361,28 @@ def _tap(it: Any, progress: Callable[[RunReport], None] | None) -> Any:
         progress(it.report)
 
 
-def _plan(report: RunReport, samples: Sequence[Sample]) -> dict[str, Any]:
-    by_model: Counter[str] = Counter(s.record.model_id for s in samples)
-    by_state: Counter[str] = Counter(s.label_state for s in samples)
-    return {
-        "jobs": report.stages["query"].items_out if "query" in report.stages else 0,
-        "inputs": report.inputs_seen,
-        "samples": len(samples),
-        "by_model": dict(by_model),
-        "by_label_state": dict(by_state),
-        "excluded": report.drops_by_reason(),
-        "estimated_bytes": sum(s.size or 0 for s in samples),
-    }
+class _Plan:
+    """What a dry run would write, counted sample by sample."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.bytes = 0
+        self.by_model: Counter[str] = Counter()
+        self.by_state: Counter[str] = Counter()
+
+    def add(self, sample: Sample) -> None:
+        self.samples += 1
+        self.bytes += sample.size or 0
+        self.by_model[sample.record.model_id] += 1
+        self.by_state[sample.label_state] += 1
+
+    def summary(self, report: RunReport) -> dict[str, Any]:
+        return {
+            "jobs": report.stages["query"].items_out if "query" in report.stages else 0,
+            "inputs": report.inputs_seen,
+            "samples": self.samples,
+            "by_model": dict(self.by_model),
+            "by_label_state": dict(self.by_state),
+            "excluded": report.drops_by_reason(),
+            "estimated_bytes": self.bytes,
+        }

@@ -269,7 +269,7 @@ def run_inspect_command(args: Any) -> int:
     if versions:
         print(f"versions: {', '.join(versions)} (showing {manifest.version})")
     print(f"created: {manifest.created_at.isoformat()}  run {manifest.run_id}")
-    print(f"format: {manifest.format} ({manifest.mode}), {len(manifest.files)} files")
+    print(f"format: {manifest.format} ({manifest.mode}), {manifest.file_count} files")
     print(f"samples: {c.samples} ({c.duplicates} duplicate contents skipped)")
     for title, counts in (
         ("by label state", c.by_label_state),

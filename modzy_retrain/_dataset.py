@@ -4,6 +4,12 @@ A dataset is visible only through its ``manifest.json``: every file it lists exi
 with the listed size and sha256. The writer publishes the manifest in one atomic
 step after everything else, so a crashed or interrupted write leaves no manifest,
 hence no visible dataset, on a local disk and on object stores alike.
+
+The manifest stays small however big the dataset: it lists the sample tables itself,
+and the data files (one per copied input) in a JSONL file table beside it, whose
+size, sha256 and entry count it records (``file_table``). Readers trust the table
+only once its hash matches (:func:`dataset_files`, :func:`verify_dataset`). Manifests
+of format 1 listed every file inline; they still read the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from ._fs import CHUNK, join, url_to_fs
 
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "_latest.json"
-FORMAT_VERSION = 1
+FILES_NAME = "files.jsonl"
+# 2: the data files moved from the manifest to its file table.
+FORMAT_VERSION = 2
 
 DatasetFormat = Literal["jsonl", "csv", "parquet", "imagefolder"]
 FileRole = Literal["data", "samples"]
@@ -36,6 +44,25 @@ class ManifestFile(BaseModel):
     size: int
     sha256: str
     role: FileRole
+
+
+class FileTable(BaseModel):
+    """The JSONL table of a dataset's data files: one :class:`ManifestFile` per line.
+
+    Attributes:
+        path: The table's path, relative to the dataset root (``files.jsonl``, or
+            ``vNNNN/files.jsonl`` in a versioned dataset).
+        size: The table's size in bytes.
+        sha256: The table's sha256: a table that does not match is not trusted.
+        entries: How many files it lists.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    size: int
+    sha256: str
+    entries: int
 
 
 class ManifestCounts(BaseModel):
@@ -114,7 +141,11 @@ class Manifest(BaseModel):
     """What a dataset holds and how it was made.
 
     Attributes:
-        files: Every file of the dataset (copied inputs and sample tables).
+        files: The sample tables (role ``samples``). Manifests of format 1 also
+            list the data files here.
+        file_table: The table listing the data files (the copied inputs), or
+            ``None`` when there are none (reference mode). Read every file of a
+            dataset with :func:`dataset_files`.
         samples_files: The sample tables (one per split for ``imagefolder``).
         counts: Samples per label, label state, split and model; duplicates skipped.
         query: The history query that produced the data.
@@ -134,6 +165,7 @@ class Manifest(BaseModel):
     group_by: str
     samples_files: list[str]
     files: list[ManifestFile]
+    file_table: FileTable | None = None
     counts: ManifestCounts
     query: dict[str, Any] | None = None
     stages: list[dict[str, Any]] = Field(default_factory=list)
@@ -141,6 +173,11 @@ class Manifest(BaseModel):
     changes: Changes | None = None
     checkpoint: Checkpoint | None = None
     trigger: TriggerState | None = None
+
+    @property
+    def file_count(self) -> int:
+        """How many files the dataset holds: sample tables and data files."""
+        return len(self.files) + (self.file_table.entries if self.file_table else 0)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode("utf-8")
@@ -221,32 +258,100 @@ def load_checkpoint(
     return load_manifest(url, storage_options=storage_options).checkpoint
 
 
+def _check_file(fs: Any, root: str, path: str, size: int, sha256: str) -> str | None:
+    """The problem with one listed file, or ``None`` when it is intact."""
+    digest = hashlib.sha256()
+    seen = 0
+    try:
+        with fs.open(join(root, path), "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                seen += len(chunk)
+                digest.update(chunk)
+    except FileNotFoundError:
+        return f"{path}: missing"
+    if seen != size:
+        return f"{path}: size {seen}, manifest says {size}"
+    if digest.hexdigest() != sha256:
+        return f"{path}: sha256 differs from the manifest"
+    return None
+
+
+def _check_table(fs: Any, root: str, table: FileTable) -> str | None:
+    """The problem with a file table (hash, size or entry count), or ``None``."""
+    problem = _check_file(fs, root, table.path, table.size, table.sha256)
+    if problem is not None:
+        return problem
+    entries = sum(1 for _ in _table_entries(fs, root, table))
+    if entries != table.entries:
+        return f"{table.path}: {entries} entries, manifest says {table.entries}"
+    return None
+
+
+def _table_entries(fs: Any, root: str, table: FileTable) -> Iterator[ManifestFile]:
+    with fs.open(join(root, table.path), "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield ManifestFile.model_validate_json(line)
+            except ValidationError:
+                raise DatasetError(f"{table.path}, line {number}: not a file entry") from None
+
+
+def dataset_files(
+    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> Iterator[ManifestFile]:
+    """Yield every file of a dataset, as its manifest records it: the sample tables,
+    then the data files of the manifest's file table, read one line at a time.
+
+    The file table is trusted only once it matches the manifest (size, sha256, entry
+    count), so it is read twice; memory stays flat however many files it lists.
+
+    Raises:
+        DatasetError: No dataset, or its file table does not match the manifest.
+    """
+    manifest = load_manifest(url, version=version, storage_options=storage_options)
+    yield from manifest.files
+    table = manifest.file_table
+    if table is None:
+        return
+    fs, root = url_to_fs(url, storage_options)
+    problem = _check_table(fs, root, table)
+    if problem is not None:
+        raise DatasetError(f"the file table of {url} does not match its manifest: {problem}")
+    yield from _table_entries(fs, root, table)
+
+
 def verify_dataset(
     url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Check every file the manifest lists: present, right size, right sha256.
 
+    The data files are checked through the manifest's file table, itself checked
+    first (a table that does not match is reported, and its entries are not trusted).
     Returns the problems found (empty when the dataset is intact).
     """
     manifest = load_manifest(url, version=version, storage_options=storage_options)
     fs, root = url_to_fs(url, storage_options)
     problems = []
     for entry in manifest.files:
-        path = join(root, entry.path)
-        digest = hashlib.sha256()
-        size = 0
+        problem = _check_file(fs, root, entry.path, entry.size, entry.sha256)
+        if problem is not None:
+            problems.append(problem)
+    table = manifest.file_table
+    if table is not None:
         try:
-            with fs.open(path, "rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    size += len(chunk)
-                    digest.update(chunk)
-        except FileNotFoundError:
-            problems.append(f"{entry.path}: missing")
-            continue
-        if size != entry.size:
-            problems.append(f"{entry.path}: size {size}, manifest says {entry.size}")
-        elif digest.hexdigest() != entry.sha256:
-            problems.append(f"{entry.path}: sha256 differs from the manifest")
+            problem = _check_table(fs, root, table)
+        except DatasetError as exc:
+            problem = str(exc)
+        if problem is not None:
+            problems.append(problem)
+            problems.append(f"{table.path}: its data files were not checked")
+            return problems
+        for entry in _table_entries(fs, root, table):
+            problem = _check_file(fs, root, entry.path, entry.size, entry.sha256)
+            if problem is not None:
+                problems.append(problem)
     return problems
 
 

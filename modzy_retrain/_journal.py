@@ -8,6 +8,10 @@ version is published (or the run found nothing new), under the dataset's lock.
 
 Only finished jobs are journaled. Their results no longer change, except for votes:
 a rerun sees the votes the killed run saw, which is what that run would have written.
+
+A rerun does not hold what it loads in memory (a killed run over a long history
+journals a results body per job): :meth:`ResultJournal.load` copies the entries to a
+scratch database, and each is read back when the fetcher asks for its job.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._fs import atomic_write, join, url_to_fs
+from ._spill import SpillStore
 
 STAGING_DIR = "_staging"
 DEFAULT_PART_SIZE = 16
@@ -49,8 +54,14 @@ class ResultJournal:
         self._parts = 0
         self._buffer: list[str] = []
         self._lock = threading.Lock()
-        self.bodies: dict[str, Any] = {}
+        # What load() found, on disk: job id -> the journaled line (body included).
+        self._loaded: SpillStore | None = None
         self.reused = 0
+
+    @property
+    def bodies(self) -> Mapping[str, Any]:
+        """The results bodies :meth:`load` found, by job id (read from disk on access)."""
+        return _Bodies(self)
 
     def load(self) -> int:
         """Read what earlier, killed runs journaled; returns how many jobs."""
@@ -65,16 +76,42 @@ class ResultJournal:
                 text = bytes(self.fs.cat_file(part)).decode("utf-8")
             except FileNotFoundError:
                 continue
+            entries = []
             for line in text.splitlines():
                 try:
                     entry = json.loads(line)
-                    self.bodies[str(entry["job_id"])] = entry["body"]
+                    job_id = str(entry["job_id"])
+                    entry["body"]  # a line without a body is torn too
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn line of a part that never completed
+                entries.append((job_id, line))
+            if entries:
+                store = self._store()
+                with store.lock:
+                    # A later part wins, as a later run's fetch of the same job would.
+                    store.db.executemany("INSERT OR REPLACE INTO bodies VALUES (?, ?)", entries)
         return len(self.bodies)
 
+    def _store(self) -> SpillStore:
+        if self._loaded is None:
+            self._loaded = SpillStore(
+                ["CREATE TABLE bodies (job_id TEXT PRIMARY KEY, line TEXT NOT NULL) WITHOUT ROWID"],
+                prefix="modzy-retrain-journal-",
+            )
+        return self._loaded
+
+    def _line(self, job_id: str) -> str | None:
+        store = self._loaded
+        if store is None or store.closed:
+            return None
+        row = store.one("SELECT line FROM bodies WHERE job_id = ?", (job_id,))
+        return None if row is None else str(row[0])
+
     def get(self, job_id: str) -> Any | None:
-        body = self.bodies.get(job_id)
+        line = self._line(job_id)
+        if line is None:
+            return None
+        body = json.loads(line)["body"]
         if body is not None:
             with self._lock:
                 self.reused += 1
@@ -102,8 +139,39 @@ class ResultJournal:
         """Drop all staging (after a publication, under the dataset's lock)."""
         with self._lock:
             self._buffer = []
+        self.close()
         try:
             if self.fs.exists(self.staging_root):
                 self.fs.rm(self.staging_root, recursive=True)
         except FileNotFoundError:
             pass
+
+    def close(self) -> None:
+        """Let go of what :meth:`load` copied to disk (the journal itself stays)."""
+        if self._loaded is not None:
+            self._loaded.close()
+
+
+class _Bodies(Mapping[str, Any]):
+    """A read-only view of a journal's loaded bodies, read from its scratch database."""
+
+    def __init__(self, journal: ResultJournal) -> None:
+        self._journal = journal
+
+    def __getitem__(self, job_id: str) -> Any:
+        line = self._journal._line(job_id)
+        if line is None:
+            raise KeyError(job_id)
+        return json.loads(line)["body"]
+
+    def _rows(self, sql: str) -> Iterator[Any]:
+        store = self._journal._loaded
+        if store is None or store.closed:
+            return iter(())
+        return store.rows(sql)
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(row[0]) for row in self._rows("SELECT job_id FROM bodies"))
+
+    def __len__(self) -> int:
+        return sum(int(row[0]) for row in self._rows("SELECT COUNT(*) FROM bodies"))

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import MutableSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -89,15 +90,26 @@ class JobProgress:
     def __init__(self) -> None:
         self.ordered = True
         # Jobs whose results this run read in full: their samples are authoritative.
-        # Kept only when a versioned writer asks (it merges by them); a plain run
-        # keeps no per-job state, so its memory stays flat.
+        # Kept only when a versioned writer asks (it merges by them, and hands in a
+        # set spilled to disk); a plain run keeps no per-job state, so its memory
+        # stays flat. Only ties at the cursor are kept below, never every job.
         self.track_ids = False
-        self.complete_ids: set[str] = set()
+        self.complete_ids: MutableSet[str] = set()
         self._last: datetime | None = None
         self._max: datetime | None = None
         self._ids_at_max: set[str] = set()
         self._first_incomplete: datetime | None = None
         self._ids_at_first_incomplete: set[str] = set()
+
+    def track(self, ids: MutableSet[str] | None = None) -> None:
+        """Record the ids of the jobs read in full from now on, into ``ids``."""
+        self.track_ids = True
+        self.complete_ids = ids if ids is not None else set()
+
+    def untrack(self) -> None:
+        """Stop recording job ids, and let go of the ones recorded."""
+        self.track_ids = False
+        self.complete_ids = set()
 
     def mark(
         self, job_id: str, created_at: datetime | None, complete: bool, *, read: bool = True

@@ -15,6 +15,9 @@ Nothing depends on renames (object stores have none), so a crash before the mani
 leaves no visible dataset. Identical contents (same sha256) are written once; the
 duplicates are reported (``duplicate_content``) and counted in the manifest. Splits
 come from a hash of a group key, so a sample never changes split as the data grows.
+The data files are listed in ``files.jsonl`` (the manifest's file table) as they are
+written, and what dedupe and a version's merge must remember is spilled to a scratch
+database: the writer's memory does not grow with the number of samples.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._concurrency import aordered_map, ordered_map
 from ._dataset import (
+    FILES_NAME,
     LATEST_NAME,
     MANIFEST_NAME,
     Changes,
     Checkpoint,
     DatasetFormat,
+    FileTable,
     Manifest,
     ManifestCounts,
     ManifestFile,
@@ -69,6 +74,7 @@ from ._report import (
     RunReport,
     StageStats,
 )
+from ._spill import SpilledSet, SpillStore
 from ._stage import Stage
 from ._trigger import TriggerGate
 from ._version import __version__
@@ -169,6 +175,7 @@ class _Plan:
     sample: Sample
     data_path: str | None  # where the bytes go, relative to the root (None: reference)
     table: str  # which sample table the row goes to
+    in_previous: bool = False  # a previous version holds these bytes (never rewritten)
 
 
 class _Tables:
@@ -235,7 +242,8 @@ class _Tables:
             batch = []
         self.parquet[name] = (writer, batch)
 
-    def close(self) -> list[ManifestFile]:
+    def close(self) -> list[tuple[str, int, str]]:
+        """Finish every table; ``(name, size, sha256)`` of each, in the order opened."""
         if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -248,15 +256,11 @@ class _Tables:
                     writer.write_table(table)
                 if writer is not None:
                     writer.close()
-        files = []
+        closed = []
         for name, handle in self.open.items():
             handle.close()
-            files.append(
-                ManifestFile(
-                    path=name, size=handle.size, sha256=handle.digest.hexdigest(), role="samples"
-                )
-            )
-        return files
+            closed.append((name, handle.size, handle.digest.hexdigest()))
+        return closed
 
     def abort(self) -> None:
         for handle in self.open.values():
@@ -264,8 +268,29 @@ class _Tables:
                 handle.close()
 
 
+# Scratch tables of one write (see _spill.py). ``content``: the first sample of each
+# sha256 (dedupe), and whether a previous version already holds those bytes.
+# ``new_samples`` and ``previous_rows``: a versioned write's merge.
+_SCHEMA = (
+    "CREATE TABLE content (sha256 TEXT PRIMARY KEY, job_id TEXT NOT NULL,"
+    " input_name TEXT NOT NULL, previous INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE new_samples (job_id TEXT NOT NULL, input_name TEXT NOT NULL,"
+    " label TEXT, label_state TEXT NOT NULL, PRIMARY KEY (job_id, input_name)) WITHOUT ROWID",
+    "CREATE TABLE previous_rows (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
+    " input_name TEXT NOT NULL, row TEXT NOT NULL)",
+    "CREATE INDEX previous_key ON previous_rows (job_id, input_name)",
+)
+_BATCH = 1000
+
+
 class _Session:
-    """One write: decisions in the caller's thread, file copies on workers."""
+    """One write: decisions in the caller's thread, file copies on workers.
+
+    What the write must remember about every sample (the sha256s written, the data
+    files listed, a version's merge) is spilled to a scratch database, so memory
+    stays flat however many samples go through; the data files are listed in the
+    file table as they come, never all held at once.
+    """
 
     def __init__(self, writer: DatasetWriter, report: RunReport) -> None:
         self.writer = writer
@@ -275,51 +300,65 @@ class _Session:
         self.prefix = ""
         self.version: str | None = None
         self.previous: Manifest | None = None
-        self.new_keys: dict[tuple[str, str], tuple[str | None, str]] = {}
-        self.seen_before: set[tuple[str, str]] = set()
         self.published: Manifest | None = None
         self.lock: DatasetLock | None = None
+        self.spill: SpillStore | None = None
+        self.tracking = False
         # Versioned CSV / Parquet also keep a JSONL table: the next version merges from it.
         self.canonical: str | None = None
         # A rerun after a crash: content-addressed files already copied are kept.
         self.resuming = False
-        self.seen: dict[str, str] = {}
-        if writer.versioned:
-            self._open_version()
-        elif self.fs.exists(join(self.root, LATEST_NAME)):
-            raise DatasetExistsError(
-                f"{writer.url} holds a versioned dataset; write to it with versioned=True"
-            )
-        elif self.fs.exists(self.manifest_path):
-            if not writer.overwrite:
-                raise DatasetExistsError(
-                    f"{writer.url} already holds a dataset; pass overwrite=True to replace it"
-                )
-            # Unpublish first: from here on, readers see no dataset until the new
-            # manifest lands (never a mix of old manifest and new files).
-            self.fs.rm_file(self.manifest_path)
+        self.committed = False
         self.tables = _Tables(self.fs, self.root)
         self.sources = FileSystems(writer.source_storage_options)
-        self.files: list[ManifestFile] = []
-        self.written: set[str] = set()
         self.duplicates = 0
         self.counts: dict[str, Counter[str]] = {
             k: Counter() for k in ("label", "label_state", "split", "model")
         }
         self.samples = 0
-        self.committed = False
+        self.data_files = 0
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
 
-    def _open_version(self) -> None:
+    def _open(self) -> None:
         w = self.writer
-        if self.fs.exists(self.manifest_path):
+        if not w.versioned:
+            if self.fs.exists(join(self.root, LATEST_NAME)):
+                raise DatasetExistsError(
+                    f"{w.url} holds a versioned dataset; write to it with versioned=True"
+                )
+            if self.fs.exists(self.manifest_path):
+                if not w.overwrite:
+                    raise DatasetExistsError(
+                        f"{w.url} already holds a dataset; pass overwrite=True to replace it"
+                    )
+                # Unpublish first: from here on, readers see no dataset until the new
+                # manifest lands (never a mix of old manifest and new files).
+                self.fs.rm_file(self.manifest_path)
+        elif self.fs.exists(self.manifest_path):
             raise DatasetExistsError(
                 f"{w.url} holds an unversioned dataset; write versions to another URL"
             )
+        self.spill = SpillStore(_SCHEMA, prefix="modzy-retrain-write-")
+        self.paths = SpilledSet(self.spill, "data_paths")
+        if w.versioned:
+            self._open_version()
+        self.files_table = self.prefix + FILES_NAME
+
+    def _open_version(self) -> None:
+        w = self.writer
+        assert self.spill is not None
         # Held until commit or abort: what follows (clearing debris, numbering the
         # version, merging the previous one) is only safe for one run at a time.
         self.lock = DatasetLock(self.fs, self.root, self.report.run_id)
         self.lock.acquire()
-        self.report.progress.track_ids = True
+        # The jobs this run reads in full decide which earlier samples it replaces:
+        # tracked on disk too, one id per job.
+        self.report.progress.track(SpilledSet(self.spill, "complete_jobs"))
+        self.tracking = True
         latest = latest_version(w.url, storage_options=w.storage_options)
         number = int(latest[1:]) + 1 if latest else 1
         self.version = f"v{number:04d}"
@@ -335,12 +374,56 @@ class _Session:
             self.resuming = True
         if latest is not None:
             self.previous = load_manifest(w.url, storage_options=w.storage_options)
-            if w.dedupe:
-                for row in read_samples(w.url, storage_options=w.storage_options):
-                    if row.get("sha256"):
-                        self.seen[str(row["sha256"])] = f"{row['job_id']}/{row['input_name']}"
+            self._load_previous()
+
+    def _load_previous(self) -> None:
+        """Read the previous version once: its rows for the merge at commit, and the
+        sha256 of each for deduplication (and to never copy its bytes again)."""
+        assert self.spill is not None
+        assert self.previous is not None
+        w = self.writer
+        rows: list[tuple[str, str, str]] = []
+        contents: list[tuple[str, str, str]] = []
+
+        def flush() -> None:
+            assert self.spill is not None
+            with self.spill.lock:
+                self.spill.db.executemany(
+                    "INSERT INTO previous_rows (job_id, input_name, row) VALUES (?, ?, ?)", rows
+                )
+                # The first sample of each content wins, as in the version itself.
+                self.spill.db.executemany(
+                    "INSERT OR IGNORE INTO content VALUES (?, ?, ?, 1)", contents
+                )
+            rows.clear()
+            contents.clear()
+
+        for row in read_samples(
+            w.url, version=self.previous.version, storage_options=w.storage_options
+        ):
+            job_id, name = str(row["job_id"]), str(row["input_name"])
+            rows.append((job_id, name, json.dumps(row, ensure_ascii=False)))
+            if row.get("sha256"):
+                contents.append((str(row["sha256"]), job_id, name))
+            if len(rows) >= _BATCH:
+                flush()
+        flush()
 
     # -- caller's thread -------------------------------------------------------------
+
+    def _first_with(self, sha256: str, job_id: str, name: str) -> tuple[str, str, int] | None:
+        """The first sample with this content, or ``None`` (this one is now the first)."""
+        assert self.spill is not None
+        with self.spill.lock:
+            inserted = self.spill.db.execute(
+                "INSERT OR IGNORE INTO content VALUES (?, ?, ?, 0)", (sha256, job_id, name)
+            ).rowcount
+            if inserted == 1:
+                return None
+            found: tuple[str, str, int] = self.spill.db.execute(
+                "SELECT job_id, input_name, previous FROM content WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+            return found
 
     def plan(self, sample: Sample) -> _Plan | Drop:
         w = self.writer
@@ -353,11 +436,17 @@ class _Session:
                 name,
                 "copy mode needs a LineageResolver before the writer",
             )
-        if sample.sha256 is not None and w.dedupe:
-            first = self.seen.get(sample.sha256)
+        in_previous = False
+        if sample.sha256 is not None and (w.dedupe or self.previous is not None):
+            first = self._first_with(sample.sha256, job_id, name)
             if first is not None:
-                return Drop(w.name, DUPLICATE_CONTENT, job_id, name, f"same content as {first}")
-            self.seen[sample.sha256] = f"{job_id}/{name}"
+                # A job read again through the lag window brings its own sample back:
+                # the same sample, not a duplicate of itself.
+                itself = (first[0], first[1]) == (job_id, name)
+                if w.dedupe and not itself:
+                    detail = f"same content as {first[0]}/{first[1]}"
+                    return Drop(w.name, DUPLICATE_CONTENT, job_id, name, detail)
+                in_previous = bool(first[2])
         split = assign_split(w.group_key(sample), w.splits)
         sample = sample.with_payload(sample.payload, split=split)
         data_path = None
@@ -382,12 +471,15 @@ class _Session:
                 data_path = (
                     f"data/{sample.sha256[:2]}/{sample.sha256}{_extension(sample.source_url)}"
                 )
-        return _Plan(sample, data_path, table)
+        return _Plan(sample, data_path, table, in_previous)
 
     def record(self, plan: _Plan) -> Sample:
         sample = plan.sample
         if plan.data_path is not None:
             sample = sample.with_payload(None, file=plan.data_path)
+            assert sample.sha256 is not None
+            assert sample.size is not None
+            self._list_file(plan.data_path, sample.size, sample.sha256)
         row = dict(self.writer.serialize(sample))
         if self.writer.format == "imagefolder" and plan.data_path is not None:
             # Relative to the metadata file's folder, as Hugging Face expects.
@@ -397,8 +489,19 @@ class _Session:
             self.tables.write(self.canonical, row)
         self._count(sample.label, sample.label_state, sample.split, sample.record.model_id)
         if self.version is not None:
-            self.new_keys[sample.key] = (sample.label, sample.label_state)
+            assert self.spill is not None
+            self.spill.execute(
+                "INSERT OR REPLACE INTO new_samples VALUES (?, ?, ?, ?)",
+                (*sample.key, sample.label, sample.label_state),
+            )
         return sample
+
+    def _list_file(self, path: str, size: int, sha256: str) -> None:
+        """Add a data file to the file table, once however many samples share it."""
+        if self.paths.add_new(path):
+            entry = {"path": path, "size": size, "sha256": sha256, "role": "data"}
+            self.tables.write(self.files_table, entry)
+            self.data_files += 1
 
     def _count(self, label: str | None, state: str, split: str | None, model: str) -> None:
         self.samples += 1
@@ -416,7 +519,9 @@ class _Session:
         assert sample.sha256 is not None
         assert sample.size is not None
         target = join(self.root, plan.data_path)
-        if self.resuming and self._already_copied(target, sample.size):
+        # Bytes a previous version (or a killed run) already wrote stay as they are:
+        # published versions share data/ and are never modified.
+        if (self.resuming or plan.in_previous) and self._already_copied(target, sample.size):
             return plan
         payload = sample.payload
         if payload is not None:
@@ -477,37 +582,40 @@ class _Session:
 
         A previous sample is carried over unless this run has the final word on its
         job (the job was read again and is complete): then it is replaced by the new
-        sample, relabelled, or retracted when the votes no longer select it.
+        sample, relabelled, or retracted when the votes no longer select it. One pass
+        over the previous rows, joined on disk with this run's samples and jobs.
         """
         assert self.previous is not None
         assert self.version is not None
+        assert self.spill is not None
         w = self.writer
-        rerun = self.report.progress.complete_ids
         tables = [t for t in (self.prefix + TABLES[w.format], self.canonical) if t]
-        changes: dict[str, Any] = {"previous": self.previous.version}
         retracted: list[dict[str, Any]] = []
         relabelled: list[dict[str, Any]] = []
-        seen_before: set[tuple[str, str]] = set()
         carried = 0
-        for row in read_samples(
-            w.url, version=self.previous.version, storage_options=w.storage_options
-        ):
+        merged = self.spill.rows(
+            "SELECT p.row, n.job_id IS NOT NULL, n.label, n.label_state, c.item IS NOT NULL"
+            " FROM previous_rows p"
+            " LEFT JOIN new_samples n ON n.job_id = p.job_id AND n.input_name = p.input_name"
+            " LEFT JOIN complete_jobs c ON c.item = p.job_id"
+            " ORDER BY p.seq"
+        )
+        for text, is_new, new_label, new_state, reread in merged:
+            row: dict[str, Any] = json.loads(text)
             key = (str(row["job_id"]), str(row["input_name"]))
-            seen_before.add(key)
-            new = self.new_keys.get(key)
-            if new is not None:
-                if new != (row.get("label"), row.get("label_state")):
+            if is_new:
+                if (new_label, new_state) != (row.get("label"), row.get("label_state")):
                     relabelled.append(
                         {
                             "job_id": key[0],
                             "input_name": key[1],
                             "was": row.get("label"),
-                            "now": new[0],
-                            "label_state": new[1],
+                            "now": new_label,
+                            "label_state": new_state,
                         }
                     )
                 continue
-            if key[0] in rerun:
+            if reread:
                 retracted.append(
                     {
                         "job_id": key[0],
@@ -528,27 +636,32 @@ class _Session:
                 str(row.get("model_id")),
             )
             path = row.get("file")
-            if path and path not in self.written:
-                self.written.add(str(path))
-                self.files.append(
-                    ManifestFile(
-                        path=str(path),
-                        size=int(row["size"]),
-                        sha256=str(row["sha256"]),
-                        role="data",
-                    )
-                )
-        self.seen_before = seen_before
-        added = sum(1 for key in self.new_keys if key not in seen_before)
+            if path:
+                self._list_file(str(path), int(row["size"]), str(row["sha256"]))
         return Changes(
-            added=added,
+            previous=self.previous.version,
+            added=self._added(),
             retracted=len(retracted),
             relabelled=len(relabelled),
             carried=carried,
             retracted_samples=retracted,
             relabelled_samples=relabelled,
-            **changes,
         )
+
+    _ADDED = (
+        " FROM new_samples n WHERE NOT EXISTS (SELECT 1 FROM previous_rows p"
+        " WHERE p.job_id = n.job_id AND p.input_name = n.input_name)"
+    )
+
+    def _added(self) -> int:
+        """Samples of this run that the previous version did not hold."""
+        assert self.spill is not None
+        return int(self.spill.one("SELECT COUNT(*)" + self._ADDED)[0])
+
+    def _added_by_label(self) -> Counter[str]:
+        assert self.spill is not None
+        rows = self.spill.rows("SELECT n.label, COUNT(*)" + self._ADDED + " GROUP BY n.label")
+        return Counter({label if label is not None else "(none)": n for label, n in rows})
 
     def _checkpoint(self) -> Checkpoint:
         assert self.version is not None
@@ -568,7 +681,7 @@ class _Session:
             if self.previous is not None:
                 changes = self._carry_over()
             else:
-                changes = Changes(added=len(self.new_keys))
+                changes = Changes(added=self._added())
             checkpoint = self._checkpoint()
             if changes.nothing_new and self.previous is not None:
                 # Nothing to publish: the previous version stays the latest. The
@@ -582,14 +695,17 @@ class _Session:
                 self.committed = True
                 return None
             if self.writer.trigger is not None:
-                new_by_label: Counter[str] = Counter(
-                    label if label is not None else "(none)"
-                    for key, (label, _) in self.new_keys.items()
-                    if key not in self.seen_before
-                )
                 previous = self.previous.trigger if self.previous is not None else None
-                trigger = self.writer.trigger.evaluate(changes, new_by_label, previous)
-        table_files = self.tables.close()
+                trigger = self.writer.trigger.evaluate(changes, self._added_by_label(), previous)
+        file_table: FileTable | None = None
+        sample_tables: list[ManifestFile] = []
+        for name, size, sha256 in self.tables.close():
+            if name == self.files_table:
+                file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
+            else:
+                sample_tables.append(
+                    ManifestFile(path=name, size=size, sha256=sha256, role="samples")
+                )
         manifest = Manifest(
             library_version=__version__,
             run_id=self.report.run_id,
@@ -598,8 +714,9 @@ class _Session:
             mode=self.writer.mode,
             splits=dict(self.writer.splits),
             group_by=self.writer.group_by_description,
-            samples_files=[f.path for f in table_files],
-            files=[*self.files, *table_files],
+            samples_files=[f.path for f in sample_tables],
+            files=sample_tables,
+            file_table=file_table,
             counts=ManifestCounts(
                 samples=self.samples,
                 duplicates=self.duplicates,
@@ -632,8 +749,15 @@ class _Session:
         self.release()
 
     def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
+        """Let go of the run's resources: the scratch database, then the lock."""
+        try:
+            if self.spill is not None:
+                if self.tracking:
+                    self.report.progress.untrack()  # its ids lived in the database
+                self.spill.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 class DatasetWriter(Stage[Sample, Sample]):
@@ -822,16 +946,6 @@ class DatasetWriter(Stage[Sample, Sample]):
                 session.duplicates += 1
             report.drop(stats, outcome)
             return None
-        if outcome.data_path is not None and outcome.data_path not in session.written:
-            sample = outcome.sample
-            assert sample.sha256 is not None
-            assert sample.size is not None
-            session.written.add(outcome.data_path)
-            session.files.append(
-                ManifestFile(
-                    path=outcome.data_path, size=sample.size, sha256=sample.sha256, role="data"
-                )
-            )
         return session.record(outcome)
 
     def _published(self, report: RunReport, manifest: Manifest | None) -> None:
@@ -851,7 +965,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             "format": self.format,
             "samples": manifest.counts.samples,
             "duplicates": manifest.counts.duplicates,
-            "files": len(manifest.files),
+            "files": manifest.file_count,
         }
         if manifest.version is not None and manifest.changes is not None:
             report.dataset["version"] = manifest.version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 import string
 import uuid
@@ -504,15 +505,17 @@ def build_world(
     if total_inputs >= 20 and n_jobs >= 2:
         wanted = max(2, total_inputs // 150)
         used: set[tuple[int, int]] = set()
+        # The jobs of each model version, in order: the earlier ones of job j are a
+        # prefix, found by bisection (a scan per attempt made big worlds quadratic).
+        by_version: dict[tuple[str, str], list[int]] = {}
+        for k, draft in enumerate(drafts):
+            by_version.setdefault((draft.model.id, draft.version), []).append(k)
         attempts = 0
         while len(duplicates) < wanted and attempts < wanted * 20:
             attempts += 1
             j = rng.randrange(1, n_jobs)
-            earlier = [
-                k
-                for k in range(j)
-                if drafts[k].model is drafts[j].model and drafts[k].version == drafts[j].version
-            ]
+            group = by_version[(drafts[j].model.id, drafts[j].version)]
+            earlier = group[: bisect.bisect_left(group, j)]
             if not earlier:
                 continue
             k = rng.choice(earlier)

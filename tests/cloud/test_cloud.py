@@ -25,6 +25,7 @@ from modzy_retrain import (
     RunReport,
     Sample,
     VoteFilter,
+    dataset_files,
     load_manifest,
     read_samples,
     verify_dataset,
@@ -91,7 +92,7 @@ def check(sandbox: Sandbox, report: RunReport, url: str, dest: Store) -> None:
     assert manifest.counts.samples == report.delivered > 0
     fs = dest.fs()
     root = url.split("://", 1)[1]
-    for entry in manifest.files:
+    for entry in dataset_files(url, storage_options=dest.options):
         assert fs.info(f"{root}/{entry.path}")["size"] == entry.size
     finished = ("COMPLETED", "CANCELED", "TIMEDOUT")
     expected = {

@@ -50,8 +50,16 @@ def middle(sb: Sandbox) -> str:
 
 
 def build(
-    data_url: str, out: Path, end: str, point: str = "none", after: int = 0
+    data_url: str,
+    out: Path,
+    end: str,
+    point: str = "none",
+    after: int = 0,
+    scratch: Path | None = None,
 ) -> dict[str, int]:
+    env = dict(os.environ)
+    if scratch is not None:
+        env["TMPDIR"] = str(scratch)  # where the build's scratch databases go
     proc = subprocess.run(
         [
             sys.executable,
@@ -69,6 +77,7 @@ def build(
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
     if proc.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(proc.stderr)
@@ -102,16 +111,21 @@ def test_a_build_killed_anywhere_reruns_to_the_same_version(
 ) -> None:
     sb, data_url = world
     out = tmp_path / "ds"
-    assert build(data_url, out, middle(sb))["killed"] == 0
-    assert build(data_url, out, "-", point, after)["killed"] == 1
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert build(data_url, out, middle(sb), scratch=scratch)["killed"] == 0
+    assert build(data_url, out, "-", point, after, scratch=scratch)["killed"] == 1
+    # The killed build's scratch databases were unlinked as soon as they were made.
+    assert list(scratch.iterdir()) == []
     # Nothing partial is visible: still one version, intact, and the dead run's lock.
     assert list_versions(str(out)) == ["v0001"]
     assert verify_dataset(str(out)) == []
     assert (out / LOCK_NAME).exists()
     # The rerun reclaims the dead run's lock, clears its debris, and publishes the
     # same version an uninterrupted run publishes.
-    rerun = build(data_url, out, "-")
+    rerun = build(data_url, out, "-", scratch=scratch)
     assert rerun["killed"] == 0
+    assert list(scratch.iterdir()) == []
     assert list_versions(str(out)) == ["v0001", "v0002"]
     assert verify_dataset(str(out)) == []
     assert rows(out) == rows(reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
+from modzy_retrain._lock import LOCK_NAME
 from modzy_retrain.sandbox import Sandbox
 
 UTC = timezone.utc
@@ -272,3 +274,54 @@ def test_versioned_csv_and_parquet(sandbox: Sandbox, tmp_path: Path, fmt: str) -
         import pyarrow.parquet as pq
 
         assert pq.read_table(table).num_rows == manifest.counts.samples
+
+
+def test_a_window_read_again_unchanged_is_nothing_new(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The lag window brings back jobs the previous version holds: their samples are
+    # the same samples (not duplicates of themselves), so nothing is retracted, and
+    # the data files the previous version published are not written again.
+    url = str(tmp_path / "ds")
+    cut = middle(sandbox)
+    run(sandbox, url, end=cut)
+    data = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (Path(url) / "data").rglob("*.*")}
+    assert data
+    again = run(sandbox, url, end=cut, lag=timedelta(days=3))
+    assert again.delivered > 0  # the window's samples went through the writer again
+    assert again.drop_counts[("write", "duplicate_content")] == 0
+    assert again.dataset is not None
+    assert again.dataset["published"] is False
+    assert list_versions(url) == ["v0001"]
+
+    # A late vote in the window: one sample added, the rest relabelled or carried,
+    # none retracted, and v0001's files untouched.
+    job, item = next(
+        (j, i)
+        for j in sorted(sandbox.jobs, key=lambda j: j.created_at, reverse=True)
+        if cut - timedelta(days=2) < j.created_at < cut and j.status == "COMPLETED"
+        for i in j.inputs
+        if i.status == "SUCCESSFUL" and sandbox.votes(j.id, i.name) == (0, 0)
+    )
+    with client(sandbox) as c:
+        c.results.upvote(job.id, item.name)
+    run(sandbox, url, end=cut, lag=timedelta(days=3))
+    changes = load_manifest(url).changes
+    assert changes is not None
+    assert (changes.added, changes.retracted, changes.relabelled) == (1, 0, 0)
+    assert keys(url) > keys(url, "v0001")
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in data} == data
+    assert verify_dataset(url) == []
+
+
+def test_a_write_that_fails_while_opening_lets_go_of_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    url = str(tmp_path / "ds")
+    DatasetWriter(url, versioned=True).write([])
+    (Path(url) / "v0001" / "manifest.json").write_text("{not json")  # unreadable
+    with pytest.raises(DatasetError, match="invalid manifest"):
+        DatasetWriter(url, versioned=True).write([])
+    assert not (Path(url) / LOCK_NAME).exists()
+    assert list(scratch.iterdir()) == []

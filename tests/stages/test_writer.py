@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,10 @@ from modzy_retrain import (
     DatasetExistsError,
     DatasetWriter,
     PredictionRecord,
+    RunReport,
     Sample,
+    _spill,
+    dataset_files,
     load_manifest,
     read_samples,
     verify_dataset,
@@ -80,10 +84,15 @@ def test_every_format_round_trips_through_its_manifest(
     assert report.drop_counts[("write", "duplicate_content")] == 1
     assert report.dataset is not None
     assert report.dataset["samples"] == 4
-    data_files = [f for f in manifest.files if f.role == "data"]
-    assert len(data_files) == 4  # the duplicate's bytes are written once
+    # The manifest lists the sample tables; the data files are in its file table.
+    assert {f.role for f in manifest.files} == {"samples"}
+    assert manifest.file_table is not None
+    assert manifest.file_table.path == "files.jsonl"
+    data_files = [f for f in dataset_files(out) if f.role == "data"]
+    assert len(data_files) == manifest.file_table.entries == 4  # the duplicate's bytes once
+    assert manifest.file_count == len(manifest.files) + 4 == report.dataset["files"]
     root = Path(out)
-    for entry in manifest.files:
+    for entry in dataset_files(out):
         assert (root / entry.path).is_file()
     if fmt == "jsonl":
         rows = list(read_samples(out))
@@ -129,6 +138,8 @@ def test_reference_mode_keeps_urls_and_hashes(out: str, samples: list[Sample]) -
     DatasetWriter(out, mode="reference").write(samples)
     manifest = load_manifest(out)
     assert [f.role for f in manifest.files] == ["samples"]
+    assert manifest.file_table is None  # no data files, no file table
+    assert list(dataset_files(out)) == manifest.files
     rows = list(read_samples(out))
     assert all(r["file"] is None and r["sha256"] and r["source_url"] for r in rows)
 
@@ -166,10 +177,10 @@ def test_existing_datasets_are_kept_unless_overwrite(out: str, samples: list[Sam
 
 def test_verify_finds_tampering(out: str, samples: list[Sample]) -> None:
     DatasetWriter(out).write(samples)
-    manifest = load_manifest(out)
-    victim = next(f for f in manifest.files if f.role == "data")
+    files = list(dataset_files(out))
+    victim = next(f for f in files if f.role == "data")
     (Path(out) / victim.path).write_bytes(b"tampered!")
-    other = next(f for f in manifest.files if f.role == "data" and f.path != victim.path)
+    other = next(f for f in files if f.role == "data" and f.path != victim.path)
     (Path(out) / other.path).unlink()
     problems = verify_dataset(out)
     assert len(problems) == 2
@@ -262,3 +273,102 @@ async def test_async_writer_matches_sync(tmp_path: Path, samples: list[Sample]) 
     assert strip(read_samples(str(tmp_path / "sync"))) == strip(
         read_samples(str(tmp_path / "async"))
     )
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the writer's scratch database goes (tempfile's folder, made private)."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_dedupe_stays_exact_when_its_index_spills_to_disk(
+    out: str, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page cache far smaller than the index: lookups go through the file.
+    monkeypatch.setattr(_spill, "CACHE_KIB", 16)
+    root = f"memory://many-{uuid.uuid4().hex}"
+    unique = 600
+    items = [
+        make(f"s{i:04d}", f"content {i % unique}".encode(), job=f"j{i // 4}", root=root)
+        for i in range(3 * unique)
+    ]
+    it = DatasetWriter(out, mode="reference")(items, report=RunReport(max_details=10_000))
+    written = list(it)
+    assert [s.input_name for s in written] == [f"s{i:04d}" for i in range(unique)]
+    duplicates = [d for d in it.report.drops if d.reason == "duplicate_content"]
+    assert len(duplicates) == 2 * unique
+    for drop in duplicates:  # each names the first sample with its bytes
+        i = int(drop.input_name[1:])  # type: ignore[index]
+        first = i % unique
+        assert drop.detail == f"same content as j{first // 4}/s{first:04d}"
+    assert load_manifest(out).counts.duplicates == 2 * unique
+    assert list(scratch.iterdir()) == []
+    fsspec.filesystem("memory").rm(root, recursive=True)
+
+
+def test_the_scratch_database_leaves_nothing_behind(
+    out: str, scratch: Path, samples: list[Sample]
+) -> None:
+    class Exploding(DatasetWriter):
+        def serialize(self, sample: Sample) -> dict[str, object]:
+            if sample.input_name == "d":
+                raise RuntimeError("power cut")
+            return super().serialize(sample)
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        Exploding(out).write(samples)
+    assert list(scratch.iterdir()) == []
+    it = DatasetWriter(out)(samples)
+    next(it)
+    # In use, yet already unlinked: a killed process leaves nothing either.
+    assert list(scratch.iterdir()) == []
+    it.close()
+    assert list(scratch.iterdir()) == []
+    DatasetWriter(out).write(samples)
+    with pytest.raises(DatasetExistsError):
+        DatasetWriter(out).write(samples)  # refused before any scratch is made
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_tampered_file_table_is_caught(out: str, samples: list[Sample]) -> None:
+    DatasetWriter(out).write(samples)
+    table = Path(out) / "files.jsonl"
+    lines = table.read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    # Drop one entry: the files it lists are all intact, but the list is not.
+    table.write_text("".join(lines[1:]))
+    problems = verify_dataset(out)
+    assert problems[0].startswith("files.jsonl: size")
+    assert problems[1] == "files.jsonl: its data files were not checked"
+    with pytest.raises(DatasetError, match="file table"):
+        list(dataset_files(out))
+    # Same size, other bytes (an entry pointing at another file): caught by the hash.
+    other = json.loads(lines[1])
+    forged = lines[0].replace(json.loads(lines[0])["path"], other["path"])
+    forged = forged.replace(json.loads(lines[0])["sha256"], other["sha256"])
+    forged = forged.replace(f'"size": {json.loads(lines[0])["size"]}', f'"size": {other["size"]}')
+    assert len(forged) == len(lines[0])
+    assert forged != lines[0]
+    table.write_text("".join([forged, *lines[1:]]))
+    assert verify_dataset(out)[:1] == ["files.jsonl: sha256 differs from the manifest"]
+    table.unlink()
+    assert verify_dataset(out)[0] == "files.jsonl: missing"
+
+
+def test_manifests_of_format_1_still_read(out: str, samples: list[Sample]) -> None:
+    # Format 1 listed every file inline and had no file table.
+    DatasetWriter(out).write(samples)
+    every = list(dataset_files(out))
+    raw = json.loads((Path(out) / "manifest.json").read_text())
+    raw.update(format_version=1, files=[f.model_dump() for f in every], file_table=None)
+    (Path(out) / "manifest.json").write_text(json.dumps(raw))
+    (Path(out) / "files.jsonl").unlink()
+    assert verify_dataset(out) == []
+    assert list(dataset_files(out)) == every
+    assert load_manifest(out).file_count == len(every) == 5
+    victim = next(f for f in every if f.role == "data")
+    (Path(out) / victim.path).unlink()
+    assert verify_dataset(out) == [f"{victim.path}: missing"]
