@@ -128,7 +128,7 @@ async def test_the_async_path_under_the_same_faults(healthy: set[Key], tmp_path:
     assert sandbox.fault_counts["throttle"] > 0
 
 
-def test_jobs_out_of_retries_are_named_in_the_report_and_exit_code(
+def test_jobs_out_of_retries_are_named_and_the_next_run_gets_them(
     healthy: set[Key], tmp_path: Path
 ) -> None:
     sandbox = Sandbox(SEED, jobs=JOBS, faults=FAULTS)
@@ -148,6 +148,17 @@ def test_jobs_out_of_retries_are_named_in_the_report_and_exit_code(
     # Nothing wrong was published: a subset of the healthy set, short of those jobs only.
     assert published <= healthy
     assert {k[0] for k in healthy - published} <= set(missing)
+
+    # A later run (the API recovered) picks the missing jobs up: they held the
+    # checkpoint back. The end state is the healthy dataset, nothing lost or doubled.
+    sandbox.faults = FaultConfig()
+    with client(sandbox, []) as c:
+        second = build(settings(sandbox, out), environ={}, client=c)
+    assert second.exit_code == EXIT_PUBLISHED
+    assert not second.report.unavailable_jobs
+    assert keys(str(out)) == healthy
+    rows = list(read_samples(str(out)))
+    assert len(rows) == len({(r["job_id"], r["input_name"]) for r in rows})
 
 
 def test_over_real_http_with_faults(healthy: set[Key], tmp_path: Path) -> None:
