@@ -98,6 +98,7 @@ class BuildSettings(BaseModel):
     input_storage_options: dict[str, Any] | None = Field(default=None, repr=False)
     report: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    max_input_bytes: int | None = Field(default=None, ge=1)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
 
     @field_validator("start", "end", mode="before")
@@ -312,6 +313,7 @@ def _build_locked(
                 settings.input_template,
                 templates=settings.input_templates,
                 storage_options=in_options,
+                max_bytes=settings.max_input_bytes,
             )
         )
         if dry_run:

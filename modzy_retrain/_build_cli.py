@@ -56,6 +56,11 @@ def add_build_arguments(parser: Any) -> None:
         help="fsspec option (repeatable, JSON values decoded)",
     )
     add("--concurrency", type=int, help="jobs fetched at once")
+    add(
+        "--max-input-bytes",
+        type=int,
+        help="refuse raw inputs larger than this (reported as source_too_large)",
+    )
     add("--report", help="write the run report as JSON to this path")
     add("--dry-run", action="store_true", help="show the plan; write nothing")
     add("--min-new", type=int, help="retraining threshold: new samples in the version")
@@ -90,6 +95,7 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "out": args.out,
         "format": args.format,
         "concurrency": args.concurrency,
+        "max_input_bytes": args.max_input_bytes,
         "report": args.report,
     }
     out.update({k: v for k, v in simple.items() if v is not None})

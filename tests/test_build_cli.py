@@ -312,3 +312,22 @@ def test_the_trigger_fires_under_the_dataset_lock(
     # The command succeeds only if the build still holds the lock while it fires.
     assert main(args(world, out, "--on-ready", f"test -f {out}/_lock.json")) == 0
     assert not (out / "_lock.json").exists()
+
+
+def test_max_input_bytes_refuses_larger_inputs_unread(
+    world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
+) -> None:
+    sizes = sorted(p.stat().st_size for p in Path(env.data_url).rglob("*") if p.is_file())
+    limit = sizes[len(sizes) // 2]  # about half the raw inputs are larger
+    out, report = tmp_path / "ds", tmp_path / "report.json"
+    code = main(args(world, out, "--max-input-bytes", str(limit), "--report", str(report)))
+    assert code == 0
+    body = json.loads(report.read_text())
+    drops = body["drops"]
+    too_large = [d for d in drops if d["reason"] == "source_too_large"]
+    assert too_large
+    assert all(f"{limit:,}" in d["detail"] or str(limit) in d["detail"] for d in too_large)
+    rows = [json.loads(line) for line in (out / "v0001" / "samples.jsonl").read_text().splitlines()]
+    assert rows
+    assert all(r["size"] <= limit for r in rows)
+    assert body["reconciled"] is True
