@@ -195,18 +195,20 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             return _Fetched(job, None, skip, JOB_NOT_FINISHED)
         cached = self.journal.get(job.job_id) if self.journal is not None else None
         if cached is not None:
-            return self._parsed(job, cached, fetched_now=False)
+            return self._parsed(job, cached, to_journal=False)
         return None
 
-    @staticmethod
-    def _parsed(job: Job, body: Any, *, fetched_now: bool = True) -> _Fetched:
+    def _parsed(self, job: Job, body: Any, *, to_journal: bool = True) -> _Fetched:
         try:
             results = parse_job_results(
                 job.job_id, body, strict=False, method="GET", path=f"/results/{job.job_id}"
             )
         except ResultParseError as exc:
             return _Fetched(job, None, str(exc), RESULT_UNPARSEABLE)
-        return _Fetched(job, results, body=body if fetched_now else None)
+        # The raw body rides along only to be journaled: without a journal, holding it
+        # would keep every job in the window's results twice.
+        keep = to_journal and self.journal is not None
+        return _Fetched(job, results, body=body if keep else None)
 
     @staticmethod
     def _failed(job: Job, exc: APIError) -> _Fetched:
