@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,3 +97,46 @@ async def aiter_sync(items: Iterable[T]) -> AsyncIterator[T]:
     """Adapt a plain iterable to an async iterator (for async chains fed from a list)."""
     for item in items:
         yield item
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield ``items``, computing the next one on a thread while the caller uses this one.
+
+    For a source whose every item costs a round trip (history pages): the next request
+    is in flight while the consumer works through the current page. One item ahead at
+    most; on early close, the one in flight is waited for, not abandoned.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modzy-retrain-ahead") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield cast(T, item)
+
+
+async def aread_ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The async twin of :func:`read_ahead`: the next item is awaited in a task."""
+
+    async def following() -> object:
+        try:
+            return await items.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    pending = asyncio.ensure_future(following())
+    try:
+        while True:
+            item = await pending
+            if item is _END:
+                return
+            pending = asyncio.ensure_future(following())
+            yield cast(T, item)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._client import AsyncModzyClient, ModzyClient
+from ._concurrency import aread_ahead, read_ahead
 from ._constants import DEFAULT_PAGE_SIZE
 from ._dataset import Checkpoint
 from ._exceptions import InvalidQueryError
@@ -166,7 +167,9 @@ class JobHistoryQuery(Source[Job]):
             )
 
     def _iterate(self, client: ModzyClient, report: RunReport, stats: StageStats) -> Iterator[Job]:
-        for page in client.jobs.history(**self.filters, strict=False).pages():
+        # The next page is requested while this one's jobs flow downstream: without it
+        # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
+        for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
             self._set_aside(page, report, stats)
             for job in page.items:
                 if self._filtered(job, report, stats):
@@ -187,7 +190,8 @@ class JobHistoryQuery(Source[Job]):
     async def _aiterate(
         self, client: AsyncModzyClient, report: RunReport, stats: StageStats
     ) -> AsyncIterator[Job]:
-        async for page in client.jobs.history(**self.filters, strict=False).pages():
+        pages = client.jobs.history(**self.filters, strict=False).pages()
+        async for page in aread_ahead(pages):
             self._set_aside(page, report, stats)
             for job in page.items:
                 if self._filtered(job, report, stats):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from modzy_retrain import Job, ModzyClient, ResultFetcher
-from modzy_retrain._concurrency import aordered_map, ordered_map
+from modzy_retrain._concurrency import aordered_map, aread_ahead, ordered_map, read_ahead
 from modzy_retrain.sandbox import Sandbox
 
 
@@ -108,3 +108,63 @@ def test_the_fetcher_reads_four_times_its_concurrency_ahead() -> None:
         next(it)
         assert pulled == 12
         it.close()
+
+
+def test_read_ahead_fetches_the_next_item_while_the_caller_works() -> None:
+    produced: list[int] = []
+    second = threading.Event()
+
+    def source() -> Iterator[int]:
+        for i in range(5):
+            produced.append(i)
+            if i == 1:
+                second.set()
+            yield i
+
+    it = read_ahead(source())
+    assert next(it) == 0
+    # The caller has item 0; item 1 is being made on the other thread meanwhile.
+    assert second.wait(timeout=10)
+    assert list(it) == [1, 2, 3, 4]
+    assert produced == [0, 1, 2, 3, 4]
+
+    early = read_ahead(source())
+    next(early)
+    early.close()  # waits for the one in flight, abandons nothing, reads no further
+    assert len(produced) == 7
+
+
+def test_read_ahead_passes_errors_on_in_order() -> None:
+    def failing() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("page 2 failed")
+
+    it = read_ahead(failing())
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        next(it)
+
+
+@pytest.mark.anyio
+async def test_aread_ahead_awaits_the_next_item_in_a_task() -> None:
+    second = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(4):
+            if i == 1:
+                second.set()
+            yield i
+
+    it = aread_ahead(source())
+    assert await it.__anext__() == 0
+    await asyncio.wait_for(second.wait(), timeout=10)  # item 1 was started meanwhile
+    assert [i async for i in it] == [1, 2, 3]
+
+    async def failing() -> AsyncIterator[int]:
+        yield 1
+        raise RuntimeError("page 2 failed")
+
+    bad = aread_ahead(failing())
+    assert await bad.__anext__() == 1
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        await bad.__anext__()
