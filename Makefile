@@ -48,6 +48,7 @@ test: lint typecheck unit
 bench: $(VENV)/.dev
 	$(PY) bench/parse.py
 	$(PY) bench/harvest.py
+	$(PY) bench/harvest_layers.py
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
 
