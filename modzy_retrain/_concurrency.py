@@ -109,14 +109,21 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
     is in flight while the consumer works through the current page. One item ahead at
     most; on early close, the one in flight is waited for, not abandoned.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modzy-retrain-ahead") as pool:
-        pending = pool.submit(next, items, _END)
-        while True:
-            item = pending.result()
-            if item is _END:
-                return
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modzy-retrain-ahead") as pool:
             pending = pool.submit(next, items, _END)
-            yield cast(T, item)
+            while True:
+                item = pending.result()
+                if item is _END:
+                    return
+                pending = pool.submit(next, items, _END)
+                yield cast(T, item)
+    finally:
+        # The pool has waited for the item in flight: the source can be closed now,
+        # here, rather than whenever it is collected.
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 async def aread_ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -140,3 +147,6 @@ async def aread_ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
         if not pending.done():
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()

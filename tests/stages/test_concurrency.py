@@ -168,3 +168,37 @@ async def test_aread_ahead_awaits_the_next_item_in_a_task() -> None:
     assert await bad.__anext__() == 1
     with pytest.raises(RuntimeError, match="page 2 failed"):
         await bad.__anext__()
+
+
+def test_read_ahead_closes_its_source_when_closed_early() -> None:
+    closed = threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            yield from range(10)
+        finally:
+            closed.set()
+
+    src = source()  # held here, so only an explicit close can close it
+    it = read_ahead(src)
+    assert next(it) == 0
+    it.close()
+    assert closed.is_set()
+
+
+@pytest.mark.anyio
+async def test_aread_ahead_closes_its_source_when_closed_early() -> None:
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            closed.set()
+
+    src = source()  # held here, so only an explicit aclose can close it
+    it = aread_ahead(src)
+    assert await it.__anext__() == 0
+    await it.aclose()
+    assert closed.is_set()
