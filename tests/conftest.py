@@ -3,8 +3,10 @@ sync or the async client, in process or over real HTTP on loopback."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,15 @@ from modzy_retrain import (
 from modzy_retrain.sandbox import Sandbox, SandboxServer
 
 MODES = ["sync-inprocess", "async-inprocess", "sync-http", "async-http"]
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where scratch databases go (tempfile's folder, made private to the test)."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture(autouse=True)

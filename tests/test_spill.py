@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -16,12 +15,6 @@ import pytest
 from modzy_retrain._spill import SpilledSet, SpillStore
 
 posix = pytest.mark.skipif(os.name != "posix", reason="open files are unlinked on POSIX only")
-
-
-@pytest.fixture
-def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    return tmp_path
 
 
 def test_a_spilled_set_is_a_set(scratch: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -313,11 +312,8 @@ def test_a_window_read_again_unchanged_is_nothing_new(sandbox: Sandbox, tmp_path
 
 
 def test_a_write_that_fails_while_opening_lets_go_of_the_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scratch: Path
 ) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     url = str(tmp_path / "ds")
     DatasetWriter(url, versioned=True).write([])
     (Path(url) / "v0001" / "manifest.json").write_text("{not json")  # unreadable

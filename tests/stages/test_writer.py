@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,15 +272,6 @@ async def test_async_writer_matches_sync(tmp_path: Path, samples: list[Sample]) 
     assert strip(read_samples(str(tmp_path / "sync"))) == strip(
         read_samples(str(tmp_path / "async"))
     )
-
-
-@pytest.fixture
-def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where the writer's scratch database goes (tempfile's folder, made private)."""
-    folder = tmp_path / "scratch"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def test_dedupe_stays_exact_when_its_index_spills_to_disk(
