@@ -28,10 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from _sandbox_process import start_sandbox as sandbox_process  # noqa: E402
 from check_official_sdk import _ensure_sdk  # noqa: E402
 
 from modzy_retrain import (  # noqa: E402
@@ -66,27 +68,10 @@ print(json.dumps({"jobs": len(jobs), "fetched": done, "seconds": elapsed}))
 """
 
 
-def start_sandbox(jobs: int, latency_ms: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modzy_retrain._cli",
-            "sandbox",
-            "--jobs",
-            str(jobs),
-            "--inputs-per-job",
-            "4",
-            "--latency-ms",
-            str(latency_ms),
-            "--seed",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+def start_sandbox(jobs: int, latency_ms: float) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    return sandbox_process(
+        "--jobs", str(jobs), "--inputs-per-job", "4", "--latency-ms", str(latency_ms), "--seed", "3"
     )
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
 
 
 async def sandbox_capacity(base_url: str, api_key: str, job_ids: list[str], conns: int) -> float:

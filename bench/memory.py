@@ -32,14 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    # The children import this checkout's modzy_retrain, whatever the venv points at.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
+from _sandbox_process import checkout_env
+from _sandbox_process import start_sandbox as sandbox_process
 
 
 def _status_kib(field: str) -> int:
@@ -114,31 +108,16 @@ def child(info: dict[str, Any], out: str, sample_rss: bool) -> int:
 
 
 def start_sandbox(jobs: int, seed: int, inputs: int, data: Path) -> tuple[Any, dict[str, Any]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modzy_retrain._cli",
-            "sandbox",
-            "--jobs",
-            str(jobs),
-            "--inputs-per-job",
-            str(inputs),
-            "--seed",
-            str(seed),
-            "--data-url",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_env(),
+    return sandbox_process(
+        "--jobs",
+        str(jobs),
+        "--inputs-per-job",
+        str(inputs),
+        "--seed",
+        str(seed),
+        "--data-url",
+        str(data),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        raise SystemExit(f"the sandbox exited ({proc.returncode}) before serving")
-    return proc, json.loads(line)
 
 
 def measure(jobs: int, seed: int, inputs: int, sample_rss: bool) -> dict[str, Any]:
@@ -160,7 +139,7 @@ def measure(jobs: int, seed: int, inputs: int, sample_rss: bool) -> dict[str, An
                         *(["--samples-rss"] if sample_rss else []),
                     ],
                     stdout=handle,
-                    env=_env(),
+                    env=checkout_env(),
                 )
                 # wait4: the rusage of this one child, not of every child ever waited
                 # for (RUSAGE_CHILDREN would include an earlier sandbox's peak).
