@@ -110,6 +110,28 @@ def _whole_unicode(value: Any) -> Any:
     return value
 
 
+class _Body:
+    """A response body gathered chunk by chunk (decompressed), counted as it arrives:
+    one over the limit is refused before it is ever held whole. The clients' read loops
+    feed it; only the loops differ between sync and async."""
+
+    def __init__(self, client: BaseClient, method: str, path: str) -> None:
+        self._client = client
+        self._method = method
+        self._path = path
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._client.max_response_bytes:
+            raise self._client._too_large(self._method, self._path, None)
+        self._chunks.append(chunk)
+
+    def content(self) -> bytes:
+        return b"".join(self._chunks)
+
+
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url``, or ``None``.
 
@@ -273,10 +295,12 @@ class BaseClient:
 
     # -- bodies --------------------------------------------------------------------------
 
-    def _declared_too_large(self, method: str, path: str, response: httpx.Response) -> None:
+    def _body(self, method: str, path: str, response: httpx.Response) -> _Body:
+        """A collector for ``response``'s body; refuses it now if its declared size is over."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise self._too_large(method, path, int(declared))
+        return _Body(self, method, path)
 
     def _too_large(self, method: str, path: str, size: int | None) -> ResponseTooLargeError:
         what = f"{size:,} bytes" if size is not None else "more"

@@ -163,15 +163,10 @@ class ModzyClient(BaseClient):
         return self._decode(call.method, call.path, response.status_code, content, call.raw)
 
     def _read(self, call: Call[Any], response: httpx.Response) -> bytes:
-        # Counted as it arrives, decompressed: a body over the limit is never held whole.
-        self._declared_too_large(call.method, call.path, response)
-        chunks, size = [], 0
+        body = self._body(call.method, call.path, response)
         for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise self._too_large(call.method, call.path, None)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body.add(chunk)
+        return body.content()
 
     def close(self) -> None:
         """Close the connection pools (the transport given, if any, too)."""
@@ -292,14 +287,10 @@ class AsyncModzyClient(BaseClient):
         return self._decode(call.method, call.path, response.status_code, content, call.raw)
 
     async def _aread(self, call: Call[Any], response: httpx.Response) -> bytes:
-        self._declared_too_large(call.method, call.path, response)
-        chunks, size = [], 0
+        body = self._body(call.method, call.path, response)
         async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise self._too_large(call.method, call.path, None)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body.add(chunk)
+        return body.content()
 
     async def aclose(self) -> None:
         """Close the connection pools (the transport given, if any, too)."""
