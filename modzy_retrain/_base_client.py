@@ -240,6 +240,11 @@ class BaseClient:
         full, rest = divmod(self.max_connections, POOL_SIZE)
         return [POOL_SIZE] * full + ([rest] if rest else [])
 
+    def _ssl_context(self, verify: bool | str) -> ssl.SSLContext:
+        """The one SSL context every connection uses (built once: it is costly)."""
+        context: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
+        return context
+
     def _transport_options(self, verify: bool | str) -> list[dict[str, Any]]:
         """The keyword arguments of each pool's httpx transport (sync or async alike).
 
@@ -250,7 +255,7 @@ class BaseClient:
         (one SSL context for all pools), proxies from the environment, timeouts (per
         request, below), and redirects are never followed (a 3xx is an error).
         """
-        context: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
+        context = self._ssl_context(verify)
         proxy = env_proxy(self.base_url)
         return [
             {

@@ -21,9 +21,16 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _calls
-from ._base_client import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, BaseClient, TimeoutTypes
+from ._base_client import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    TimeoutTypes,
+    env_proxy,
+)
 from ._calls import Call
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES
+from ._http11 import AsyncHTTP11Transport
 from ._resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -221,12 +228,21 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        _fail_fast_without_sniffio()
-        self._pools: list[httpx.AsyncBaseTransport] = (
-            [transport]
-            if transport is not None
-            else [httpx.AsyncHTTPTransport(**kw) for kw in self._transport_options(verify)]
-        )
+        self._pools: list[httpx.AsyncBaseTransport]
+        if transport is not None:
+            self._pools = [transport]
+        elif env_proxy(self.base_url) is None:
+            # Straight to the API: the lean asyncio transport, one pool (its per-request
+            # work does not grow with the pool's size). See _http11 for why.
+            self._pools = [
+                AsyncHTTP11Transport(
+                    ssl_context=self._ssl_context(verify), max_connections=self.max_connections
+                )
+            ]
+        else:
+            # Through a proxy: httpx's transport, which speaks to proxies (httpcore).
+            _fail_fast_without_sniffio()
+            self._pools = [httpx.AsyncHTTPTransport(**kw) for kw in self._transport_options(verify)]
         self._next_pool = itertools.count()
 
     @cached_property

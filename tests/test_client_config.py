@@ -29,6 +29,7 @@ from modzy_retrain import (
     RetryPolicy,
     UnprocessableEntityError,
 )
+from modzy_retrain._http11 import AsyncHTTP11Transport
 
 SECRET = "ZyXwVuTsRq9876543210"
 KEY = f"AbCdEfGhIj0123456789.{SECRET}"
@@ -376,6 +377,8 @@ def test_async_client_makes_a_missing_sniffio_fail_fast(
         return real_find_spec(name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    # Only the proxy path goes through httpcore (see the test below).
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid")
     if installed:
         assert "sniffio" not in sys.modules
@@ -383,3 +386,26 @@ def test_async_client_makes_a_missing_sniffio_fail_fast(
         assert sys.modules["sniffio"] is None
         with pytest.raises(ImportError):
             import sniffio  # noqa: F401
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_async_client_goes_direct_on_its_own_transport_and_through_proxies_on_httpx(
+    monkeypatch: pytest.MonkeyPatch, proxied: bool
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    if proxied:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    client = AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=40)
+    if proxied:
+        assert all(isinstance(p, httpx.AsyncHTTPTransport) for p in client._pools)
+        assert all(
+            isinstance(p._pool, httpcore.AsyncHTTPProxy)  # type: ignore[attr-defined]
+            for p in client._pools
+        )
+    else:
+        [pool] = client._pools
+        assert isinstance(pool, AsyncHTTP11Transport)
+        assert pool._max_connections == 40
+        assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
