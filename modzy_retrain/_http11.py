@@ -5,7 +5,7 @@ locks yield to the event loop on every acquisition, and httpcore takes three of 
 per request, plus one more yield per socket write. With 32 requests in flight each
 forced yield waits behind every other task's work (response parsing included), which
 kept the async fetcher at 78 to 84% of the concurrency bound where this transport
-reaches 87 to 93% and spends a quarter less CPU per request (``bench/RESULTS.md``).
+reaches 87 to 91% and spends a quarter less CPU per request (``bench/RESULTS.md``).
 Here a request yields only when it must wait: for a connection, for the socket to
 drain, or for bytes that have not arrived.
 

@@ -178,3 +178,38 @@ def test_over_real_http_with_faults(healthy: set[Key], tmp_path: Path) -> None:
     assert result.exit_code == EXIT_PUBLISHED, result.report.unavailable_jobs
     assert keys(str(tmp_path / "ds")) == healthy
     assert {"error", "throttle", "drop", "truncate", "slow"} <= set(sandbox.fault_counts)
+
+
+@pytest.mark.anyio
+async def test_the_async_path_over_real_http_with_faults(healthy: set[Key], tmp_path: Path) -> None:
+    # The async client's own HTTP/1.1 transport meets every fault on a real socket:
+    # connections dropped before a byte, bodies cut short, answers slower than the read
+    # timeout (the connection is closed and the request sent again on a new one).
+    sandbox = Sandbox(SEED, jobs=JOBS, faults=dataclasses.replace(FAULTS, slow_ms=1500))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    with sandbox.serve() as server:
+        async with AsyncModzyClient(
+            api_key=sandbox.api_key,
+            base_url=server.base_url,
+            timeout=httpx.Timeout(5.0, read=0.5),
+            retry=RetryPolicy(max_attempts=8),
+            sleep=sleep,
+        ) as c:
+            assert type(c._pools[0]).__name__ == "AsyncHTTP11Transport"
+            chain = (
+                JobHistoryQuery(c)
+                | ResultFetcher(c, concurrency=8)
+                | VoteFilter()
+                | LineageResolver(templates=sandbox.input_templates)
+                | DatasetWriter(str(tmp_path / "ds"))
+            )
+            it = chain.astream()
+            async for _ in it:
+                pass
+    assert not it.report.unavailable_jobs
+    assert keys(str(tmp_path / "ds")) == healthy
+    assert {"error", "throttle", "drop", "truncate", "slow"} <= set(sandbox.fault_counts)
