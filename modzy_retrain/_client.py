@@ -30,7 +30,7 @@ from ._base_client import (
 )
 from ._calls import Call
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES
-from ._http11 import AsyncHTTP11Transport
+from ._http11 import AsyncHTTP11Transport, HTTP11Transport
 from ._resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -104,11 +104,20 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._pools: list[httpx.BaseTransport] = (
-            [transport]
-            if transport is not None
-            else [httpx.HTTPTransport(**kw) for kw in self._transport_options(verify)]
-        )
+        self._pools: list[httpx.BaseTransport]
+        if transport is not None:
+            self._pools = [transport]
+        elif env_proxy(self.base_url) is None:
+            # Straight to the API: the lean transport, one pool shared by the threads
+            # (its per-request work does not grow with the pool). See _http11 for why.
+            self._pools = [
+                HTTP11Transport(
+                    ssl_context=self._ssl_context(verify), max_connections=self.max_connections
+                )
+            ]
+        else:
+            # Through a proxy: httpx's transport, which speaks to proxies (httpcore).
+            self._pools = [httpx.HTTPTransport(**kw) for kw in self._transport_options(verify)]
         self._next_pool = itertools.count()
 
     @cached_property

@@ -1,22 +1,25 @@
-"""The async client's HTTP/1.1 transport: a connection pool on asyncio's own protocols.
+"""The clients' own HTTP/1.1 transports: a lean connection pool, sync and async.
 
-Why not ``httpx.AsyncHTTPTransport``: httpcore's async path goes through anyio, whose
+Why not httpx's transports (httpcore): httpcore's async path goes through anyio, whose
 locks yield to the event loop on every acquisition, and httpcore takes three of them
 per request, plus one more yield per socket write. With 32 requests in flight each
 forced yield waits behind every other task's work (response parsing included), which
 kept the async fetcher at 78 to 84% of the concurrency bound where this transport
-reaches 87 to 91% and spends a quarter less CPU per request (``bench/RESULTS.md``).
-Here a request yields only when it must wait: for a connection, for the socket to
-drain, or for bytes that have not arrived.
+reaches 87 to 91%, with a third less CPU per request (``bench/RESULTS.md``). The sync
+path pays for httpcore's per-request work under the GIL, shared by 32 threads. Here a
+request gives way only when it must wait: for a connection, for the socket to drain,
+or for bytes that have not arrived.
 
-What it does, and nothing more: HTTP/1.1 over TCP or TLS (one ``ssl.SSLContext`` for
+What they do, and nothing more: HTTP/1.1 over TCP or TLS (one ``ssl.SSLContext`` for
 every connection), keep-alive with an idle expiry, a bound on connections with a pool
 wait, connect/read/write/pool timeouts, and response framing by ``Content-Length``,
-``chunked`` or connection close. It speaks the ``httpx`` transport API, so the client,
-``httpx.Response`` (content decoding included) and the error mapping are the same as
-with any httpx transport. Proxies are not its business: with a proxy in the
-environment the client uses ``httpx.AsyncHTTPTransport`` instead.
+``chunked`` or connection close. They speak the ``httpx`` transport API, so the
+clients, ``httpx.Response`` (content decoding included) and the error mapping are the
+same as with any httpx transport. Proxies are not their business: with a proxy in the
+environment the clients use httpx's transports instead.
 
+The protocol logic is written once, without I/O (:class:`ResponseReader`,
+:class:`_PoolState`, :func:`serialize_request`); only the socket loops exist twice.
 Responses are parsed strictly: anything malformed (a bad status line, folded or
 invalid headers, conflicting lengths, a bad chunk) is an ``httpx.RemoteProtocolError``
 and the connection is closed, never reused. Strictly private.
@@ -26,11 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
+import socket
 import ssl
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -39,9 +45,11 @@ import httpx
 # server cannot make the client buffer without bound.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LINE_BYTES = 4 * 1024
-# Reading from the socket pauses while this much is buffered and unread (a large body
-# read slower than it arrives), and resumes below a quarter of it.
+# The async transport stops reading from the socket while this much is buffered and
+# unread (a large body read slower than it arrives), and resumes below a quarter of it.
+# The sync one reads only when asked, at most RECV_BYTES at a time.
 READ_HIGH_WATER = 1024 * 1024
+RECV_BYTES = 256 * 1024
 # httpx's own default: a connection idle longer than this is not reused (servers and
 # load balancers drop idle connections, and a request sent on one that just closed fails).
 KEEPALIVE_EXPIRY = 5.0
@@ -55,263 +63,19 @@ _DIGITS = re.compile(rb"[0-9]{1,19}")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 Origin = tuple[str, str, int]  # scheme, host, port
+Head = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, reason, headers
 
 
-class _Protocol(asyncio.Protocol):
-    """Bytes received, kept until read; wakes the one reader waiting, if any."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.eof = False
-        self.error: BaseException | None = None
-        self.transport: asyncio.Transport | None = None
-        self._reader: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
-        self._write_paused = False
-        self._read_paused = False
-
-    # -- asyncio callbacks -----------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > READ_HIGH_WATER and self.transport is not None:
-            self.transport.pause_reading()
-            self._read_paused = True
-        self._wake_reader()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake_reader()
-        return False  # close our side too: HTTP/1.1 has no use for a half-open socket
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self.error = exc
-        self._wake_reader()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _wake_reader(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.set_result(None)
-
-    # -- used by the connection ------------------------------------------------------
-
-    def consume(self, size: int) -> bytes:
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        if self._read_paused and len(self.buffer) < READ_HIGH_WATER // 4:
-            self._read_paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
-        return data
-
-    async def wait_for_data(self, timeout: float | None) -> None:
-        """Wait until more bytes, the end of the stream or an error arrive."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._reader = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        except TimeoutError:
-            raise httpx.ReadTimeout(f"no data from the server within {timeout:g} s") from None
-        finally:
-            self._reader = None
-            if timer is not None:
-                timer.cancel()
-
-    async def drain(self, timeout: float | None) -> None:
-        if not self._write_paused:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._drained = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        except TimeoutError:
-            raise httpx.WriteTimeout(f"could not send within {timeout:g} s") from None
-        finally:
-            self._drained = None
-            if timer is not None:
-                timer.cancel()
+# -- pure: requests ----------------------------------------------------------------------
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+def serialize_request(request: httpx.Request, body: bytes) -> bytes:
+    """The request's bytes on the wire.
 
-
-class _Framing:
-    """How a response's body ends."""
-
-    __slots__ = ("chunked", "length")
-
-    def __init__(self, *, length: int | None, chunked: bool) -> None:
-        self.length = length  # None and not chunked: the body ends when the connection does
-        self.chunked = chunked
-
-
-class _Connection:
-    """One HTTP/1.1 connection: requests in turn, never two at once."""
-
-    def __init__(self, origin: Origin, protocol: _Protocol) -> None:
-        self.origin = origin
-        self.protocol = protocol
-        self.idle_since = 0.0
-        self.keep_alive = False
-
-    # -- state -------------------------------------------------------------------------
-
-    def reusable(self, now: float, expiry: float) -> bool:
-        """Idle and still good: nothing unread, not closed by the server, not expired."""
-        p = self.protocol
-        transport = p.transport
-        return (
-            not p.buffer
-            and not p.eof
-            and transport is not None
-            and not transport.is_closing()
-            and now - self.idle_since <= expiry
-        )
-
-    def close(self) -> None:
-        transport = self.protocol.transport
-        if transport is not None:
-            transport.close()
-
-    # -- sending -----------------------------------------------------------------------
-
-    async def send(self, request: httpx.Request, body: bytes, timeout: float | None) -> None:
-        transport = self.protocol.transport
-        if transport is None or transport.is_closing():
-            raise httpx.WriteError("the connection was closed before the request was sent")
-        transport.write(_serialize_request(request, body))
-        await self.protocol.drain(timeout)
-        if self.protocol.error is not None:
-            raise httpx.WriteError(f"the connection failed: {self.protocol.error}")
-
-    # -- receiving ---------------------------------------------------------------------
-
-    async def _fill(self, timeout: float | None, what: str) -> None:
-        """Wait for more bytes; end of stream here means the message is incomplete."""
-        p = self.protocol
-        if p.eof:
-            if p.error is not None:
-                raise httpx.ReadError(f"the connection failed {what}: {p.error}")
-            raise httpx.RemoteProtocolError(f"the server closed the connection {what}")
-        await p.wait_for_data(timeout)
-
-    async def _read_until(self, mark: bytes, limit: int, timeout: float | None, what: str) -> bytes:
-        """Bytes up to ``mark`` (consumed, not returned), at most ``limit`` of them."""
-        p = self.protocol
-        start = 0
-        while True:
-            index = p.buffer.find(mark, start)
-            if index >= 0:
-                if index > limit:
-                    break
-                line = p.consume(index + len(mark))
-                return line[:index]
-            if len(p.buffer) > limit:
-                break
-            start = max(0, len(p.buffer) - len(mark) + 1)
-            await self._fill(timeout, what)
-        raise httpx.RemoteProtocolError(f"the server sent more than {limit:,} bytes {what}")
-
-    async def read_head(
-        self, method: str, timeout: float | None
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], _Framing]:
-        for _ in range(MAX_INTERIM_RESPONSES + 1):
-            if not self.protocol.buffer and self.protocol.eof and self.protocol.error is None:
-                raise httpx.RemoteProtocolError(
-                    "the server closed the connection without a response"
-                )
-            head = await self._read_until(
-                b"\r\n\r\n", MAX_HEAD_BYTES, timeout, "before the response head ended"
-            )
-            version, status, reason, headers = parse_head(head)
-            if 100 <= status < 200:
-                if status == 101:
-                    raise httpx.RemoteProtocolError("the server switched protocols unasked (101)")
-                continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-            framing, keep_alive = response_framing(method, version, status, headers)
-            self.keep_alive = keep_alive
-            return status, reason, headers, framing
-        raise httpx.RemoteProtocolError(
-            f"the server sent more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
-        )
-
-    async def read_body(self, framing: _Framing, timeout: float | None) -> AsyncIterator[bytes]:
-        if framing.chunked:
-            async for piece in self._read_chunked(timeout):
-                yield piece
-        elif framing.length is not None:
-            async for piece in self._read_exactly(framing.length, timeout):
-                yield piece
-        else:
-            p = self.protocol
-            while True:
-                if p.buffer:
-                    yield p.consume(len(p.buffer))
-                elif p.eof:
-                    if p.error is not None:
-                        raise httpx.ReadError(f"the connection failed mid-body: {p.error}")
-                    return
-                else:
-                    await p.wait_for_data(timeout)
-
-    async def _read_exactly(self, size: int, timeout: float | None) -> AsyncIterator[bytes]:
-        p = self.protocol
-        remaining = size
-        while remaining:
-            if p.buffer:
-                piece = p.consume(min(remaining, len(p.buffer)))
-                remaining -= len(piece)
-                yield piece
-            else:
-                await self._fill(timeout, f"with {remaining:,} body bytes still to come")
-
-    async def _read_chunked(self, timeout: float | None) -> AsyncIterator[bytes]:
-        while True:
-            line = await self._read_until(b"\r\n", MAX_LINE_BYTES, timeout, "in a chunk-size line")
-            size_text = line.split(b";", 1)[0].strip(b" \t")
-            if not _CHUNK_SIZE.fullmatch(size_text):
-                raise httpx.RemoteProtocolError("the server sent a malformed chunk size")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            async for piece in self._read_exactly(size, timeout):
-                yield piece
-            while len(self.protocol.buffer) < 2:
-                await self._fill(timeout, "after a chunk")
-            if self.protocol.consume(2) != b"\r\n":
-                raise httpx.RemoteProtocolError("a chunk did not end where its size said")
-        # Trailers: read and dropped (nothing here uses them), bounded like a head.
-        total = 0
-        while True:
-            trailer = await self._read_until(b"\r\n", MAX_LINE_BYTES, timeout, "in the trailers")
-            if not trailer:
-                return
-            total += len(trailer)
-            if total > MAX_HEAD_BYTES:
-                raise httpx.RemoteProtocolError("the server sent too many trailer bytes")
-
-
-def _serialize_request(request: httpx.Request, body: bytes) -> bytes:
+    Raises:
+        httpx.LocalProtocolError: A method, target or header that would not be one
+            well-formed request (a CR or LF in a header value could start another).
+    """
     method = request.method.encode("ascii")
     if not _TOKEN.fullmatch(method):
         raise httpx.LocalProtocolError("the request method is not a valid token")
@@ -321,11 +85,10 @@ def _serialize_request(request: httpx.Request, body: bytes) -> bytes:
     lines = [method + b" " + target + b" HTTP/1.1"]
     has_length = has_encoding = False
     for name, value in request.headers.raw:
-        # Header values reach the wire as they are: a CR or LF would start a header (or a
-        # request) of its own. The value itself is never quoted: it may be a secret.
         if not _TOKEN.fullmatch(name):
             raise httpx.LocalProtocolError("a request header name is not a valid token")
         if _BAD_VALUE.search(value):
+            # Named, never quoted: the value may be a secret.
             raise httpx.LocalProtocolError(
                 f"request header {name.decode('ascii')!r} holds a CR, LF or NUL"
             )
@@ -343,6 +106,9 @@ def _serialize_request(request: httpx.Request, body: bytes) -> bytes:
             lines.append(b"Content-Length: %d" % len(body))
         payload = body
     return b"\r\n".join(lines) + b"\r\n\r\n" + payload
+
+
+# -- pure: responses ---------------------------------------------------------------------
 
 
 def parse_head(head: bytes) -> tuple[int, int, bytes, list[tuple[bytes, bytes]]]:
@@ -377,6 +143,16 @@ def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
         for token in value.split(b",")
         if token.strip(b" \t")
     ]
+
+
+class _Framing:
+    """How a response's body ends."""
+
+    __slots__ = ("chunked", "length")
+
+    def __init__(self, *, length: int | None, chunked: bool) -> None:
+        self.length = length  # None and not chunked: the body ends when the connection does
+        self.chunked = chunked
 
 
 def response_framing(
@@ -415,35 +191,427 @@ def response_framing(
     return _Framing(length=None, chunked=False), False  # the body ends with the connection
 
 
-class _ResponseStream(httpx.AsyncByteStream):
-    """A response body; its connection goes back to the pool once it is read to the end."""
+# Where a ResponseReader is in the current response.
+_HEAD, _LENGTH, _CLOSE, _SIZE, _CHUNK, _CHUNK_END, _TRAILERS, _DONE = range(8)
+
+
+class ResponseReader:
+    """Response bytes in, a head and body pieces out; no I/O (the socket loops feed it).
+
+    :meth:`head` and :meth:`body` return ``None`` when they need more bytes than have
+    been fed; the caller reads from its socket, calls :meth:`feed` (or :meth:`end` at
+    the end of the stream) and asks again.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None  # why the stream ended, if it failed
+        self.keep_alive = False
+        self.complete = False  # the last response was read to its end
+        self._state = _HEAD
+        self._remaining = 0
+        self._scanned = 0  # how far the buffer was searched for the end of a head
+        self._trailer_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    def end(self, error: BaseException | None = None) -> None:
+        if not self.eof:
+            self.eof = True
+            self.error = error
+
+    def next_cycle(self) -> None:
+        """Ready for the next response on the same connection."""
+        self._state = _HEAD
+        self.complete = False
+        self.keep_alive = False
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def _ended_early(self, what: str) -> Exception:
+        if self.error is not None:
+            return httpx.ReadError(f"the connection failed {what}: {self.error}")
+        return httpx.RemoteProtocolError(f"the server closed the connection {what}")
+
+    def _line(self, limit: int, what: str) -> bytes | None:
+        index = self.buffer.find(b"\r\n")
+        if index >= 0:
+            if index > limit:
+                raise httpx.RemoteProtocolError(f"the server sent over {limit:,} bytes {what}")
+            line = self._take(index + 2)
+            return line[:-2]
+        if len(self.buffer) > limit:
+            raise httpx.RemoteProtocolError(f"the server sent over {limit:,} bytes {what}")
+        if self.eof:
+            raise self._ended_early(what)
+        return None
+
+    def head(self, method: str) -> Head | None:
+        """The final response's head (interim 1xx answers skipped), or ``None``: feed more."""
+        for _ in range(MAX_INTERIM_RESPONSES + 1):
+            if not self.buffer and self.eof and self.error is None:
+                raise httpx.RemoteProtocolError(
+                    "the server closed the connection without a response"
+                )
+            # Search only what is new (a head trickling in is not scanned again and again).
+            index = self.buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            if index < 0:
+                self._scanned = len(self.buffer)
+                if len(self.buffer) > MAX_HEAD_BYTES:
+                    raise httpx.RemoteProtocolError(
+                        f"the server sent over {MAX_HEAD_BYTES:,} bytes of response head"
+                    )
+                if self.eof:
+                    raise self._ended_early("before the response head ended")
+                return None
+            if index > MAX_HEAD_BYTES:
+                raise httpx.RemoteProtocolError(
+                    f"the server sent over {MAX_HEAD_BYTES:,} bytes of response head"
+                )
+            raw = self._take(index + 4)[:-4]
+            self._scanned = 0
+            version, status, reason, headers = parse_head(raw)
+            if 100 <= status < 200:
+                if status == 101:
+                    raise httpx.RemoteProtocolError("the server switched protocols unasked (101)")
+                continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            framing, self.keep_alive = response_framing(method, version, status, headers)
+            if framing.chunked:
+                self._state = _SIZE
+                self._trailer_bytes = 0
+            elif framing.length is not None:
+                self._state = _LENGTH
+                self._remaining = framing.length
+            else:
+                self._state = _CLOSE
+            return status, reason, headers
+        raise httpx.RemoteProtocolError(
+            f"the server sent more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+        )
+
+    def body(self) -> bytes | None:
+        """The next piece of the body; ``b""`` once it is all read; ``None``: feed more."""
+        while True:
+            state = self._state
+            if state in (_LENGTH, _CHUNK):
+                if self._remaining == 0:
+                    self._state = _DONE if state == _LENGTH else _CHUNK_END
+                    continue
+                if self.buffer:
+                    piece = self._take(min(self._remaining, len(self.buffer)))
+                    self._remaining -= len(piece)
+                    return piece
+                if self.eof:
+                    raise self._ended_early(f"with {self._remaining:,} body bytes still to come")
+                return None
+            if state == _DONE:
+                self.complete = True
+                return b""
+            if state == _CLOSE:
+                if self.buffer:
+                    return self._take(len(self.buffer))
+                if not self.eof:
+                    return None
+                if self.error is not None:
+                    raise httpx.ReadError(f"the connection failed mid-body: {self.error}")
+                self._state = _DONE
+            elif state == _SIZE:
+                line = self._line(MAX_LINE_BYTES, "in a chunk-size line")
+                if line is None:
+                    return None
+                size_text = line.split(b";", 1)[0].strip(b" \t")
+                if not _CHUNK_SIZE.fullmatch(size_text):
+                    raise httpx.RemoteProtocolError("the server sent a malformed chunk size")
+                self._remaining = int(size_text, 16)
+                self._state = _CHUNK if self._remaining else _TRAILERS
+            elif state == _CHUNK_END:
+                if len(self.buffer) < 2:
+                    if self.eof:
+                        raise self._ended_early("after a chunk")
+                    return None
+                if self._take(2) != b"\r\n":
+                    raise httpx.RemoteProtocolError("a chunk did not end where its size said")
+                self._state = _SIZE
+            elif state == _TRAILERS:
+                # Read and dropped (nothing here uses them), bounded like a head.
+                line = self._line(MAX_LINE_BYTES, "in the trailers")
+                if line is None:
+                    return None
+                if not line:
+                    self._state = _DONE
+                    continue
+                self._trailer_bytes += len(line)
+                if self._trailer_bytes > MAX_HEAD_BYTES:
+                    raise httpx.RemoteProtocolError("the server sent too many trailer bytes")
+            else:
+                raise RuntimeError("body() called before head()")  # pragma: no cover
+
+
+# -- pure: the pool's books --------------------------------------------------------------
+
+
+class _ConnectionBase:
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+        self.reader = ResponseReader()
+        self.idle_since = 0.0
+
+    def _alive(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def reusable(self, now: float, expiry: float) -> bool:
+        """Idle and still good: nothing unread, not closed by the server, not expired."""
+        reader = self.reader
+        return (
+            not reader.buffer
+            and not reader.eof
+            and now - self.idle_since <= expiry
+            and self._alive()
+        )
+
+
+C = TypeVar("C", bound=_ConnectionBase)
+
+
+class _PoolState(Generic[C]):
+    """Which connections are open and idle; the waiting is the transports' business."""
+
+    def __init__(self, max_connections: int, keepalive_expiry: float) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self.idle: dict[Origin, list[C]] = {}
+        self.open = 0  # idle and busy
+        self.closed = False
+
+    def take_idle(self, origin: Origin) -> C | None:
+        idle = self.idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to be stale
+            if connection.reusable(now, self.keepalive_expiry):
+                connection.reader.next_cycle()
+                return connection
+            self.forget(connection)
+        return None
+
+    def reserve(self) -> bool:
+        """Count a connection about to be opened, if the bound allows it."""
+        if self.open >= self.max_connections:
+            for idle in self.idle.values():  # an idle one to another origin makes room
+                if idle:
+                    self.forget(idle.pop(0))  # the oldest
+                    break
+        if self.open < self.max_connections:
+            self.open += 1
+            return True
+        return False
+
+    def forget(self, connection: C) -> None:
+        connection.close()
+        self.open -= 1
+
+    def release(self, connection: C, *, reuse: bool) -> None:
+        now = time.monotonic()
+        connection.idle_since = now
+        reuse = reuse and connection.reader.complete and connection.reader.keep_alive
+        if reuse and not self.closed and connection.reusable(now, self.keepalive_expiry):
+            self.idle.setdefault(connection.origin, []).append(connection)
+        else:
+            self.forget(connection)
+
+    def close(self) -> None:
+        self.closed = True
+        for idle in self.idle.values():
+            while idle:
+                self.forget(idle.pop())
+        self.idle.clear()
+
+
+def _origin(request: httpx.Request) -> Origin:
+    url = request.url
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"the URL scheme {url.scheme!r} is not supported")
+    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+
+
+def _response(
+    request: httpx.Request, head: Head, stream: httpx.SyncByteStream | httpx.AsyncByteStream
+) -> httpx.Response:
+    status, reason, headers = head
+    return httpx.Response(
+        status,
+        headers=headers,
+        stream=stream,
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        request=request,
+    )
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+# -- async I/O ---------------------------------------------------------------------------
+
+
+class _Protocol(asyncio.Protocol):
+    """Feeds what arrives to the connection's reader and wakes the one task waiting."""
+
+    def __init__(self, reader: ResponseReader) -> None:
+        self.reader = reader
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        if len(self.reader.buffer) > READ_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            self._read_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.reader.end()
+        self._wake()
+        return False  # close our side too: HTTP/1.1 has no use for a half-open socket
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reader.end(exc)
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def resume_reading(self) -> None:
+        if self._read_paused and len(self.reader.buffer) < READ_HIGH_WATER // 4:
+            self._read_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    async def wait_for_data(self, timeout: float | None) -> None:
+        """Wait until more bytes, the end of the stream or an error arrive."""
+        self.resume_reading()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no data from the server within {timeout:g} s") from None
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def drain(self, timeout: float | None) -> None:
+        if not self._write_paused:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._drained = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise httpx.WriteTimeout(f"could not send within {timeout:g} s") from None
+        finally:
+            self._drained = None
+            if timer is not None:
+                timer.cancel()
+
+
+class _Connection(_ConnectionBase):
+    """One async HTTP/1.1 connection: requests in turn, never two at once."""
+
+    def __init__(self, origin: Origin, protocol: _Protocol) -> None:
+        super().__init__(origin)
+        self.protocol = protocol
+        self.reader = protocol.reader
+
+    def _alive(self) -> bool:
+        transport = self.protocol.transport
+        return transport is not None and not transport.is_closing()
+
+    def close(self) -> None:
+        transport = self.protocol.transport
+        if transport is not None:
+            transport.close()
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        transport = self.protocol.transport
+        if transport is None or transport.is_closing():
+            raise httpx.WriteError("the connection was closed before the request was sent")
+        transport.write(data)
+        await self.protocol.drain(timeout)
+        if self.reader.error is not None:
+            raise httpx.WriteError(f"the connection failed: {self.reader.error}")
+
+    async def read_head(self, method: str, timeout: float | None) -> Head:
+        while (head := self.reader.head(method)) is None:
+            await self.protocol.wait_for_data(timeout)
+        return head
+
+    async def read_body(self, timeout: float | None) -> AsyncIterator[bytes]:
+        while True:
+            piece = self.reader.body()
+            if piece is None:
+                await self.protocol.wait_for_data(timeout)
+            elif piece:
+                yield piece
+            else:
+                return
+
+
+class _AsyncResponseStream(httpx.AsyncByteStream):
+    """A response body; its connection goes back to the pool once the body is closed."""
 
     def __init__(
-        self,
-        pool: AsyncHTTP11Transport,
-        connection: _Connection,
-        framing: _Framing,
-        timeout: float | None,
+        self, pool: AsyncHTTP11Transport, connection: _Connection, timeout: float | None
     ) -> None:
         self._pool = pool
         self._connection = connection
-        self._framing = framing
         self._timeout = timeout
-        self._complete = False
         self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._released:
             raise httpx.StreamClosed()
-        async for piece in self._connection.read_body(self._framing, self._timeout):
+        async for piece in self._connection.read_body(self._timeout):
             yield piece
-        self._complete = True
 
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
-            reuse = self._complete and self._connection.keep_alive
-            self._pool._release(self._connection, reuse=reuse)
+            self._pool._release(self._connection, reuse=True)
 
 
 class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
@@ -463,51 +631,31 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
         max_connections: int,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
         self._ssl_context = ssl_context
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
-        self._idle: dict[Origin, list[_Connection]] = {}
-        self._open = 0  # idle and busy
+        self._state: _PoolState[_Connection] = _PoolState(max_connections, keepalive_expiry)
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._closed = False
 
     @property
     def open_connections(self) -> int:
-        return self._open
+        return self._state.open
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
+        if self._state.closed:
             raise RuntimeError("this transport is closed")
-        url = request.url
-        scheme = url.scheme
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"the URL scheme {scheme!r} is not supported")
-        origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        origin = _origin(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        body = await request.aread()
+        data = serialize_request(request, await request.aread())
         connection = await self._acquire(origin, timeouts.get("pool"), timeouts.get("connect"))
+        read_timeout = timeouts.get("read")
         try:
-            await connection.send(request, body, timeouts.get("write"))
-            read_timeout = timeouts.get("read")
-            status, reason, headers, framing = await connection.read_head(
-                request.method, read_timeout
-            )
+            await connection.send(data, timeouts.get("write"))
+            head = await connection.read_head(request.method, read_timeout)
         except BaseException:
             # Failed, timed out or cancelled mid-exchange: the connection's state is
             # unknown, so it is closed, never handed to the next request.
             self._release(connection, reuse=False)
             raise
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=_ResponseStream(self, connection, framing, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-            request=request,
-        )
-
-    # -- the pool ----------------------------------------------------------------------
+        return _response(request, head, _AsyncResponseStream(self, connection, read_timeout))
 
     async def _acquire(
         self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
@@ -515,21 +663,16 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         deadline = None if pool_timeout is None else loop.time() + pool_timeout
         while True:
-            idle = self._idle.get(origin)
-            now = time.monotonic()
-            while idle:
-                connection = idle.pop()  # the most recently used: the least likely to be stale
-                if connection.reusable(now, self._keepalive_expiry):
-                    return connection
-                self._forget(connection)
-            if self._open >= self._max_connections:
-                self._close_one_idle()  # an idle connection to another origin makes room
-            if self._open < self._max_connections:
-                self._open += 1
+            if self._state.closed:
+                raise RuntimeError("this transport is closed")
+            connection = self._state.take_idle(origin)
+            if connection is not None:
+                return connection
+            if self._state.reserve():
                 try:
                     return await self._connect(origin, connect_timeout)
                 except BaseException:
-                    self._open -= 1
+                    self._state.open -= 1
                     self._wake_one()
                     raise
             await self._wait_for_release(loop, deadline)
@@ -562,39 +705,28 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
                 waiter.set_result(None)
                 return
 
-    def _forget(self, connection: _Connection) -> None:
-        connection.close()
-        self._open -= 1
-
-    def _close_one_idle(self) -> None:
-        for idle in self._idle.values():
-            if idle:
-                self._forget(idle.pop(0))  # the oldest
-                return
-
     def _release(self, connection: _Connection, *, reuse: bool) -> None:
-        now = time.monotonic()
-        connection.idle_since = now
-        if reuse and not self._closed and connection.reusable(now, self._keepalive_expiry):
-            self._idle.setdefault(connection.origin, []).append(connection)
-        else:
-            self._forget(connection)
+        self._state.release(connection, reuse=reuse)
         self._wake_one()
 
     async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
+        reader = ResponseReader()
         tls = self._ssl_context if scheme == "https" else None
-        factory: Callable[[], _Protocol] = _Protocol
-        extra: dict[str, Any] = {}
-        if tls is not None:
-            extra = {"ssl": tls, "server_hostname": host}
-            if timeout is not None:
-                extra["ssl_handshake_timeout"] = timeout
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(factory, host, port, **extra), timeout
-            )
+            if tls is None:
+                connecting = loop.create_connection(lambda: _Protocol(reader), host, port)
+            else:
+                connecting = loop.create_connection(
+                    lambda: _Protocol(reader),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host,
+                    ssl_handshake_timeout=timeout,
+                )
+            _, protocol = await asyncio.wait_for(connecting, timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:  # refused, unreachable, DNS, and TLS failures (ssl.SSLError)
@@ -603,12 +735,193 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every idle connection now, and each busy one when its response is done."""
-        self._closed = True
-        for idle in self._idle.values():
-            while idle:
-                self._forget(idle.pop())
-        self._idle.clear()
+        self._state.close()
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(httpx.PoolTimeout("the transport was closed"))
+                waiter.set_exception(RuntimeError("this transport is closed"))
         self._waiters.clear()
+
+
+# -- sync I/O ----------------------------------------------------------------------------
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle socket has something to read (the server closed it, or sent junk)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover (Windows)
+
+
+class _SyncConnection(_ConnectionBase):
+    """One blocking HTTP/1.1 connection, used by one thread at a time."""
+
+    def __init__(self, origin: Origin, sock: socket.socket) -> None:
+        super().__init__(origin)
+        self.sock = sock
+
+    def _alive(self) -> bool:
+        return self.sock.fileno() >= 0 and not _readable(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    @staticmethod
+    def _timeout(timeout: float | None) -> float | None:
+        # 0 means "do not wait" (a socket timeout of 0 would mean non-blocking instead).
+        return timeout if timeout is None or timeout > 0 else 1e-9
+
+    def send(self, data: bytes, timeout: float | None) -> None:
+        self.sock.settimeout(self._timeout(timeout))
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            raise httpx.WriteTimeout(f"could not send within {timeout:g} s") from None
+        except OSError as exc:
+            raise httpx.WriteError(f"the connection failed: {exc}") from None
+
+    def _fill(self, timeout: float | None) -> None:
+        self.sock.settimeout(self._timeout(timeout))
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no data from the server within {timeout:g} s") from None
+        except OSError as exc:
+            self.reader.end(exc)
+            return
+        if data:
+            self.reader.feed(data)
+        else:
+            self.reader.end()
+
+    def read_head(self, method: str, timeout: float | None) -> Head:
+        while (head := self.reader.head(method)) is None:
+            self._fill(timeout)
+        return head
+
+    def read_body(self, timeout: float | None) -> Iterator[bytes]:
+        while True:
+            piece = self.reader.body()
+            if piece is None:
+                self._fill(timeout)
+            elif piece:
+                yield piece
+            else:
+                return
+
+
+class _SyncResponseStream(httpx.SyncByteStream):
+    """A response body; its connection goes back to the pool once the body is closed."""
+
+    def __init__(
+        self, pool: HTTP11Transport, connection: _SyncConnection, timeout: float | None
+    ) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._timeout = timeout
+        self._released = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._released:
+            raise httpx.StreamClosed()
+        yield from self._connection.read_body(self._timeout)
+
+    def close(self) -> None:
+        if not self._released:
+            self._released = True
+            self._pool._release(self._connection, reuse=True)
+
+
+class HTTP11Transport(httpx.BaseTransport):
+    """The blocking twin of :class:`AsyncHTTP11Transport`, safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_connections: int,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._state: _PoolState[_SyncConnection] = _PoolState(max_connections, keepalive_expiry)
+        self._freed = threading.Condition()
+
+    @property
+    def open_connections(self) -> int:
+        return self._state.open
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._state.closed:
+            raise RuntimeError("this transport is closed")
+        origin = _origin(request)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        data = serialize_request(request, request.read())
+        connection = self._acquire(origin, timeouts.get("pool"), timeouts.get("connect"))
+        read_timeout = timeouts.get("read")
+        try:
+            connection.send(data, timeouts.get("write"))
+            head = connection.read_head(request.method, read_timeout)
+        except BaseException:
+            self._release(connection, reuse=False)  # its state is unknown: closed
+            raise
+        return _response(request, head, _SyncResponseStream(self, connection, read_timeout))
+
+    def _acquire(
+        self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
+    ) -> _SyncConnection:
+        deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
+        with self._freed:
+            while True:
+                if self._state.closed:
+                    raise RuntimeError("this transport is closed")
+                connection = self._state.take_idle(origin)
+                if connection is not None:
+                    return connection
+                if self._state.reserve():
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise httpx.PoolTimeout("no connection became free in time")
+                self._freed.wait(remaining)
+        try:
+            return self._connect(origin, connect_timeout)  # outside the lock: it may be slow
+        except BaseException:
+            with self._freed:
+                self._state.open -= 1
+                self._freed.notify()
+            raise
+
+    def _release(self, connection: _SyncConnection, *, reuse: bool) -> None:
+        with self._freed:
+            self._state.release(connection, reuse=reuse)
+            self._freed.notify()
+
+    def _connect(self, origin: Origin, timeout: float | None) -> _SyncConnection:
+        scheme, host, port = origin
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"connecting to {host}:{port} failed: {exc}") from None
+        try:
+            # Small requests go out at once (asyncio sets this on its sockets too).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
+        except TimeoutError:
+            sock.close()
+            raise httpx.ConnectTimeout(f"the TLS handshake with {host}:{port} timed out") from None
+        except OSError as exc:  # ssl.SSLError included (e.g. certificate verify failed)
+            sock.close()
+            raise httpx.ConnectError(f"connecting to {host}:{port} failed: {exc}") from None
+        return _SyncConnection(origin, sock)
+
+    def close(self) -> None:
+        """Close every idle connection now, and each busy one when its response is done."""
+        with self._freed:
+            self._state.close()
+            self._freed.notify_all()

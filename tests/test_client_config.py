@@ -29,7 +29,7 @@ from modzy_retrain import (
     RetryPolicy,
     UnprocessableEntityError,
 )
-from modzy_retrain._http11 import AsyncHTTP11Transport
+from modzy_retrain._http11 import AsyncHTTP11Transport, HTTP11Transport
 
 SECRET = "ZyXwVuTsRq9876543210"
 KEY = f"AbCdEfGhIj0123456789.{SECRET}"
@@ -238,7 +238,32 @@ def test_requests_carry_the_documented_headers_and_encode_names() -> None:
     assert request.url.raw_path == b"/api/results/job%201/vote/a%2Fb%3Fc%23d%25"
 
 
-def test_connections_are_spread_over_small_pools() -> None:
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize("cls", [ModzyClient, AsyncModzyClient])
+def test_straight_to_the_api_one_lean_pool_verifying_tls(
+    monkeypatch: pytest.MonkeyPatch, cls: type[ModzyClient] | type[AsyncModzyClient]
+) -> None:
+    _no_proxies(monkeypatch)
+    client = cls(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
+    [pool] = client._pools
+    expected = HTTP11Transport if cls is ModzyClient else AsyncHTTP11Transport
+    assert type(pool) is expected
+    assert pool._state.max_connections == 20  # type: ignore[union-attr]
+    context: ssl.SSLContext = pool._ssl_context  # type: ignore[union-attr]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_through_a_proxy_connections_are_spread_over_small_pools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
     pools = client._pools
     assert all(isinstance(p, httpx.HTTPTransport) for p in pools)
@@ -263,8 +288,11 @@ def test_connections_are_spread_over_small_pools() -> None:
     mocked.close()
 
 
-def test_requests_go_round_robin_over_the_pools() -> None:
+def test_requests_go_round_robin_over_the_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     client = ModzyClient(api_key=KEY, base_url="http://127.0.0.1:9", max_connections=24)
+    assert len(client._pools) == 3
     used: list[int] = []
     for i, pool in enumerate(client._pools):
 
@@ -279,11 +307,14 @@ def test_requests_go_round_robin_over_the_pools() -> None:
     assert used == [0, 1, 2, 0, 1, 2]
 
 
-def test_tls_verification_can_be_turned_off_explicitly() -> None:
-    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", verify=False)
-    context: ssl.SSLContext = client._pools[0]._pool._ssl_context  # type: ignore[attr-defined]
+@pytest.mark.parametrize("cls", [ModzyClient, AsyncModzyClient])
+def test_tls_verification_can_be_turned_off_explicitly(
+    monkeypatch: pytest.MonkeyPatch, cls: type[ModzyClient] | type[AsyncModzyClient]
+) -> None:
+    _no_proxies(monkeypatch)
+    client = cls(api_key=KEY, base_url="https://modzy.invalid", verify=False)
+    context: ssl.SSLContext = client._pools[0]._ssl_context  # type: ignore[union-attr]
     assert context.verify_mode == ssl.CERT_NONE
-    client.close()
 
 
 @pytest.mark.parametrize(
@@ -305,8 +336,11 @@ def test_proxies_come_from_the_environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid")
-    pool = client._pools[0]._pool  # type: ignore[attr-defined]
-    assert isinstance(pool, httpcore.HTTPProxy) is proxied
+    pool = client._pools[0]
+    if proxied:
+        assert isinstance(pool._pool, httpcore.HTTPProxy)  # type: ignore[attr-defined]
+    else:
+        assert isinstance(pool, HTTP11Transport)  # straight to the API
     client.close()
 
 
@@ -407,5 +441,5 @@ def test_async_client_goes_direct_on_its_own_transport_and_through_proxies_on_ht
     else:
         [pool] = client._pools
         assert isinstance(pool, AsyncHTTP11Transport)
-        assert pool._max_connections == 40
+        assert pool._state.max_connections == 40
         assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED

@@ -7,19 +7,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 import trustme
 
-from modzy_retrain import APIConnectionError, AsyncModzyClient, RetryPolicy
+from modzy_retrain import APIConnectionError, AsyncModzyClient, ModzyClient, RetryPolicy
 from modzy_retrain._http11 import (
     MAX_HEAD_BYTES,
     READ_HIGH_WATER,
+    RECV_BYTES,
     AsyncHTTP11Transport,
+    HTTP11Transport,
+    ResponseReader,
     _Connection,
     _Protocol,
     parse_head,
@@ -27,6 +32,10 @@ from modzy_retrain._http11 import (
 )
 
 pytestmark = pytest.mark.anyio
+
+# The sync transport blocks: its requests run on these threads while the scripted
+# servers answer on the test's event loop.
+THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sync-client")
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
@@ -116,11 +125,15 @@ def answering(*responses: bytes, then_close: bool = False) -> Handler:
 
 
 async def settle(condition: Callable[[], bool]) -> None:
-    """Let the loop run (no real sleeping) until ``condition`` holds; fail if it never does."""
-    for _ in range(10_000):
+    """Let the loop run until ``condition`` holds; fail if it never does (within 10 s).
+
+    It polls a condition rather than waiting a set time: loop turns alone first, then,
+    for what the client threads do, millisecond naps between checks.
+    """
+    for turn in range(11_000):
         if condition():
             return
-        await asyncio.sleep(0)
+        await asyncio.sleep(0 if turn < 1000 else 0.001)
     raise AssertionError("the condition never held")
 
 
@@ -128,39 +141,89 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 TIMEOUT = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
 
 
-def transport(max_connections: int = 8, **kwargs: float) -> AsyncHTTP11Transport:
-    context = ssl.create_default_context()
-    return AsyncHTTP11Transport(ssl_context=context, max_connections=max_connections, **kwargs)
+class Pool:
+    """The sync or the async transport behind one awaitable interface, so that every
+    scenario runs against both (the sync one on a thread)."""
+
+    def __init__(self, kind: str, max_connections: int = 8, **kwargs: Any) -> None:
+        self.kind = kind
+        kwargs.setdefault("ssl_context", ssl.create_default_context())
+        cls = AsyncHTTP11Transport if kind == "async" else HTTP11Transport
+        self.transport: Any = cls(max_connections=max_connections, **kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        return int(self.transport.open_connections)
+
+    def idle(self) -> list[Any]:
+        return [c for idle in self.transport._state.idle.values() for c in idle]
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(THREADS, fn, *args)
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        if self.kind == "async":
+            response: httpx.Response = await self.transport.handle_async_request(request)
+            return response
+        return await self._thread(self.transport.handle_request, request)  # type: ignore[no-any-return]
+
+    async def read(self, response: httpx.Response) -> bytes:
+        if self.kind == "async":
+            try:
+                return b"".join([chunk async for chunk in response.aiter_bytes()])
+            finally:
+                await response.aclose()
+
+        def read() -> bytes:
+            try:
+                return b"".join(response.iter_bytes())
+            finally:
+                response.close()
+
+        return await self._thread(read)  # type: ignore[no-any-return]
+
+    async def close_unread(self, response: httpx.Response) -> None:
+        if self.kind == "async":
+            await response.aclose()
+        else:
+            response.close()
+
+    async def aclose(self) -> None:
+        if self.kind == "async":
+            await self.transport.aclose()
+        else:
+            self.transport.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_request(
+    url: str, method: str = "GET", timeout: dict[str, float] | None = None, **kwargs: Any
+) -> httpx.Request:
+    return httpx.Request(method, url, extensions={"timeout": timeout or TIMEOUT}, **kwargs)
 
 
 async def get(
-    pool: AsyncHTTP11Transport,
+    pool: Pool,
     url: str,
     *,
     method: str = "GET",
     timeout: dict[str, float] | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> tuple[httpx.Response, bytes]:
-    request = httpx.Request(
-        method,
-        url,
-        extensions={"timeout": timeout or TIMEOUT},
-        **kwargs,  # type: ignore[arg-type]
-    )
-    response = await pool.handle_async_request(request)
-    try:
-        body = b"".join([chunk async for chunk in response.aiter_bytes()])
-    finally:
-        await response.aclose()
-    return response, body
+    response = await pool.send(make_request(url, method, timeout, **kwargs))
+    return response, await pool.read(response)
 
 
 # -- framing and keep-alive ---------------------------------------------------------------
 
 
-async def test_keep_alive_reuses_one_connection_and_sends_the_request_as_given() -> None:
+async def test_keep_alive_reuses_one_connection_and_sends_the_request_as_given(kind: str) -> None:
     async with serve(answering(OK)) as server:
-        pool = transport()
+        pool = Pool(kind)
         for _ in range(3):
             response, body = await get(pool, server.url + "/api/x?a=1", headers={"X-Y": "z"})
             assert (response.status_code, response.reason_phrase, body) == (200, "OK", b"hello")
@@ -173,7 +236,7 @@ async def test_keep_alive_reuses_one_connection_and_sends_the_request_as_given()
     assert b"\r\nX-Y: z\r\n" in first
 
 
-async def test_a_chunked_body_arriving_byte_by_byte_is_put_together() -> None:
+async def test_a_chunked_body_arriving_byte_by_byte_is_put_together(kind: str) -> None:
     raw = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nX-Trailer: t\r\n\r\n"
@@ -188,7 +251,7 @@ async def test_a_chunked_body_arriving_byte_by_byte_is_put_together() -> None:
                 await writer.drain()
 
     async with serve(handler) as server:
-        pool = transport()
+        pool = Pool(kind)
         for _ in range(2):
             _, body = await get(pool, server.url)
             assert body == b"hello world!"
@@ -196,9 +259,11 @@ async def test_a_chunked_body_arriving_byte_by_byte_is_put_together() -> None:
     assert server.connections == 1  # chunked framing keeps the connection
 
 
-async def test_a_body_without_length_ends_with_the_connection_which_is_not_reused() -> None:
+async def test_a_body_without_length_ends_with_the_connection_which_is_not_reused(
+    kind: str,
+) -> None:
     async with serve(answering(b"HTTP/1.1 200 OK\r\n\r\nall of it", then_close=True)) as server:
-        pool = transport()
+        pool = Pool(kind)
         for _ in range(2):
             _, body = await get(pool, server.url)
             assert body == b"all of it"
@@ -216,9 +281,11 @@ async def test_a_body_without_length_ends_with_the_connection_which_is_not_reuse
         b"5\r\nhello\r\n0\r\n\r\n",
     ],
 )
-async def test_connections_the_server_does_not_keep_are_not_reused(response: bytes) -> None:
+async def test_connections_the_server_does_not_keep_are_not_reused(
+    kind: str, response: bytes
+) -> None:
     async with serve(answering(response)) as server:
-        pool = transport()
+        pool = Pool(kind)
         for _ in range(2):
             _, body = await get(pool, server.url)
             assert body == b"hello"
@@ -226,21 +293,23 @@ async def test_connections_the_server_does_not_keep_are_not_reused(response: byt
     assert server.connections == 2
 
 
-async def test_http_1_0_keep_alive_is_honoured() -> None:
+async def test_http_1_0_keep_alive_is_honoured(kind: str) -> None:
     response = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
     async with serve(answering(response)) as server:
-        pool = transport()
+        pool = Pool(kind)
         for _ in range(2):
             await get(pool, server.url)
         await pool.aclose()
     assert server.connections == 1
 
 
-async def test_interim_responses_are_skipped_and_bodiless_answers_read_nothing() -> None:
+async def test_interim_responses_are_skipped_and_bodiless_answers_read_nothing(
+    kind: str,
+) -> None:
     early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n"
     async with serve(answering(early + OK, no_content, OK)) as server:
-        pool = transport()
+        pool = Pool(kind)
         assert (await get(pool, server.url))[1] == b"hello"
         response, body = await get(pool, server.url)
         assert (response.status_code, body) == (204, b"")
@@ -250,15 +319,21 @@ async def test_interim_responses_are_skipped_and_bodiless_answers_read_nothing()
     assert server.connections == 1
 
 
-async def test_request_bodies_are_sent_with_their_length_or_chunked() -> None:
-    async def stream() -> AsyncIterator[bytes]:
+async def test_request_bodies_are_sent_with_their_length_or_chunked(kind: str) -> None:
+    async def astream() -> AsyncIterator[bytes]:
+        yield b"part one, "
+        yield b"part two"
+
+    def stream() -> Iterator[bytes]:
         yield b"part one, "
         yield b"part two"
 
     async with serve(answering(OK)) as server:
-        pool = transport()
+        pool = Pool(kind)
         await get(pool, server.url, method="POST", content=b"payload")
-        await get(pool, server.url, method="POST", content=stream())
+        await get(
+            pool, server.url, method="POST", content=astream() if kind == "async" else stream()
+        )
         await pool.aclose()
     assert server.requests[0].endswith(b"Content-Length: 7\r\n\r\npayload")
     assert server.requests[1].endswith(
@@ -266,28 +341,38 @@ async def test_request_bodies_are_sent_with_their_length_or_chunked() -> None:
     )
 
 
-async def test_a_large_body_flows_through_with_bounded_buffering() -> None:
+async def test_a_large_body_flows_through_with_bounded_buffering(kind: str) -> None:
     blob = bytes(range(256)) * (5 * 4096)  # 5 MiB, five times the read high-water mark
     response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(blob) + blob
     async with serve(answering(response)) as server:
-        pool = transport()
-        request = httpx.Request("GET", server.url, extensions={"timeout": TIMEOUT})
-        answer = await pool.handle_async_request(request)
+        pool = Pool(kind)
+        answer = await pool.send(make_request(server.url))
+        reader: ResponseReader = answer.stream._connection.reader  # type: ignore[attr-defined]
         buffered = []
         digest = hashlib.sha256()
-        async for chunk in answer.aiter_raw():
-            digest.update(chunk)
-            for _ in range(50):  # a slow reader: the socket has time to fill the buffer
-                await asyncio.sleep(0)
-            connection = answer.stream._connection  # type: ignore[attr-defined]
-            buffered.append(len(connection.protocol.buffer))
-        await answer.aclose()
+        if kind == "async":
+            async for chunk in answer.aiter_raw():
+                digest.update(chunk)
+                for _ in range(50):  # a slow reader: the socket has time to fill the buffer
+                    await asyncio.sleep(0)
+                buffered.append(len(reader.buffer))
+            bound = READ_HIGH_WATER + 512 * 1024  # reading paused near the mark
+        else:
+
+            def read() -> None:
+                for chunk in answer.iter_raw():
+                    digest.update(chunk)
+                    buffered.append(len(reader.buffer))
+
+            await pool._thread(read)
+            bound = RECV_BYTES  # read only when asked, one recv at a time
+        await pool.close_unread(answer)
         await pool.aclose()
     assert digest.digest() == hashlib.sha256(blob).digest()
-    assert max(buffered) <= READ_HIGH_WATER + 512 * 1024  # paused near the mark, not 5 MiB
+    assert max(buffered) <= bound
 
 
-async def test_gzip_bodies_are_decoded_by_httpx() -> None:
+async def test_gzip_bodies_are_decoded_by_httpx(kind: str) -> None:
     import gzip
 
     packed = gzip.compress(b"hello" * 1000)
@@ -295,7 +380,7 @@ async def test_gzip_bodies_are_decoded_by_httpx() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
     ) + packed
     async with serve(answering(response)) as server:
-        pool = transport()
+        pool = Pool(kind)
         assert (await get(pool, server.url))[1] == b"hello" * 1000
         await pool.aclose()
 
@@ -325,10 +410,10 @@ MALFORMED = {
 
 @pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
 async def test_malformed_responses_are_protocol_errors_and_the_connection_is_dropped(
-    raw: bytes,
+    kind: str, raw: bytes
 ) -> None:
     async with serve(answering(raw, then_close=True)) as server:
-        pool = transport()
+        pool = Pool(kind)
         with pytest.raises(httpx.RemoteProtocolError):
             await get(pool, server.url)
         assert pool.open_connections == 0
@@ -336,43 +421,54 @@ async def test_malformed_responses_are_protocol_errors_and_the_connection_is_dro
 
 
 @pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
-async def test_the_client_retries_a_malformed_answer_and_names_it(raw: bytes) -> None:
+async def test_the_client_retries_a_malformed_answer_and_names_it(kind: str, raw: bytes) -> None:
+    retry = RetryPolicy(max_attempts=2, initial_wait=0, max_wait=0)
     async with serve(answering(raw, then_close=True)) as server:
-        retry = RetryPolicy(max_attempts=2, initial_wait=0, max_wait=0)
-        waits: list[float] = []
+        if kind == "async":
 
-        async def sleep(seconds: float) -> None:
-            waits.append(seconds)
+            async def sleep(seconds: float) -> None:
+                pass
 
-        async with AsyncModzyClient(
-            api_key="abc.SECRETPART", base_url=server.url, retry=retry, sleep=sleep
-        ) as client:
+            async with AsyncModzyClient(
+                api_key="abc.SECRETPART", base_url=server.url, retry=retry, sleep=sleep
+            ) as client:
+                with pytest.raises(APIConnectionError, match="RemoteProtocolError") as info:
+                    await client.models.list()
+        else:
+
+            def call() -> None:
+                with ModzyClient(
+                    api_key="abc.SECRETPART", base_url=server.url, retry=retry, sleep=lambda s: None
+                ) as client:
+                    client.models.list()
+
             with pytest.raises(APIConnectionError, match="RemoteProtocolError") as info:
-                await client.models.list()
+                await asyncio.get_running_loop().run_in_executor(THREADS, call)
     assert "SECRETPART" not in str(info.value)
     assert server.connections == 2  # retried, on a fresh connection
 
 
-async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(kind: str) -> None:
     async with serve(answering(OK, then_close=True)) as server:
-        pool = transport()
+        pool = Pool(kind)
         await get(pool, server.url)
-        [idle] = pool._idle[("http", "127.0.0.1", int(server.url.rsplit(":", 1)[1]))]
-        await settle(lambda: idle.protocol.eof)  # the loop sees the server's FIN
+        await settle(lambda: server.open_now == 0)  # the server has closed its side
+        if kind == "async":  # and the loop has seen the FIN
+            await settle(lambda: all(c.reader.eof for c in pool.idle()))
         assert (await get(pool, server.url))[1] == b"hello"
         await pool.aclose()
     assert server.connections == 2
 
 
 async def test_an_idle_connection_past_its_expiry_is_not_reused(
-    monkeypatch: pytest.MonkeyPatch,
+    kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from modzy_retrain import _http11
 
     now = [1000.0]
     monkeypatch.setattr(_http11.time, "monotonic", lambda: now[0])
     async with serve(answering(OK)) as server:
-        pool = transport(keepalive_expiry=5.0)
+        pool = Pool(kind, keepalive_expiry=5.0)
         await get(pool, server.url)
         now[0] += 4.0
         await get(pool, server.url)
@@ -383,12 +479,11 @@ async def test_an_idle_connection_past_its_expiry_is_not_reused(
         await pool.aclose()
 
 
-async def test_a_body_left_unread_closes_its_connection() -> None:
+async def test_a_body_left_unread_closes_its_connection(kind: str) -> None:
     async with serve(answering(OK)) as server:
-        pool = transport()
-        request = httpx.Request("GET", server.url, extensions={"timeout": TIMEOUT})
-        response = await pool.handle_async_request(request)
-        await response.aclose()  # not read
+        pool = Pool(kind)
+        response = await pool.send(make_request(server.url))
+        await pool.close_unread(response)
         assert pool.open_connections == 0
         await get(pool, server.url)
         await pool.aclose()
@@ -410,10 +505,12 @@ def held(release: asyncio.Event) -> Handler:
     return handler
 
 
-async def test_no_more_connections_than_the_bound_and_every_request_is_served() -> None:
+async def test_no_more_connections_than_the_bound_and_every_request_is_served(
+    kind: str,
+) -> None:
     release = asyncio.Event()
     async with serve(held(release)) as server:
-        pool = transport(max_connections=2)
+        pool = Pool(kind, max_connections=2)
         tasks = [asyncio.ensure_future(get(pool, server.url)) for _ in range(7)]
         await settle(lambda: len(server.requests) == 2)
         for _ in range(50):
@@ -427,10 +524,10 @@ async def test_no_more_connections_than_the_bound_and_every_request_is_served() 
     assert server.most_open == 2
 
 
-async def test_a_request_waiting_for_the_pool_times_out_as_a_pool_timeout() -> None:
+async def test_a_request_waiting_for_the_pool_times_out_as_a_pool_timeout(kind: str) -> None:
     release = asyncio.Event()
     async with serve(held(release)) as server:
-        pool = transport(max_connections=1)
+        pool = Pool(kind, max_connections=1)
         first = asyncio.ensure_future(get(pool, server.url))
         await settle(lambda: bool(server.requests))
         with pytest.raises(httpx.PoolTimeout):
@@ -440,10 +537,10 @@ async def test_a_request_waiting_for_the_pool_times_out_as_a_pool_timeout() -> N
         await pool.aclose()
 
 
-async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+async def test_a_server_that_never_answers_is_a_read_timeout(kind: str) -> None:
     release = asyncio.Event()
     async with serve(held(release)) as server:
-        pool = transport()
+        pool = Pool(kind)
         with pytest.raises(httpx.ReadTimeout):
             await get(pool, server.url, timeout={**TIMEOUT, "read": 0.0})
         assert pool.open_connections == 0
@@ -454,7 +551,7 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
 async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -> None:
     release = asyncio.Event()
     async with serve(held(release)) as server:
-        pool = transport(max_connections=1)
+        pool = Pool("async", max_connections=1)
         task = asyncio.ensure_future(get(pool, server.url))
         waiting = asyncio.ensure_future(get(pool, server.url))  # queued behind it
         await settle(lambda: bool(server.requests))
@@ -467,19 +564,19 @@ async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -
     assert server.connections == 2  # the cancelled one was closed, not reused
 
 
-async def test_a_refused_connection_is_a_connect_error() -> None:
+async def test_a_refused_connection_is_a_connect_error(kind: str) -> None:
     async with serve(answering(OK)) as server:
         url = server.url
-    pool = transport()
+    pool = Pool(kind)
     with pytest.raises(httpx.ConnectError, match=r"127\.0\.0\.1"):
         await get(pool, url)
     assert pool.open_connections == 0
     await pool.aclose()
 
 
-async def test_closing_the_transport_closes_idle_connections_and_refuses_more() -> None:
+async def test_closing_the_transport_closes_idle_connections_and_refuses_more(kind: str) -> None:
     async with serve(answering(OK)) as server:
-        pool = transport()
+        pool = Pool(kind)
         await get(pool, server.url)
         await pool.aclose()
         await settle(lambda: server.closed_by_client == 1)
@@ -488,9 +585,11 @@ async def test_closing_the_transport_closes_idle_connections_and_refuses_more() 
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\x00b"])
-async def test_header_values_that_would_split_the_request_are_refused_unsent(value: str) -> None:
+async def test_header_values_that_would_split_the_request_are_refused_unsent(
+    kind: str, value: str
+) -> None:
     async with serve(answering(OK)) as server:
-        pool = transport()
+        pool = Pool(kind)
         with pytest.raises(httpx.LocalProtocolError) as info:
             await get(pool, server.url, headers={"Authorization": value})
         await pool.aclose()
@@ -513,19 +612,19 @@ def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
 
 
 async def test_tls_is_verified_against_the_context_and_connections_are_kept(
-    certificate_authority: trustme.CA,
+    kind: str, certificate_authority: trustme.CA
 ) -> None:
     async with serve(answering(OK), tls=tls_server_context(certificate_authority)) as server:
         trusted = ssl.create_default_context()
         certificate_authority.configure_trust(trusted)
-        pool = AsyncHTTP11Transport(ssl_context=trusted, max_connections=4)
+        pool = Pool(kind, max_connections=4, ssl_context=trusted)
         for _ in range(2):
             response, body = await get(pool, server.url)
             assert (response.status_code, body) == (200, b"hello")
         await pool.aclose()
         assert server.connections == 1
 
-        untrusted = transport()  # the system's CAs, which do not know this one
+        untrusted = Pool(kind)  # the system's CAs, which do not know this one
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await get(untrusted, server.url)
         assert untrusted.open_connections == 0
@@ -555,17 +654,29 @@ def test_framing_follows_rfc_9112() -> None:
     assert framing("GET", 1, 200) == (None, False, False)
     assert framing("HEAD", 1, 200, (b"Content-Length", b"7")) == (0, False, True)
     assert framing("GET", 1, 304, (b"Content-Length", b"7")) == (0, False, True)
-    assert (
-        framing("GET", 1, 200, (b"Connection", b"Keep-Alive, Close"), (b"Content-Length", b"0"))[2]
-        is False
+    closing = framing(
+        "GET", 1, 200, (b"Connection", b"Keep-Alive, Close"), (b"Content-Length", b"0")
     )
+    assert closing == (0, False, False)
+
+
+def test_a_head_trickling_in_is_not_scanned_again_and_again() -> None:
+    reader = ResponseReader()
+    head = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 30_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    for i in range(len(head) - 1):
+        reader.feed(head[i : i + 1])
+        assert reader.head("GET") is None
+        assert reader._scanned == i + 1
+    reader.feed(head[-1:])
+    assert reader.head("GET") is not None
+    assert reader.body() == b""
 
 
 async def test_a_read_wait_ends_when_the_peer_goes_away() -> None:
-    protocol = _Protocol()
-    connection = _Connection(("http", "h", 80), protocol)
+    reader = ResponseReader()
+    connection = _Connection(("http", "h", 80), _Protocol(reader))
     waiting = asyncio.ensure_future(connection.read_head("GET", None))
     await asyncio.sleep(0)
-    protocol.connection_lost(ConnectionResetError("reset by peer"))
+    connection.protocol.connection_lost(ConnectionResetError("reset by peer"))
     with pytest.raises(httpx.ReadError, match="reset by peer"):
         await waiting

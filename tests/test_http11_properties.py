@@ -1,4 +1,5 @@
-"""Properties of the async transport's response reader (``_http11``), fed bytes directly.
+"""Properties of the transports' response reader (``_http11.ResponseReader``, shared by
+the sync and the async transport), fed bytes as a socket may deliver them.
 
 - Any well-formed response, framed by ``Content-Length``, ``chunked`` (any chunk sizes,
   extensions, trailers) or the connection's end, and cut into any pieces as they may
@@ -9,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 
@@ -17,7 +17,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modzy_retrain._http11 import _Connection, _Protocol
+from modzy_retrain._http11 import ResponseReader
 
 SETTINGS = settings(
     max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -72,24 +72,30 @@ def _pieces(draw: st.DrawFn, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-async def _read(pieces: list[bytes], end: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    protocol = _Protocol()
-    connection = _Connection(("http", "h", 80), protocol)
+def _read(pieces: list[bytes], end: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Feed ``pieces`` to a reader only as it asks for more, the way both transports do."""
+    reader = ResponseReader()
+    arriving = iter(pieces)
 
-    async def feed() -> None:
-        for piece in pieces:
-            await asyncio.sleep(0)
-            protocol.data_received(piece)
-        if end:
-            await asyncio.sleep(0)
-            protocol.connection_lost(None)
+    def more() -> None:
+        piece = next(arriving, None)
+        if piece is not None:
+            reader.feed(piece)
+        elif end and not reader.eof:
+            reader.end()
+        else:
+            raise AssertionError("the reader asked for more after the end: it would hang")
 
-    feeder = asyncio.ensure_future(feed())
-    try:
-        status, _, headers, framing = await connection.read_head("GET", None)
-        body = b"".join([piece async for piece in connection.read_body(framing, None)])
-    finally:
-        await feeder
+    while (head := reader.head("GET")) is None:
+        more()
+    status, _, headers = head
+    body = b""
+    while (piece := reader.body()) != b"":
+        if piece is None:
+            more()
+        else:
+            body += piece
+    assert reader.complete
     return status, headers, body
 
 
@@ -98,7 +104,7 @@ async def _read(pieces: list[bytes], end: bool) -> tuple[int, list[tuple[bytes, 
 def test_any_well_formed_response_in_any_pieces_reads_back_as_sent(data: st.DataObject) -> None:
     wire, status, headers, body, must_end = data.draw(responses())
     cut = _pieces(data.draw, wire)
-    got_status, got_headers, got_body = asyncio.run(_read(cut, must_end))
+    got_status, got_headers, got_body = _read(cut, must_end)
     assert got_status == status
     assert got_body == body
     framing_names = {b"content-length", b"transfer-encoding"}
@@ -114,4 +120,4 @@ def test_any_bytes_give_a_response_or_a_transport_error(raw: bytes, data: st.Dat
         )
     )
     with contextlib.suppress(httpx.RemoteProtocolError, httpx.ReadError):
-        asyncio.run(asyncio.wait_for(_read(_pieces(data.draw, prefix + raw), True), 5))
+        _read(_pieces(data.draw, prefix + raw), True)
