@@ -2,10 +2,10 @@
 
 Against the same sandbox (its own process, real HTTP on loopback, 50 ms per request),
 fetches every finished job's results with 32 threads (``--concurrency``), adding one
-layer at a time: httpx's transport alone, then JSON decoding, then this library's
-client call (retries, error mapping), then parsing, then the ``ResultFetcher``, then
-the history pager in front of it. Prints jobs per second, the share of the bound
-(concurrency / latency) and the client's CPU per job for each.
+layer at a time: a transport alone (httpx's, then this library's own), then JSON
+decoding, then this library's client call (retries, error mapping), then parsing, then
+the ``ResultFetcher``, then the history pager in front of it. Prints jobs per second,
+the share of the bound (concurrency / latency) and the client's CPU per job for each.
 
 Run: ``.venv/bin/python bench/harvest_layers.py [--jobs 2000] [--concurrency 32]``.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from harvest import start_sandbox
 
 from modzy_retrain import JobHistoryQuery, ModzyClient, ResultFetcher
 from modzy_retrain._calls import job_results_body
+from modzy_retrain._http11 import HTTP11Transport
 from modzy_retrain._parsing import parse_job_results
 
 
@@ -59,22 +61,30 @@ def main() -> int:
         headers = {"Authorization": f"ApiKey {key}", "Accept": "application/json"}
         limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
         pools = [httpx.HTTPTransport(limits=limits) for _ in range(max(1, conc // 8))]
+        ours = HTTP11Transport(ssl_context=ssl.create_default_context(), max_connections=64)
         turn = itertools.count()
         timeout = {"timeout": httpx.Timeout(60.0).as_dict()}
 
-        def raw(job_id: str) -> bytes:
+        def send(transport: httpx.BaseTransport, job_id: str) -> bytes:
             request = httpx.Request(
                 "GET", f"{url}/results/{job_id}", headers=headers, extensions=timeout
             )
-            response = pools[next(turn) % len(pools)].handle_request(request)
+            response = transport.handle_request(request)
             try:
                 return response.read()
             finally:
                 response.close()
 
+        def httpx_raw(job_id: str) -> bytes:
+            return send(pools[next(turn) % len(pools)], job_id)
+
+        def raw(job_id: str) -> bytes:
+            return send(ours, job_id)
+
         ids = [j.job_id for j in jobs]
         with ThreadPoolExecutor(conc) as pool, ModzyClient(api_key=key, base_url=url) as c:
-            measure("httpx transport", lambda: list(pool.map(raw, ids)))
+            measure("httpx transport (pools of 8)", lambda: list(pool.map(httpx_raw, ids)))
+            measure("modzy_retrain HTTP11Transport", lambda: list(pool.map(raw, ids)))
             measure("+ JSON decoding", lambda: list(pool.map(lambda i: json.loads(raw(i)), ids)))
             measure(
                 "client.call (retries, errors, decoding)",
