@@ -28,6 +28,7 @@ and the connection is closed, never reused. Strictly private.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import select
 import socket
@@ -35,7 +36,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, TypeVar
 
 import httpx
@@ -437,6 +438,26 @@ class _PoolState(Generic[C]):
         self.idle.clear()
 
 
+class _Body(Generic[C]):
+    """A response body's bookkeeping: its connection goes back to the pool (or is
+    closed, if the body was not read to its end) once, when the body is closed."""
+
+    def __init__(self, release: Callable[[C], None], connection: C, timeout: float | None) -> None:
+        self._release = release
+        self._connection = connection
+        self._timeout = timeout
+        self._released = False
+
+    def _check_open(self) -> None:
+        if self._released:
+            raise httpx.StreamClosed()
+
+    def _done(self) -> None:
+        if not self._released:
+            self._released = True
+            self._release(self._connection)
+
+
 def _origin(request: httpx.Request) -> Origin:
     url = request.url
     if url.scheme not in ("http", "https"):
@@ -556,15 +577,35 @@ class _Connection(_ConnectionBase):
         super().__init__(origin)
         self.protocol = protocol
         self.reader = protocol.reader
+        # A connection lives on the loop that opened it. A client kept across
+        # asyncio.run() calls (a notebook, a script's several runs) must not hand an
+        # idle connection of a finished loop to a request on a new one.
+        self.loop = asyncio.get_running_loop()
 
     def _alive(self) -> bool:
         transport = self.protocol.transport
-        return transport is not None and not transport.is_closing()
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and self.loop is asyncio.get_running_loop()
+        )
 
     def close(self) -> None:
         transport = self.protocol.transport
-        if transport is not None:
+        if transport is None:
+            return
+        if not self.loop.is_closed():
             transport.close()
+            return
+        # Its loop is gone (the client outlived an asyncio.run()): the transport cannot
+        # schedule its own closing any more. The connection is shut down at once (the
+        # server is told); the file descriptor goes when the garbage collector takes the
+        # transport, which warns (ResourceWarning) as asyncio does for any such transport.
+        self.protocol.transport = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         transport = self.protocol.transport
@@ -591,27 +632,14 @@ class _Connection(_ConnectionBase):
                 return
 
 
-class _AsyncResponseStream(httpx.AsyncByteStream):
-    """A response body; its connection goes back to the pool once the body is closed."""
-
-    def __init__(
-        self, pool: AsyncHTTP11Transport, connection: _Connection, timeout: float | None
-    ) -> None:
-        self._pool = pool
-        self._connection = connection
-        self._timeout = timeout
-        self._released = False
-
+class _AsyncResponseStream(_Body[_Connection], httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._released:
-            raise httpx.StreamClosed()
+        self._check_open()
         async for piece in self._connection.read_body(self._timeout):
             yield piece
 
     async def aclose(self) -> None:
-        if not self._released:
-            self._released = True
-            self._pool._release(self._connection, reuse=True)
+        self._done()
 
 
 class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
@@ -655,7 +683,8 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
             # unknown, so it is closed, never handed to the next request.
             self._release(connection, reuse=False)
             raise
-        return _response(request, head, _AsyncResponseStream(self, connection, read_timeout))
+        body = _AsyncResponseStream(self._reuse, connection, read_timeout)
+        return _response(request, head, body)
 
     async def _acquire(
         self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
@@ -708,6 +737,9 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     def _release(self, connection: _Connection, *, reuse: bool) -> None:
         self._state.release(connection, reuse=reuse)
         self._wake_one()
+
+    def _reuse(self, connection: _Connection) -> None:
+        self._release(connection, reuse=True)
 
     async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
         scheme, host, port = origin
@@ -813,26 +845,13 @@ class _SyncConnection(_ConnectionBase):
                 return
 
 
-class _SyncResponseStream(httpx.SyncByteStream):
-    """A response body; its connection goes back to the pool once the body is closed."""
-
-    def __init__(
-        self, pool: HTTP11Transport, connection: _SyncConnection, timeout: float | None
-    ) -> None:
-        self._pool = pool
-        self._connection = connection
-        self._timeout = timeout
-        self._released = False
-
+class _SyncResponseStream(_Body[_SyncConnection], httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
-        if self._released:
-            raise httpx.StreamClosed()
+        self._check_open()
         yield from self._connection.read_body(self._timeout)
 
     def close(self) -> None:
-        if not self._released:
-            self._released = True
-            self._pool._release(self._connection, reuse=True)
+        self._done()
 
 
 class HTTP11Transport(httpx.BaseTransport):
@@ -867,7 +886,8 @@ class HTTP11Transport(httpx.BaseTransport):
         except BaseException:
             self._release(connection, reuse=False)  # its state is unknown: closed
             raise
-        return _response(request, head, _SyncResponseStream(self, connection, read_timeout))
+        body = _SyncResponseStream(self._reuse, connection, read_timeout)
+        return _response(request, head, body)
 
     def _acquire(
         self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
@@ -898,6 +918,9 @@ class HTTP11Transport(httpx.BaseTransport):
         with self._freed:
             self._state.release(connection, reuse=reuse)
             self._freed.notify()
+
+    def _reuse(self, connection: _SyncConnection) -> None:
+        self._release(connection, reuse=True)
 
     def _connect(self, origin: Origin, timeout: float | None) -> _SyncConnection:
         scheme, host, port = origin

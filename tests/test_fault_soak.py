@@ -24,6 +24,7 @@ from modzy_retrain import (
     ModzyClient,
     ResultFetcher,
     RetryPolicy,
+    RunReport,
     VoteFilter,
     read_samples,
 )
@@ -71,6 +72,21 @@ def client(sandbox: Sandbox, waits: list[float], retry: RetryPolicy | None = Non
     )
 
 
+async def run_async_chain(c: AsyncModzyClient, sandbox: Sandbox, out: Path) -> RunReport:
+    """The whole chain on the async path, to a dataset at ``out``; its report."""
+    chain = (
+        JobHistoryQuery(c)
+        | ResultFetcher(c, concurrency=8)
+        | VoteFilter()
+        | LineageResolver(templates=sandbox.input_templates)
+        | DatasetWriter(str(out))
+    )
+    it = chain.astream()
+    async for _ in it:
+        pass
+    return it.report
+
+
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> set[Key]:
     sandbox = Sandbox(SEED, jobs=JOBS)
@@ -113,17 +129,8 @@ async def test_the_async_path_under_the_same_faults(healthy: set[Key], tmp_path:
         retry=RetryPolicy(max_attempts=8),
         sleep=sleep,
     ) as c:
-        chain = (
-            JobHistoryQuery(c)
-            | ResultFetcher(c, concurrency=8)
-            | VoteFilter()
-            | LineageResolver(templates=sandbox.input_templates)
-            | DatasetWriter(str(tmp_path / "ds"))
-        )
-        it = chain.astream()
-        async for _ in it:
-            pass
-    assert not it.report.unavailable_jobs
+        report = await run_async_chain(c, sandbox, tmp_path / "ds")
+    assert not report.unavailable_jobs
     assert keys(str(tmp_path / "ds")) == healthy
     assert sandbox.fault_counts["throttle"] > 0
 
@@ -200,16 +207,7 @@ async def test_the_async_path_over_real_http_with_faults(healthy: set[Key], tmp_
             sleep=sleep,
         ) as c:
             assert type(c._pools[0]).__name__ == "AsyncHTTP11Transport"
-            chain = (
-                JobHistoryQuery(c)
-                | ResultFetcher(c, concurrency=8)
-                | VoteFilter()
-                | LineageResolver(templates=sandbox.input_templates)
-                | DatasetWriter(str(tmp_path / "ds"))
-            )
-            it = chain.astream()
-            async for _ in it:
-                pass
-    assert not it.report.unavailable_jobs
+            report = await run_async_chain(c, sandbox, tmp_path / "ds")
+    assert not report.unavailable_jobs
     assert keys(str(tmp_path / "ds")) == healthy
     assert {"error", "throttle", "drop", "truncate", "slow"} <= set(sandbox.fault_counts)

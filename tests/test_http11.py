@@ -5,6 +5,7 @@ TLS, and strict refusal of malformed responses."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -680,3 +681,35 @@ async def test_a_read_wait_ends_when_the_peer_goes_away() -> None:
     connection.protocol.connection_lost(ConnectionResetError("reset by peer"))
     with pytest.raises(httpx.ReadError, match="reset by peer"):
         await waiting
+
+
+# The finished loop's connection is shut down at once but its descriptor is closed by
+# the garbage collector, with asyncio's ResourceWarning (docs/client.md).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_async_client_kept_across_event_loops_works_in_each() -> None:
+    # A notebook or script calling asyncio.run() more than once with one client: the
+    # idle connection of the first loop must not serve a request on the second (its
+    # callbacks would never run there).
+    from modzy_retrain.sandbox import Sandbox
+
+    sandbox = Sandbox(seed=3, jobs=4)
+    with sandbox.serve() as server:
+        client = AsyncModzyClient(
+            api_key=sandbox.api_key,
+            base_url=server.base_url,
+            timeout=httpx.Timeout(5.0),
+            retry=RetryPolicy.disabled(),
+        )
+
+        async def names() -> list[str]:
+            return [m.name for m in await client.models.list()]
+
+        first = asyncio.run(names())
+        [stale] = client._pools[0]._state.idle[next(iter(client._pools[0]._state.idle))]
+        second = asyncio.run(names())
+        asyncio.run(client.aclose())
+    assert first == second
+    assert first
+    assert stale.protocol.transport is None  # dropped, shut down
+    gc.collect()  # its descriptor is closed here, inside this test's warning filters
