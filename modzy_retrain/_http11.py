@@ -58,7 +58,7 @@ KEEPALIVE_EXPIRY = 5.0
 MAX_INTERIM_RESPONSES = 16
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
@@ -214,6 +214,7 @@ class ResponseReader:
         self._remaining = 0
         self._scanned = 0  # how far the buffer was searched for the end of a head
         self._trailer_bytes = 0
+        self._interim = 0  # 1xx answers met before the current response
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -226,6 +227,7 @@ class ResponseReader:
     def next_cycle(self) -> None:
         """Ready for the next response on the same connection."""
         self._state = _HEAD
+        self._interim = 0
         self.complete = False
         self.keep_alive = False
 
@@ -254,7 +256,7 @@ class ResponseReader:
 
     def head(self, method: str) -> Head | None:
         """The final response's head (interim 1xx answers skipped), or ``None``: feed more."""
-        for _ in range(MAX_INTERIM_RESPONSES + 1):
+        while self._interim <= MAX_INTERIM_RESPONSES:
             if not self.buffer and self.eof and self.error is None:
                 raise httpx.RemoteProtocolError(
                     "the server closed the connection without a response"
@@ -280,6 +282,7 @@ class ResponseReader:
             if 100 <= status < 200:
                 if status == 101:
                     raise httpx.RemoteProtocolError("the server switched protocols unasked (101)")
+                self._interim += 1
                 continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             framing, self.keep_alive = response_framing(method, version, status, headers)
             if framing.chunked:
@@ -405,6 +408,14 @@ class _PoolState(Generic[C]):
             self.forget(connection)
         return None
 
+    def take(self, origin: Origin) -> C | bool | None:
+        """An idle connection to ``origin``; else ``True`` if a place for a new one was
+        reserved (the caller connects); else ``None``: the pool is full."""
+        connection = self.take_idle(origin)
+        if connection is not None:
+            return connection
+        return True if self.reserve() else None
+
     def reserve(self) -> bool:
         """Count a connection about to be opened, if the bound allows it."""
         if self.open >= self.max_connections:
@@ -458,11 +469,24 @@ class _Body(Generic[C]):
             self._release(self._connection)
 
 
+class _Turn:
+    """A place in the queue for a connection (the async one waits on a future)."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+
 def _origin(request: httpx.Request) -> Origin:
     url = request.url
     if url.scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"the URL scheme {url.scheme!r} is not supported")
-    return (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+    # raw_host: the ASCII form httpx itself uses (IDNA 2008; "::1" without brackets).
+    # url.host is Unicode, and Python's resolver would encode it with IDNA 2003, which
+    # maps some names to another domain ("faß.de" to "fass.de").
+    host = url.raw_host.decode("ascii")
+    return (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
 
 
 def _response(
@@ -595,7 +619,10 @@ class _Connection(_ConnectionBase):
         if transport is None:
             return
         if not self.loop.is_closed():
-            transport.close()
+            # abort(), not close(): HTTP needs no TLS close_notify, and a TLS transport's
+            # close() would still be exchanging it when a client closed at the end of
+            # asyncio.run() sees its loop shut, leaving the socket to the GC.
+            transport.abort()
             return
         # Its loop is gone (the client outlived an asyncio.run()): the transport cannot
         # schedule its own closing any more. The connection is shut down at once (the
@@ -629,6 +656,9 @@ class _Connection(_ConnectionBase):
             elif piece:
                 yield piece
             else:
+                # Reading may have been paused by the body's last bytes: resumed, so an
+                # idle connection still hears the server close it.
+                self.protocol.resume_reading()
                 return
 
 
@@ -661,7 +691,7 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     ) -> None:
         self._ssl_context = ssl_context
         self._state: _PoolState[_Connection] = _PoolState(max_connections, keepalive_expiry)
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._queue: deque[_Turn] = deque()  # requests waiting for a connection, in order
 
     @property
     def open_connections(self) -> int:
@@ -689,54 +719,59 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     async def _acquire(
         self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
     ) -> _Connection:
+        if self._state.closed:
+            raise RuntimeError("this transport is closed")
+        # First come, first served: with others waiting, a newcomer queues behind them
+        # (a task that has just released a connection and asks again at once would
+        # otherwise take it back every time, and starve them).
+        got = self._state.take(origin) if not self._queue else None
+        if got is None:
+            got = await self._wait_turn(origin, pool_timeout)
+        if isinstance(got, _Connection):
+            return got
+        try:
+            return await self._connect(origin, connect_timeout)  # a place was reserved
+        except BaseException:
+            self._state.open -= 1
+            self._wake_head()
+            raise
+
+    async def _wait_turn(self, origin: Origin, pool_timeout: float | None) -> _Connection | bool:
         loop = asyncio.get_running_loop()
         deadline = None if pool_timeout is None else loop.time() + pool_timeout
-        while True:
-            if self._state.closed:
-                raise RuntimeError("this transport is closed")
-            connection = self._state.take_idle(origin)
-            if connection is not None:
-                return connection
-            if self._state.reserve():
-                try:
-                    return await self._connect(origin, connect_timeout)
-                except BaseException:
-                    self._state.open -= 1
-                    self._wake_one()
-                    raise
-            await self._wait_for_release(loop, deadline)
-
-    async def _wait_for_release(
-        self, loop: asyncio.AbstractEventLoop, deadline: float | None
-    ) -> None:
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+        turn = _Turn()
+        self._queue.append(turn)
         try:
-            await waiter
-        except TimeoutError:
-            raise httpx.PoolTimeout("no connection became free in time") from None
-        except BaseException:
-            # Cancelled after being woken: pass the turn on rather than lose it.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._wake_one()
-            raise
+            while True:
+                if self._state.closed:
+                    raise RuntimeError("this transport is closed")
+                if self._queue[0] is turn:
+                    got = self._state.take(origin)
+                    if got is not None:
+                        return got
+                turn.waiter = loop.create_future()
+                timer = None if deadline is None else loop.call_at(deadline, _expire, turn.waiter)
+                try:
+                    await turn.waiter
+                except TimeoutError:
+                    raise httpx.PoolTimeout("no connection became free in time") from None
+                finally:
+                    turn.waiter = None
+                    if timer is not None:
+                        timer.cancel()
         finally:
-            if timer is not None:
-                timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            self._queue.remove(turn)
+            self._wake_head()  # the next in line may go now
 
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
+    def _wake_head(self) -> None:
+        if self._queue:
+            waiter = self._queue[0].waiter
+            if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-                return
 
     def _release(self, connection: _Connection, *, reuse: bool) -> None:
         self._state.release(connection, reuse=reuse)
-        self._wake_one()
+        self._wake_head()
 
     def _reuse(self, connection: _Connection) -> None:
         self._release(connection, reuse=True)
@@ -768,10 +803,9 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close every idle connection now, and each busy one when its response is done."""
         self._state.close()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(RuntimeError("this transport is closed"))
-        self._waiters.clear()
+        for turn in self._queue:  # each sees the transport closed and leaves the queue
+            if turn.waiter is not None and not turn.waiter.done():
+                turn.waiter.set_result(None)
 
 
 # -- sync I/O ----------------------------------------------------------------------------
@@ -867,6 +901,7 @@ class HTTP11Transport(httpx.BaseTransport):
         self._ssl_context = ssl_context
         self._state: _PoolState[_SyncConnection] = _PoolState(max_connections, keepalive_expiry)
         self._freed = threading.Condition()
+        self._queue: deque[_Turn] = deque()  # threads waiting for a connection, in order
 
     @property
     def open_connections(self) -> int:
@@ -894,30 +929,44 @@ class HTTP11Transport(httpx.BaseTransport):
     ) -> _SyncConnection:
         deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
         with self._freed:
-            while True:
-                if self._state.closed:
-                    raise RuntimeError("this transport is closed")
-                connection = self._state.take_idle(origin)
-                if connection is not None:
-                    return connection
-                if self._state.reserve():
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise httpx.PoolTimeout("no connection became free in time")
-                self._freed.wait(remaining)
+            if self._state.closed:
+                raise RuntimeError("this transport is closed")
+            # First come, first served, as in the async twin: a thread that has just
+            # released a connection must not take it back ahead of those waiting.
+            got = self._state.take(origin) if not self._queue else None
+            if got is None:
+                turn = _Turn()
+                self._queue.append(turn)
+                try:
+                    while True:
+                        if self._state.closed:
+                            raise RuntimeError("this transport is closed")
+                        if self._queue[0] is turn:
+                            got = self._state.take(origin)
+                            if got is not None:
+                                break
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise httpx.PoolTimeout("no connection became free in time")
+                        self._freed.wait(remaining)
+                finally:
+                    self._queue.remove(turn)
+                    self._freed.notify_all()  # the next in line may go now
+        if isinstance(got, _SyncConnection):
+            return got
         try:
             return self._connect(origin, connect_timeout)  # outside the lock: it may be slow
         except BaseException:
             with self._freed:
                 self._state.open -= 1
-                self._freed.notify()
+                self._freed.notify_all()
             raise
 
     def _release(self, connection: _SyncConnection, *, reuse: bool) -> None:
         with self._freed:
             self._state.release(connection, reuse=reuse)
-            self._freed.notify()
+            # All wake and only the head of the queue goes: notify() could wake another.
+            self._freed.notify_all()
 
     def _reuse(self, connection: _SyncConnection) -> None:
         self._release(connection, reuse=True)
@@ -925,7 +974,7 @@ class HTTP11Transport(httpx.BaseTransport):
     def _connect(self, origin: Origin, timeout: float | None) -> _SyncConnection:
         scheme, host, port = origin
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection((host, port), timeout=_SyncConnection._timeout(timeout))
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:

@@ -405,6 +405,8 @@ MALFORMED = {
     "head too large": b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
     "truncated body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
     "truncated head": b"HTTP/1.1 200 OK\r\nContent-Le",
+    "status below 100": b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+    "control in reason": b"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",
     "no response": b"",
 }
 
@@ -523,6 +525,40 @@ async def test_no_more_connections_than_the_bound_and_every_request_is_served(
         await pool.aclose()
     assert bodies == [b"hello"] * 7
     assert server.most_open == 2
+
+
+async def test_requests_waiting_for_the_pool_are_served_first_come_first_served(
+    kind: str,
+) -> None:
+    # One connection; a worker that asks again the moment it releases it (the fetcher's
+    # threads and tasks do); a request that arrived meanwhile goes next, not last.
+    release = asyncio.Event()
+    async with serve(held(release)) as server:
+        pool = Pool(kind, max_connections=1)
+        if kind == "async":
+
+            async def worker() -> None:
+                for i in range(4):
+                    await get(pool, f"{server.url}/w{i}")
+
+            working = asyncio.ensure_future(worker())
+        else:
+
+            def work() -> None:
+                for i in range(4):
+                    response = pool.transport.handle_request(make_request(f"{server.url}/w{i}"))
+                    response.read()
+                    response.close()
+
+            working = asyncio.ensure_future(pool._thread(work))
+        await settle(lambda: len(server.requests) == 1)
+        late = asyncio.ensure_future(get(pool, server.url + "/late"))
+        await settle(lambda: len(pool.transport._queue) == 1)
+        release.set()
+        await asyncio.gather(working, late)
+        await pool.aclose()
+    paths = [r.split(b" ")[1] for r in server.requests]
+    assert paths == [b"/w0", b"/late", b"/w1", b"/w2", b"/w3"]
 
 
 async def test_a_request_waiting_for_the_pool_times_out_as_a_pool_timeout(kind: str) -> None:
@@ -713,3 +749,49 @@ def test_an_async_client_kept_across_event_loops_works_in_each() -> None:
     assert first
     assert stale.protocol.transport is None  # dropped, shut down
     gc.collect()  # its descriptor is closed here, inside this test's warning filters
+
+
+def test_interim_answers_are_bounded_per_response_however_they_arrive() -> None:
+    from modzy_retrain._http11 import MAX_INTERIM_RESPONSES
+
+    reader = ResponseReader()
+    for _ in range(MAX_INTERIM_RESPONSES):
+        reader.feed(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+        assert reader.head("GET") is None
+    reader.feed(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    with pytest.raises(httpx.RemoteProtocolError, match="interim"):
+        reader.head("GET")
+
+
+def test_international_hosts_connect_to_the_name_httpx_sends() -> None:
+    from modzy_retrain._http11 import _origin
+
+    # IDNA 2008, as in the Host header; Python's own codec would say "fass.de".
+    assert _origin(httpx.Request("GET", "https://faß.de/api"))[1] == "xn--fa-hia.de"
+    assert _origin(httpx.Request("GET", "http://[::1]:8080/api")) == ("http", "::1", 8080)
+
+
+async def test_reading_paused_by_a_large_body_resumes_once_it_is_read() -> None:
+    class Transport:
+        paused = False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def resume_reading(self) -> None:
+            self.paused = False
+
+        def is_closing(self) -> bool:
+            return False
+
+    reader = ResponseReader()
+    protocol = _Protocol(reader)
+    transport = Transport()
+    protocol.transport = transport  # type: ignore[assignment]
+    connection = _Connection(("http", "h", 80), protocol)
+    body = b"x" * (READ_HIGH_WATER + 10)
+    protocol.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert transport.paused  # all of it arrived at once
+    await connection.read_head("GET", None)
+    assert b"".join([piece async for piece in connection.read_body(None)]) == body
+    assert not transport.paused  # idle, it must still hear the server close it
