@@ -470,12 +470,15 @@ class _Body(Generic[C]):
 
 
 class _Turn:
-    """A place in the queue for a connection (the async one waits on a future)."""
+    """A place in the queue for a connection: the async transport's waits on a future,
+    the sync one's on a condition of its own (so that a release wakes the head of the
+    queue alone, not every waiting thread)."""
 
-    __slots__ = ("waiter",)
+    __slots__ = ("ready", "waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock | None = None) -> None:
         self.waiter: asyncio.Future[None] | None = None
+        self.ready = threading.Condition(lock) if lock is not None else None
 
 
 def _origin(request: httpx.Request) -> Origin:
@@ -900,7 +903,7 @@ class HTTP11Transport(httpx.BaseTransport):
     ) -> None:
         self._ssl_context = ssl_context
         self._state: _PoolState[_SyncConnection] = _PoolState(max_connections, keepalive_expiry)
-        self._freed = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: deque[_Turn] = deque()  # threads waiting for a connection, in order
 
     @property
@@ -928,14 +931,15 @@ class HTTP11Transport(httpx.BaseTransport):
         self, origin: Origin, pool_timeout: float | None, connect_timeout: float | None
     ) -> _SyncConnection:
         deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
-        with self._freed:
+        with self._lock:
             if self._state.closed:
                 raise RuntimeError("this transport is closed")
             # First come, first served, as in the async twin: a thread that has just
             # released a connection must not take it back ahead of those waiting.
             got = self._state.take(origin) if not self._queue else None
             if got is None:
-                turn = _Turn()
+                turn = _Turn(self._lock)
+                assert turn.ready is not None
                 self._queue.append(turn)
                 try:
                     while True:
@@ -948,25 +952,29 @@ class HTTP11Transport(httpx.BaseTransport):
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
                             raise httpx.PoolTimeout("no connection became free in time")
-                        self._freed.wait(remaining)
+                        turn.ready.wait(remaining)
                 finally:
                     self._queue.remove(turn)
-                    self._freed.notify_all()  # the next in line may go now
+                    self._wake_head()  # the next in line may go now
         if isinstance(got, _SyncConnection):
             return got
         try:
             return self._connect(origin, connect_timeout)  # outside the lock: it may be slow
         except BaseException:
-            with self._freed:
+            with self._lock:
                 self._state.open -= 1
-                self._freed.notify_all()
+                self._wake_head()
             raise
 
+    def _wake_head(self) -> None:
+        """Wake the first waiting thread (the lock is held)."""
+        if self._queue and self._queue[0].ready is not None:
+            self._queue[0].ready.notify()
+
     def _release(self, connection: _SyncConnection, *, reuse: bool) -> None:
-        with self._freed:
+        with self._lock:
             self._state.release(connection, reuse=reuse)
-            # All wake and only the head of the queue goes: notify() could wake another.
-            self._freed.notify_all()
+            self._wake_head()
 
     def _reuse(self, connection: _SyncConnection) -> None:
         self._release(connection, reuse=True)
@@ -994,6 +1002,8 @@ class HTTP11Transport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every idle connection now, and each busy one when its response is done."""
-        with self._freed:
+        with self._lock:
             self._state.close()
-            self._freed.notify_all()
+            for turn in self._queue:  # each sees the transport closed and leaves the queue
+                if turn.ready is not None:
+                    turn.ready.notify()
