@@ -360,9 +360,9 @@ class ResponseReader:
 
 
 class _ConnectionBase:
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, reader: ResponseReader) -> None:
         self.origin = origin
-        self.reader = ResponseReader()
+        self.reader = reader
         self.idle_since = 0.0
 
     def _alive(self) -> bool:
@@ -510,6 +510,30 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+async def _wait(
+    waiter: asyncio.Future[None],
+    timeout: float | None,
+    timed_out: type[httpx.TimeoutException],
+    what: str,
+) -> None:
+    """Await ``waiter`` for at most ``timeout`` seconds, else raise ``timed_out``.
+
+    A timer on the loop rather than ``asyncio.wait_for``, which would wrap the wait in
+    a task of its own: this runs on every request's read.
+    """
+    timer = None
+    if timeout is not None:
+        timeout = max(timeout, 0.0)  # a deadline already past: time out at the next turn
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
+    try:
+        await waiter
+    except TimeoutError:
+        raise timed_out(f"{what} within {timeout:g} s") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
 # -- async I/O ---------------------------------------------------------------------------
 
 
@@ -567,43 +591,28 @@ class _Protocol(asyncio.Protocol):
     async def wait_for_data(self, timeout: float | None) -> None:
         """Wait until more bytes, the end of the stream or an error arrive."""
         self.resume_reading()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await waiter
-        except TimeoutError:
-            raise httpx.ReadTimeout(f"no data from the server within {timeout:g} s") from None
+            await _wait(self._waiter, timeout, httpx.ReadTimeout, "no data from the server")
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
 
     async def drain(self, timeout: float | None) -> None:
         if not self._write_paused:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._drained = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        self._drained = asyncio.get_running_loop().create_future()
         try:
-            await waiter
-        except TimeoutError:
-            raise httpx.WriteTimeout(f"could not send within {timeout:g} s") from None
+            await _wait(self._drained, timeout, httpx.WriteTimeout, "could not send")
         finally:
             self._drained = None
-            if timer is not None:
-                timer.cancel()
 
 
 class _Connection(_ConnectionBase):
     """One async HTTP/1.1 connection: requests in turn, never two at once."""
 
     def __init__(self, origin: Origin, protocol: _Protocol) -> None:
-        super().__init__(origin)
+        super().__init__(origin, protocol.reader)
         self.protocol = protocol
-        self.reader = protocol.reader
         # A connection lives on the loop that opened it. A client kept across
         # asyncio.run() calls (a notebook, a script's several runs) must not hand an
         # idle connection of a finished loop to a request on a new one.
@@ -701,8 +710,6 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
         return self._state.open
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._state.closed:
-            raise RuntimeError("this transport is closed")
         origin = _origin(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         data = serialize_request(request, await request.aread())
@@ -753,15 +760,11 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
                     if got is not None:
                         return got
                 turn.waiter = loop.create_future()
-                timer = None if deadline is None else loop.call_at(deadline, _expire, turn.waiter)
+                remaining = None if deadline is None else deadline - loop.time()
                 try:
-                    await turn.waiter
-                except TimeoutError:
-                    raise httpx.PoolTimeout("no connection became free in time") from None
+                    await _wait(turn.waiter, remaining, httpx.PoolTimeout, "no connection free")
                 finally:
                     turn.waiter = None
-                    if timer is not None:
-                        timer.cancel()
         finally:
             self._queue.remove(turn)
             self._wake_head()  # the next in line may go now
@@ -814,6 +817,12 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
 # -- sync I/O ----------------------------------------------------------------------------
 
 
+def _socket_timeout(timeout: float | None) -> float | None:
+    """A timeout as a blocking socket takes it: 0 means "do not wait" here, where a
+    socket timeout of 0 would make the socket non-blocking instead."""
+    return timeout if timeout is None or timeout > 0 else 1e-9
+
+
 def _readable(sock: socket.socket) -> bool:
     """Whether an idle socket has something to read (the server closed it, or sent junk)."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
@@ -829,7 +838,7 @@ class _SyncConnection(_ConnectionBase):
     """One blocking HTTP/1.1 connection, used by one thread at a time."""
 
     def __init__(self, origin: Origin, sock: socket.socket) -> None:
-        super().__init__(origin)
+        super().__init__(origin, ResponseReader())
         self.sock = sock
 
     def _alive(self) -> bool:
@@ -838,13 +847,8 @@ class _SyncConnection(_ConnectionBase):
     def close(self) -> None:
         self.sock.close()
 
-    @staticmethod
-    def _timeout(timeout: float | None) -> float | None:
-        # 0 means "do not wait" (a socket timeout of 0 would mean non-blocking instead).
-        return timeout if timeout is None or timeout > 0 else 1e-9
-
     def send(self, data: bytes, timeout: float | None) -> None:
-        self.sock.settimeout(self._timeout(timeout))
+        self.sock.settimeout(_socket_timeout(timeout))
         try:
             self.sock.sendall(data)
         except TimeoutError:
@@ -853,7 +857,7 @@ class _SyncConnection(_ConnectionBase):
             raise httpx.WriteError(f"the connection failed: {exc}") from None
 
     def _fill(self, timeout: float | None) -> None:
-        self.sock.settimeout(self._timeout(timeout))
+        self.sock.settimeout(_socket_timeout(timeout))
         try:
             data = self.sock.recv(RECV_BYTES)
         except TimeoutError:
@@ -911,8 +915,6 @@ class HTTP11Transport(httpx.BaseTransport):
         return self._state.open
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._state.closed:
-            raise RuntimeError("this transport is closed")
         origin = _origin(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         data = serialize_request(request, request.read())
@@ -982,7 +984,7 @@ class HTTP11Transport(httpx.BaseTransport):
     def _connect(self, origin: Origin, timeout: float | None) -> _SyncConnection:
         scheme, host, port = origin
         try:
-            sock = socket.create_connection((host, port), timeout=_SyncConnection._timeout(timeout))
+            sock = socket.create_connection((host, port), timeout=_socket_timeout(timeout))
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:
