@@ -14,7 +14,8 @@ import re
 import ssl
 import urllib.request
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -59,6 +60,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 TimeoutTypes = float | httpx.Timeout | None
+P = TypeVar("P")  # a transport, sync or async
 
 
 class InsecureBaseURLWarning(UserWarning):
@@ -265,6 +267,28 @@ class BaseClient:
             }
             for size in self._pool_sizes()
         ]
+
+    def _make_pools(
+        self,
+        given: P | None,
+        verify: bool | str,
+        own: Callable[..., P],
+        through_proxy: Callable[..., P],
+    ) -> list[P]:
+        """The transports requests go through, the same choice for sync and async.
+
+        A transport the caller gives is the one pool. Straight to the API, the library's
+        own HTTP/1.1 transport (``own``), one pool whose per-request work does not grow
+        with its size (see ``_http11`` for why). With a proxy in the environment, httpx's
+        transport (``through_proxy``), which speaks to proxies, in pools of 8.
+        """
+        if given is not None:
+            return [given]
+        if env_proxy(self.base_url) is None:
+            return [
+                own(ssl_context=self._ssl_context(verify), max_connections=self.max_connections)
+            ]
+        return [through_proxy(**options) for options in self._transport_options(verify)]
 
     def _build_request(self, method: str, path: str, params: Any) -> httpx.Request:
         if self._closed:

@@ -26,7 +26,6 @@ from ._base_client import (
     DEFAULT_TIMEOUT,
     BaseClient,
     TimeoutTypes,
-    env_proxy,
 )
 from ._calls import Call
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES
@@ -104,20 +103,9 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._pools: list[httpx.BaseTransport]
-        if transport is not None:
-            self._pools = [transport]
-        elif env_proxy(self.base_url) is None:
-            # Straight to the API: the lean transport, one pool shared by the threads
-            # (its per-request work does not grow with the pool). See _http11 for why.
-            self._pools = [
-                HTTP11Transport(
-                    ssl_context=self._ssl_context(verify), max_connections=self.max_connections
-                )
-            ]
-        else:
-            # Through a proxy: httpx's transport, which speaks to proxies (httpcore).
-            self._pools = [httpx.HTTPTransport(**kw) for kw in self._transport_options(verify)]
+        self._pools: list[httpx.BaseTransport] = self._make_pools(
+            transport, verify, HTTP11Transport, httpx.HTTPTransport
+        )
         self._next_pool = itertools.count()
 
     @cached_property
@@ -237,21 +225,11 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        self._pools: list[httpx.AsyncBaseTransport]
-        if transport is not None:
-            self._pools = [transport]
-        elif env_proxy(self.base_url) is None:
-            # Straight to the API: the lean asyncio transport, one pool (its per-request
-            # work does not grow with the pool's size). See _http11 for why.
-            self._pools = [
-                AsyncHTTP11Transport(
-                    ssl_context=self._ssl_context(verify), max_connections=self.max_connections
-                )
-            ]
-        else:
-            # Through a proxy: httpx's transport, which speaks to proxies (httpcore).
-            _fail_fast_without_sniffio()
-            self._pools = [httpx.AsyncHTTPTransport(**kw) for kw in self._transport_options(verify)]
+        self._pools: list[httpx.AsyncBaseTransport] = self._make_pools(
+            transport, verify, AsyncHTTP11Transport, httpx.AsyncHTTPTransport
+        )
+        if any(isinstance(pool, httpx.AsyncHTTPTransport) for pool in self._pools):
+            _fail_fast_without_sniffio()  # httpcore underneath (a proxy, or given)
         self._next_pool = itertools.count()
 
     @cached_property

@@ -390,9 +390,10 @@ async def test_async_redirect_is_an_error_too() -> None:
     assert [r.url.host for r in seen] == ["modzy.invalid"]
 
 
+@pytest.mark.parametrize("via", ["proxy", "given", "own"])
 @pytest.mark.parametrize("installed", [False, True])
 def test_async_client_makes_a_missing_sniffio_fail_fast(
-    monkeypatch: pytest.MonkeyPatch, installed: bool
+    monkeypatch: pytest.MonkeyPatch, installed: bool, via: str
 ) -> None:
     # httpcore retries `import sniffio` several times per async request; without
     # sniffio each failed import searched sys.path again (see _fail_fast_without_sniffio).
@@ -411,10 +412,13 @@ def test_async_client_makes_a_missing_sniffio_fail_fast(
         return real_find_spec(name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    # Only the proxy path goes through httpcore (see the test below).
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid")
-    if installed:
+    # Only httpx's transport goes through httpcore: through a proxy, or given.
+    _no_proxies(monkeypatch)
+    if via == "proxy":
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    given = httpx.AsyncHTTPTransport() if via == "given" else None
+    AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid", transport=given)
+    if installed or via == "own":
         assert "sniffio" not in sys.modules
     else:
         assert sys.modules["sniffio"] is None
