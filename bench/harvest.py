@@ -42,7 +42,7 @@ from modzy_retrain import (  # noqa: E402
     ModzyClient,
     ResultFetcher,
 )
-from modzy_retrain._fetch import DEFAULT_CONCURRENCY  # noqa: E402
+from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY  # noqa: E402
 
 SDK_LOOP = r"""
 import json, sys, time

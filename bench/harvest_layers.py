@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harvest import start_sandbox
 
 from modzy_retrain import JobHistoryQuery, ModzyClient, ResultFetcher
-from modzy_retrain._calls import job_results_body
-from modzy_retrain._http11 import HTTP11Transport
-from modzy_retrain._parsing import parse_job_results
+from modzy_retrain._client.calls import job_results_body
+from modzy_retrain._client.http11 import HTTP11Transport
+from modzy_retrain._client.parsing import parse_job_results
 
 
 def main() -> int:

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 from modzy_retrain import JobHistoryQuery, ModzyClient
-from modzy_retrain._calls import job_results_body
-from modzy_retrain._parsing import parse_job_results
-from modzy_retrain._records import records_from_results
+from modzy_retrain._client.calls import job_results_body
+from modzy_retrain._client.parsing import parse_job_results
+from modzy_retrain._stages.records import records_from_results
 from modzy_retrain.sandbox import Sandbox
 
 

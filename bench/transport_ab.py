@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harvest import start_sandbox
 
 from modzy_retrain import AsyncModzyClient, JobHistoryQuery, ModzyClient, ResultFetcher
-from modzy_retrain._client import _fail_fast_without_sniffio
+from modzy_retrain._client.client import _fail_fast_without_sniffio
 
 
 def run_sync(url: str, key: str, conc: int, on_httpx: bool) -> tuple[float, float]:

@@ -7,23 +7,26 @@ change without notice. Importing this package does no I/O and loads no optional 
 
 import contextlib as _contextlib
 
-from ._base_client import InsecureBaseURLWarning
-from ._client import AsyncModzyClient, ModzyClient
-from ._dataset import (
-    Changes,
-    Checkpoint,
-    FileTable,
-    Manifest,
-    ManifestFile,
-    dataset_files,
-    latest_version,
-    list_versions,
-    load_checkpoint,
-    load_manifest,
-    read_samples,
-    verify_dataset,
+from ._client.base import InsecureBaseURLWarning
+from ._client.client import AsyncModzyClient, ModzyClient
+from ._client.models import (
+    ClassPrediction,
+    InputFailure,
+    InputResult,
+    Job,
+    JobResults,
+    JobStatus,
+    JobUser,
+    ModelRef,
+    ModelSummary,
+    ModelVersion,
+    VoteValue,
+    Voting,
 )
-from ._exceptions import (
+from ._client.pagination import AsyncJobHistoryPager, JobHistoryPage, JobHistoryPager
+from ._client.parsing import InvalidJob
+from ._client.retry import RetryEvent, RetryPolicy
+from ._core.exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -47,31 +50,29 @@ from ._exceptions import (
     ResultParseError,
     UnprocessableEntityError,
 )
-from ._fetch import ResultFetcher
-from ._journal import ResultJournal
-from ._lineage import LineageResolver, UnsafeNameError
-from ._lock import DatasetLockedError
-from ._models import (
-    ClassPrediction,
-    InputFailure,
-    InputResult,
-    Job,
-    JobResults,
-    JobStatus,
-    JobUser,
-    ModelRef,
-    ModelSummary,
-    ModelVersion,
-    VoteValue,
-    Voting,
+from ._dataset.journal import ResultJournal
+from ._dataset.lock import DatasetLockedError
+from ._dataset.manifest import (
+    Changes,
+    Checkpoint,
+    FileTable,
+    Manifest,
+    ManifestFile,
+    dataset_files,
+    latest_version,
+    list_versions,
+    load_checkpoint,
+    load_manifest,
+    read_samples,
+    verify_dataset,
 )
-from ._pagination import AsyncJobHistoryPager, JobHistoryPage, JobHistoryPager
-from ._parsing import InvalidJob
-from ._query import JobHistoryQuery
-from ._records import LabelState, PredictionRecord, Sample
-from ._report import Drop, RunReport, StageStats
-from ._retry import RetryEvent, RetryPolicy
-from ._select import (
+from ._stages.base import AsyncStageIterator, Chain, Source, Stage, StageIterator, pipeline
+from ._stages.fetch import ResultFetcher
+from ._stages.lineage import LineageResolver, UnsafeNameError
+from ._stages.query import JobHistoryQuery
+from ._stages.records import LabelState, PredictionRecord, Sample
+from ._stages.report import Drop, RunReport, StageStats
+from ._stages.votes import (
     SELECTORS,
     AllOf,
     AnyOf,
@@ -93,9 +94,8 @@ from ._select import (
     load_label_file,
     selector_by_name,
 )
-from ._stage import AsyncStageIterator, Chain, Source, Stage, StageIterator, pipeline
+from ._stages.write import DatasetWriter
 from ._version import __version__
-from ._writer import DatasetWriter
 
 __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "APIConnectionError",

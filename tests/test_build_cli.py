@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from modzy_retrain import list_versions, load_manifest
-from modzy_retrain._build import BuildSettings, build, load_settings
-from modzy_retrain._cli import main
+from modzy_retrain._cli.build import BuildSettings, build, load_settings
+from modzy_retrain._cli.main import main
 from modzy_retrain.sandbox import Sandbox, SandboxServer
 
 
@@ -251,7 +251,7 @@ def test_progress_lines_and_eta(tmp_path: Path) -> None:
     from datetime import datetime, timedelta, timezone
 
     from modzy_retrain import RunReport
-    from modzy_retrain._build_cli import Progress, estimate_eta
+    from modzy_retrain._cli.build_command import Progress, estimate_eta
 
     report = RunReport()
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -285,8 +285,8 @@ def test_a_locked_dataset_is_an_error_exit(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from modzy_retrain._fs import url_to_fs
-    from modzy_retrain._lock import DatasetLock
+    from modzy_retrain._core.fs import url_to_fs
+    from modzy_retrain._dataset.lock import DatasetLock
 
     out = tmp_path / "locked"
     fs, root = url_to_fs(str(out))

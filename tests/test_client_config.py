@@ -29,7 +29,7 @@ from modzy_retrain import (
     RetryPolicy,
     UnprocessableEntityError,
 )
-from modzy_retrain._http11 import AsyncHTTP11Transport, HTTP11Transport
+from modzy_retrain._client.http11 import AsyncHTTP11Transport, HTTP11Transport
 
 SECRET = "ZyXwVuTsRq9876543210"
 KEY = f"AbCdEfGhIj0123456789.{SECRET}"

@@ -16,9 +16,9 @@ from modzy_retrain import (
     ResponseTooLargeError,
     ResponseValidationError,
     ResultFetcher,
-    _calls,
 )
-from modzy_retrain._report import RESULTS_UNAVAILABLE
+from modzy_retrain._client import calls as _calls
+from modzy_retrain._stages.report import RESULTS_UNAVAILABLE
 from modzy_retrain.sandbox import Sandbox
 
 KEY = "AbCdEfGhIj0123456789.ZyXwVuTsRq9876543210"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modzy_retrain import load_manifest, verify_dataset
-from modzy_retrain._cli import main
+from modzy_retrain._cli.main import main
 
 
 def test_demo_writes_a_verified_dataset_and_prints_the_report(

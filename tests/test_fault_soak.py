@@ -28,8 +28,8 @@ from modzy_retrain import (
     VoteFilter,
     read_samples,
 )
-from modzy_retrain._build import EXIT_INCOMPLETE, EXIT_PUBLISHED, BuildSettings, build
-from modzy_retrain._report import RESULTS_UNAVAILABLE
+from modzy_retrain._cli.build import EXIT_INCOMPLETE, EXIT_PUBLISHED, BuildSettings, build
+from modzy_retrain._stages.report import RESULTS_UNAVAILABLE
 from modzy_retrain.sandbox import FaultConfig, Sandbox
 
 SEED, JOBS = 21, 160

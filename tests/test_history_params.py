@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from modzy_retrain import InvalidQueryError
-from modzy_retrain._history import build_history_params
+from modzy_retrain._client.history import build_history_params
 
 UTC = timezone.utc
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

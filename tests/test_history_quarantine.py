@@ -16,7 +16,7 @@ from modzy_retrain import (
     ResponseValidationError,
     ResultFetcher,
 )
-from modzy_retrain._report import JOB_UNPARSEABLE
+from modzy_retrain._stages.report import JOB_UNPARSEABLE
 from modzy_retrain.sandbox import Sandbox
 
 BAD_JOB = {"jobIdentifier": "bad-job-1", "status": 12, "createdAt": "yesterday", "total": 4}

@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from modzy_retrain import APIConnectionError, AsyncModzyClient, ModzyClient, RetryPolicy
-from modzy_retrain._http11 import (
+from modzy_retrain._client.http11 import (
     MAX_HEAD_BYTES,
     READ_HIGH_WATER,
     RECV_BYTES,
@@ -752,7 +752,7 @@ def test_an_async_client_kept_across_event_loops_works_in_each() -> None:
 
 
 def test_interim_answers_are_bounded_per_response_however_they_arrive() -> None:
-    from modzy_retrain._http11 import MAX_INTERIM_RESPONSES
+    from modzy_retrain._client.http11 import MAX_INTERIM_RESPONSES
 
     reader = ResponseReader()
     for _ in range(MAX_INTERIM_RESPONSES):
@@ -764,7 +764,7 @@ def test_interim_answers_are_bounded_per_response_however_they_arrive() -> None:
 
 
 def test_international_hosts_connect_to_the_name_httpx_sends() -> None:
-    from modzy_retrain._http11 import _origin
+    from modzy_retrain._client.http11 import _origin
 
     # IDNA 2008, as in the Host header; Python's own codec would say "fass.de".
     assert _origin(httpx.Request("GET", "https://faß.de/api"))[1] == "xn--fa-hia.de"

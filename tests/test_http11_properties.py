@@ -17,7 +17,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modzy_retrain._http11 import ResponseReader
+from modzy_retrain._client.http11 import ResponseReader
 
 SETTINGS = settings(
     max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modzy_retrain import ResponseValidationError, ResultParseError
-from modzy_retrain._parsing import (
+from modzy_retrain._client.parsing import (
     parse_history_page,
     parse_input_failure,
     parse_input_result,

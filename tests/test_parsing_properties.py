@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import modzy_retrain._time as time_module
+import modzy_retrain._core.timestamps as time_module
 from modzy_retrain import (
     InputFailure,
     InputResult,
@@ -36,9 +36,9 @@ from modzy_retrain import (
     ResponseValidationError,
     ResultParseError,
 )
-from modzy_retrain._calls import Call, job_results_body
-from modzy_retrain._models import ModzyModel
-from modzy_retrain._parsing import (
+from modzy_retrain._client.calls import Call, job_results_body
+from modzy_retrain._client.models import ModzyModel
+from modzy_retrain._client.parsing import (
     parse_history_page,
     parse_input_failure,
     parse_input_result,
@@ -48,8 +48,8 @@ from modzy_retrain._parsing import (
     parse_models,
     parse_single_result,
 )
-from modzy_retrain._records import job_metadata, records_from_results
-from modzy_retrain._time import parse_timestamp
+from modzy_retrain._core.timestamps import parse_timestamp
+from modzy_retrain._stages.records import job_metadata, records_from_results
 from modzy_retrain.sandbox import Sandbox
 
 UTC = timezone.utc

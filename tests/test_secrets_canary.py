@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from modzy_retrain import ModzyClient, ModzyRetrainError, RunReport
-from modzy_retrain._build import EXIT_ERROR, load_settings
-from modzy_retrain._cli import main
+from modzy_retrain._cli.build import EXIT_ERROR, load_settings
+from modzy_retrain._cli.main import main
 from modzy_retrain.sandbox import Sandbox
 
 KEY_SECRET = "CanarySecret0xDEADBEEF42"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from modzy_retrain._spill import SpilledSet, SpillStore
+from modzy_retrain._dataset.spill import SpilledSet, SpillStore
 
 posix = pytest.mark.skipif(os.name != "posix", reason="open files are unlinked on POSIX only")
 
@@ -50,7 +50,7 @@ def test_a_spilled_set_is_a_set(scratch: Path) -> None:
 def test_nothing_is_left_on_disk_while_open_or_after(
     scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("modzy_retrain._spill.CACHE_KIB", 16)  # make it spill
+    monkeypatch.setattr("modzy_retrain._dataset.spill.CACHE_KIB", 16)  # make it spill
     store = SpillStore(["CREATE TABLE t (k TEXT PRIMARY KEY) WITHOUT ROWID"], prefix="x-")
     assert not Path(store.folder).exists()  # unlinked as soon as it was set up
     assert list(scratch.iterdir()) == []
@@ -70,7 +70,7 @@ def test_nothing_is_left_on_disk_while_open_or_after(
 @posix
 def test_a_killed_process_leaves_nothing(tmp_path: Path) -> None:
     code = (
-        "from modzy_retrain._spill import SpillStore, SpilledSet\n"
+        "from modzy_retrain._dataset.spill import SpillStore, SpilledSet\n"
         "store = SpillStore()\n"
         "ids = SpilledSet(store, 'ids')\n"
         "for n in range(20000):\n"

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import modzy_retrain._time as time_module
-from modzy_retrain._time import format_query_timestamp, parse_timestamp
+import modzy_retrain._core.timestamps as time_module
+from modzy_retrain._core.timestamps import format_query_timestamp, parse_timestamp
 
 UTC = timezone.utc
 EXPECTED = datetime(2021, 7, 20, 1, 40, 11, 187000, tzinfo=UTC)

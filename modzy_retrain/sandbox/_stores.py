@@ -122,7 +122,7 @@ def s3_server(
     try:
         import moto.server  # noqa: F401
     except ImportError as exc:
-        from modzy_retrain._exceptions import MissingDependencyError
+        from modzy_retrain._core.exceptions import MissingDependencyError
 
         raise MissingDependencyError("s3_server() needs moto: pip install 'moto[server]'") from exc
     port = port or _free_port(host)
@@ -149,7 +149,7 @@ def gcs_server(
     exe = shutil.which("gcp-storage-emulator", path=str(Path(sys.executable).parent))
     exe = exe or shutil.which("gcp-storage-emulator")
     if exe is None:
-        from modzy_retrain._exceptions import MissingDependencyError
+        from modzy_retrain._core.exceptions import MissingDependencyError
 
         raise MissingDependencyError(
             "gcs_server() needs gcp-storage-emulator: pip install gcp-storage-emulator"

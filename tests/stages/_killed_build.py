@@ -19,9 +19,9 @@ from modzy_retrain import (
     ResultFetcher,
     ResultJournal,
     VoteFilter,
-    _writer,
     load_checkpoint,
 )
+from modzy_retrain._stages import write as _writer
 from modzy_retrain.sandbox import Sandbox
 
 point, after, data_url, out, end = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from modzy_retrain import Job, ModzyClient, ResultFetcher
-from modzy_retrain._concurrency import aordered_map, aread_ahead, ordered_map, read_ahead
+from modzy_retrain._core.concurrency import aordered_map, aread_ahead, ordered_map, read_ahead
 from modzy_retrain.sandbox import Sandbox
 
 

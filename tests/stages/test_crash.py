@@ -27,8 +27,8 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
-from modzy_retrain._fs import url_to_fs
-from modzy_retrain._lock import LOCK_NAME, DatasetLock
+from modzy_retrain._core.fs import url_to_fs
+from modzy_retrain._dataset.lock import LOCK_NAME, DatasetLock
 from modzy_retrain.sandbox import Sandbox
 
 SEED, JOBS = 9, 120

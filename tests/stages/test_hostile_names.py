@@ -25,7 +25,7 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
-from modzy_retrain._lineage import render_template
+from modzy_retrain._stages.lineage import render_template
 
 # (name, why it is here). Refused ones say so in their second element.
 CORPUS: list[tuple[str, str]] = [

@@ -18,7 +18,7 @@ from modzy_retrain import (
     Sample,
     UnsafeNameError,
 )
-from modzy_retrain._lineage import check_safe_value, render_template, validate_template
+from modzy_retrain._stages.lineage import check_safe_value, render_template, validate_template
 
 WHEN = datetime(2025, 1, 14, 8, 30, tzinfo=timezone.utc)
 

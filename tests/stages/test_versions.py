@@ -27,7 +27,7 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
-from modzy_retrain._lock import LOCK_NAME
+from modzy_retrain._dataset.lock import LOCK_NAME
 from modzy_retrain.sandbox import Sandbox
 
 UTC = timezone.utc

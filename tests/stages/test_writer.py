@@ -20,13 +20,13 @@ from modzy_retrain import (
     PredictionRecord,
     RunReport,
     Sample,
-    _spill,
     dataset_files,
     load_manifest,
     read_samples,
     verify_dataset,
 )
-from modzy_retrain._writer import assign_split, public_url, safe_component
+from modzy_retrain._dataset import spill as _spill
+from modzy_retrain._stages.write import assign_split, public_url, safe_component
 
 
 def make(

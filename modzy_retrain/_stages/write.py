@@ -38,8 +38,17 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ._concurrency import aordered_map, ordered_map
-from ._dataset import (
+from modzy_retrain._core.concurrency import aordered_map, ordered_map
+from modzy_retrain._core.exceptions import (
+    ConfigurationError,
+    DatasetError,
+    DatasetExistsError,
+    MissingDependencyError,
+)
+from modzy_retrain._core.fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
+from modzy_retrain._dataset.journal import ResultJournal
+from modzy_retrain._dataset.lock import DatasetLock
+from modzy_retrain._dataset.manifest import (
     FILES_NAME,
     LATEST_NAME,
     MANIFEST_NAME,
@@ -55,17 +64,13 @@ from ._dataset import (
     load_manifest,
     read_samples,
 )
-from ._exceptions import (
-    ConfigurationError,
-    DatasetError,
-    DatasetExistsError,
-    MissingDependencyError,
-)
-from ._fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
-from ._journal import ResultJournal
-from ._lock import DatasetLock
-from ._records import Sample
-from ._report import (
+from modzy_retrain._dataset.spill import SpilledSet, SpillStore
+from modzy_retrain._dataset.trigger import TriggerGate
+from modzy_retrain._version import __version__
+
+from .base import Stage
+from .records import Sample
+from .report import (
     DUPLICATE_CONTENT,
     NOT_RESOLVED,
     SOURCE_CHANGED,
@@ -74,10 +79,6 @@ from ._report import (
     RunReport,
     StageStats,
 )
-from ._spill import SpilledSet, SpillStore
-from ._stage import Stage
-from ._trigger import TriggerGate
-from ._version import __version__
 
 DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
 DEFAULT_WRITE_CONCURRENCY = 16

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from ._constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from ._exceptions import InvalidQueryError
-from ._models import JobStatus
-from ._time import format_query_timestamp
+from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from modzy_retrain._core.exceptions import InvalidQueryError
+from modzy_retrain._core.timestamps import format_query_timestamp
+
+from .models import JobStatus
 
 SORT_KEYS: frozenset[str] = frozenset(
     {

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._exceptions import ResponseValidationError, ResultParseError
-from ._models import InputFailure, InputResult, Job, JobResults, ModelSummary
+from modzy_retrain._core.exceptions import ResponseValidationError, ResultParseError
+
+from .models import InputFailure, InputResult, Job, JobResults, ModelSummary
 
 # Per-input keys that are metadata, never output files, even if a future API version
 # gives one a dot in its name.

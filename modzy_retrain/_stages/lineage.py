@@ -21,11 +21,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any
 from urllib.parse import unquote
 
-from ._concurrency import aordered_map, ordered_map
-from ._exceptions import LineageError
-from ._fs import FileSystems, FileTooLargeError, hash_file
-from ._records import Sample
-from ._report import (
+from modzy_retrain._core.concurrency import aordered_map, ordered_map
+from modzy_retrain._core.exceptions import LineageError
+from modzy_retrain._core.fs import FileSystems, FileTooLargeError, hash_file
+
+from .base import Stage
+from .records import Sample
+from .report import (
     NAME_MISMATCH,
     NO_TEMPLATE,
     SOURCE_MISSING,
@@ -36,7 +38,6 @@ from ._report import (
     RunReport,
     StageStats,
 )
-from ._stage import Stage
 
 DEFAULT_LINEAGE_CONCURRENCY = 16
 DEFAULT_KEEP_BYTES = 4 << 20

@@ -11,14 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import _calls
-from ._constants import DEFAULT_PAGE_SIZE
-from ._history import build_history_params
-from ._models import InputResult, Job, JobResults, ModelSummary, ModelVersion, VoteValue
-from ._pagination import AsyncJobHistoryPager, JobHistoryPager
+from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
+
+from . import calls
+from .history import build_history_params
+from .models import InputResult, Job, JobResults, ModelSummary, ModelVersion, VoteValue
+from .pagination import AsyncJobHistoryPager, JobHistoryPager
 
 if TYPE_CHECKING:
-    from ._client import AsyncModzyClient, ModzyClient
+    from .client import AsyncModzyClient, ModzyClient
 
 StrOrSeq = str | Sequence[str]
 
@@ -86,14 +87,14 @@ class Jobs:
         )
         client = self._client
         return JobHistoryPager(
-            params, lambda page: client.call(_calls.history_page(params, page, strict=strict))
+            params, lambda page: client.call(calls.history_page(params, page, strict=strict))
         )
 
     history.__doc__ = _HISTORY_DOC
 
     def retrieve(self, job_id: str) -> Job:
         """Get one job's details (``GET /jobs/{job_id}``)."""
-        return self._client.call(_calls.job_details(job_id))
+        return self._client.call(calls.job_details(job_id))
 
 
 class AsyncJobs:
@@ -133,14 +134,14 @@ class AsyncJobs:
         )
         client = self._client
         return AsyncJobHistoryPager(
-            params, lambda page: client.call(_calls.history_page(params, page, strict=strict))
+            params, lambda page: client.call(calls.history_page(params, page, strict=strict))
         )
 
     history.__doc__ = _HISTORY_DOC
 
     async def retrieve(self, job_id: str) -> Job:
         """Get one job's details (``GET /jobs/{job_id}``)."""
-        return await self._client.call(_calls.job_details(job_id))
+        return await self._client.call(calls.job_details(job_id))
 
 
 class Results:
@@ -155,31 +156,31 @@ class Results:
         With ``strict=False``, an input whose result cannot be parsed is set aside in
         ``JobResults.invalid`` instead of raising :class:`ResultParseError` for the job.
         """
-        return self._client.call(_calls.job_results(job_id, strict=strict))
+        return self._client.call(calls.job_results(job_id, strict=strict))
 
     def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
         """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""
-        return self._client.call(_calls.input_result(job_id, input_name))
+        return self._client.call(calls.input_result(job_id, input_name))
 
     def output(self, job_id: str, input_name: str, output_name: str) -> bytes:
         """Get the raw bytes of one output file, such as ``results.json`` or a binary."""
-        return self._client.call(_calls.output_file(job_id, input_name, output_name))
+        return self._client.call(calls.output_file(job_id, input_name, output_name))
 
     def upvote(self, job_id: str, input_name: str) -> None:
         """Vote this input's prediction up (replaces this key's earlier vote)."""
-        self._client.call(_calls.vote(job_id, input_name, "upvote"))
+        self._client.call(calls.vote(job_id, input_name, "upvote"))
 
     def downvote(self, job_id: str, input_name: str) -> None:
         """Vote this input's prediction down (replaces this key's earlier vote)."""
-        self._client.call(_calls.vote(job_id, input_name, "downvote"))
+        self._client.call(calls.vote(job_id, input_name, "downvote"))
 
     def vote(self, job_id: str, input_name: str) -> VoteValue:
         """This key's own vote on the input: ``"UP"``, ``"DOWN"`` or ``"NO_VOTES"``."""
-        return self._client.call(_calls.get_vote(job_id, input_name))
+        return self._client.call(calls.get_vote(job_id, input_name))
 
     def reset_vote(self, job_id: str, input_name: str) -> None:
         """Reset the votes on this input (``DELETE /results/{job}/vote/{input}``)."""
-        self._client.call(_calls.reset_vote(job_id, input_name))
+        self._client.call(calls.reset_vote(job_id, input_name))
 
 
 class AsyncResults:
@@ -194,31 +195,31 @@ class AsyncResults:
         With ``strict=False``, an input whose result cannot be parsed is set aside in
         ``JobResults.invalid`` instead of raising :class:`ResultParseError` for the job.
         """
-        return await self._client.call(_calls.job_results(job_id, strict=strict))
+        return await self._client.call(calls.job_results(job_id, strict=strict))
 
     async def retrieve_input(self, job_id: str, input_name: str) -> InputResult:
         """Get one input's result (``GET /results/{job_id}/datasource/{input_name}``)."""
-        return await self._client.call(_calls.input_result(job_id, input_name))
+        return await self._client.call(calls.input_result(job_id, input_name))
 
     async def output(self, job_id: str, input_name: str, output_name: str) -> bytes:
         """Get the raw bytes of one output file, such as ``results.json`` or a binary."""
-        return await self._client.call(_calls.output_file(job_id, input_name, output_name))
+        return await self._client.call(calls.output_file(job_id, input_name, output_name))
 
     async def upvote(self, job_id: str, input_name: str) -> None:
         """Vote this input's prediction up (replaces this key's earlier vote)."""
-        await self._client.call(_calls.vote(job_id, input_name, "upvote"))
+        await self._client.call(calls.vote(job_id, input_name, "upvote"))
 
     async def downvote(self, job_id: str, input_name: str) -> None:
         """Vote this input's prediction down (replaces this key's earlier vote)."""
-        await self._client.call(_calls.vote(job_id, input_name, "downvote"))
+        await self._client.call(calls.vote(job_id, input_name, "downvote"))
 
     async def vote(self, job_id: str, input_name: str) -> VoteValue:
         """This key's own vote on the input: ``"UP"``, ``"DOWN"`` or ``"NO_VOTES"``."""
-        return await self._client.call(_calls.get_vote(job_id, input_name))
+        return await self._client.call(calls.get_vote(job_id, input_name))
 
     async def reset_vote(self, job_id: str, input_name: str) -> None:
         """Reset the votes on this input (``DELETE /results/{job}/vote/{input}``)."""
-        await self._client.call(_calls.reset_vote(job_id, input_name))
+        await self._client.call(calls.reset_vote(job_id, input_name))
 
 
 class Models:
@@ -229,15 +230,15 @@ class Models:
 
     def list(self) -> builtins.list[ModelSummary]:
         """All models visible to the key (``GET /models``)."""
-        return self._client.call(_calls.models_list())
+        return self._client.call(calls.models_list())
 
     def retrieve(self, model_id: str) -> ModelSummary:
         """One model's details (``GET /models/{model_id}``)."""
-        return self._client.call(_calls.model_details(model_id))
+        return self._client.call(calls.model_details(model_id))
 
     def versions(self, model_id: str) -> builtins.list[ModelVersion]:
         """One model's versions (``GET /models/{model_id}/versions``)."""
-        return self._client.call(_calls.model_versions(model_id))
+        return self._client.call(calls.model_versions(model_id))
 
 
 class AsyncModels:
@@ -248,12 +249,12 @@ class AsyncModels:
 
     async def list(self) -> builtins.list[ModelSummary]:
         """All models visible to the key (``GET /models``)."""
-        return await self._client.call(_calls.models_list())
+        return await self._client.call(calls.models_list())
 
     async def retrieve(self, model_id: str) -> ModelSummary:
         """One model's details (``GET /models/{model_id}``)."""
-        return await self._client.call(_calls.model_details(model_id))
+        return await self._client.call(calls.model_details(model_id))
 
     async def versions(self, model_id: str) -> builtins.list[ModelVersion]:
         """One model's versions (``GET /models/{model_id}/versions``)."""
-        return await self._client.call(_calls.model_versions(model_id))
+        return await self._client.call(calls.model_versions(model_id))

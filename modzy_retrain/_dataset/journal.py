@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._fs import atomic_write, join, url_to_fs
-from ._spill import SpillStore
+from modzy_retrain._core.fs import atomic_write, join, url_to_fs
+
+from .spill import SpillStore
 
 STAGING_DIR = "_staging"
 DEFAULT_PART_SIZE = 16

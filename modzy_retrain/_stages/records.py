@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._models import ClassPrediction, Job, JobResults, Voting
+from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Voting
 
 LabelState = Literal["confirmed", "corrected", "needs_label", "conflict"]
 """How much a sample's label can be trusted.

@@ -309,7 +309,7 @@ class RunReport:
         try:
             import pandas as pd
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            from ._exceptions import MissingDependencyError
+            from modzy_retrain._core.exceptions import MissingDependencyError
 
             raise MissingDependencyError("to_pandas() needs pandas: pip install pandas") from exc
         return pd.DataFrame([d.to_dict() for d in self.drops])

@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx
 
-from ._constants import API_KEY_ENV
-from ._dataset import Changes, Manifest, TriggerState
-from ._exceptions import ConfigurationError
-from ._fs import atomic_write, join, url_to_fs
+from modzy_retrain._core.constants import API_KEY_ENV
+from modzy_retrain._core.exceptions import ConfigurationError
+from modzy_retrain._core.fs import atomic_write, join, url_to_fs
+
+from .manifest import Changes, Manifest, TriggerState
 
 logger = logging.getLogger("modzy_retrain")
 

@@ -21,22 +21,29 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._client import ModzyClient
-from ._constants import API_KEY_ENV
-from ._dataset import latest_version, load_checkpoint, load_manifest
-from ._exceptions import ConfigurationError, MissingDependencyError
-from ._fetch import DEFAULT_CONCURRENCY, ResultFetcher
-from ._fs import url_to_fs
-from ._journal import ResultJournal
-from ._lineage import LineageResolver
-from ._lock import DatasetLock
-from ._query import JobHistoryQuery
-from ._records import Sample
-from ._report import RunReport
-from ._select import AnyOf, LabelPolicy, MinVotes, Selector, VoteFilter, selector_by_name
-from ._time import parse_timestamp
-from ._trigger import Firing, TriggerActions, TriggerGate, fire
-from ._writer import DatasetWriter, public_url
+from modzy_retrain._client.client import ModzyClient
+from modzy_retrain._core.constants import API_KEY_ENV
+from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
+from modzy_retrain._core.fs import url_to_fs
+from modzy_retrain._core.timestamps import parse_timestamp
+from modzy_retrain._dataset.journal import ResultJournal
+from modzy_retrain._dataset.lock import DatasetLock
+from modzy_retrain._dataset.manifest import latest_version, load_checkpoint, load_manifest
+from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
+from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY, ResultFetcher
+from modzy_retrain._stages.lineage import LineageResolver
+from modzy_retrain._stages.query import JobHistoryQuery
+from modzy_retrain._stages.records import Sample
+from modzy_retrain._stages.report import RunReport
+from modzy_retrain._stages.votes import (
+    AnyOf,
+    LabelPolicy,
+    MinVotes,
+    Selector,
+    VoteFilter,
+    selector_by_name,
+)
+from modzy_retrain._stages.write import DatasetWriter, public_url
 
 EXIT_PUBLISHED = 0
 EXIT_ERROR = 1

@@ -20,18 +20,19 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _calls
-from ._base_client import (
+from modzy_retrain._core.constants import DEFAULT_MAX_RESPONSE_BYTES
+
+from . import calls
+from .base import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     BaseClient,
     TimeoutTypes,
 )
-from ._calls import Call
-from ._constants import DEFAULT_MAX_RESPONSE_BYTES
-from ._http11 import AsyncHTTP11Transport, HTTP11Transport
-from ._resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
-from ._retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
+from .calls import Call
+from .http11 import AsyncHTTP11Transport, HTTP11Transport
+from .resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
+from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
 logger = logging.getLogger("modzy_retrain")
 
@@ -125,7 +126,7 @@ class ModzyClient(BaseClient):
 
     def check(self) -> None:
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
-        self.call(_calls.models_list())
+        self.call(calls.models_list())
 
     def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""
@@ -249,7 +250,7 @@ class AsyncModzyClient(BaseClient):
 
     async def check(self) -> None:
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
-        await self.call(_calls.models_list())
+        await self.call(calls.models_list())
 
     async def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""

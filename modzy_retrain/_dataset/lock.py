@@ -17,8 +17,8 @@ import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._exceptions import DatasetError
-from ._fs import ensure_parent, is_local, join
+from modzy_retrain._core.exceptions import DatasetError
+from modzy_retrain._core.fs import ensure_parent, is_local, join
 
 LOCK_NAME = "_lock.json"
 DEFAULT_LEASE = timedelta(hours=6)

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from ._time import parse_timestamp
+from modzy_retrain._core.timestamps import parse_timestamp
 
 Timestamp = Annotated[datetime | None, BeforeValidator(parse_timestamp)]
 

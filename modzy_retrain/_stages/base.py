@@ -15,8 +15,9 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
-from ._concurrency import aiter_sync
-from ._report import RunReport, StageStats
+from modzy_retrain._core.concurrency import aiter_sync
+
+from .report import RunReport, StageStats
 
 In = TypeVar("In")
 Out = TypeVar("Out")

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._exceptions import DatasetError
-from ._fs import CHUNK, join, url_to_fs
+from modzy_retrain._core.exceptions import DatasetError
+from modzy_retrain._core.fs import CHUNK, join, url_to_fs
 
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "_latest.json"

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._build import (
+from modzy_retrain._core.constants import API_KEY_ENV
+from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
+from modzy_retrain._dataset.manifest import load_manifest
+from modzy_retrain._stages.report import RunReport
+from modzy_retrain._stages.write import public_url
+
+from .build import (
     EXIT_BELOW_THRESHOLD,
     EXIT_ERROR,
     EXIT_INCOMPLETE,
@@ -17,11 +23,6 @@ from ._build import (
     build,
     load_settings,
 )
-from ._constants import API_KEY_ENV
-from ._dataset import load_manifest
-from ._exceptions import ConfigurationError, MissingDependencyError
-from ._report import RunReport
-from ._writer import public_url
 
 
 def add_build_arguments(parser: Any) -> None:
@@ -81,7 +82,7 @@ _TEMPLATE_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 
 def overrides_from_args(args: Any) -> dict[str, Any]:
-    from ._options import parse_key_values
+    from modzy_retrain._core.options import parse_key_values
 
     out: dict[str, Any] = {}
     simple = {
@@ -172,7 +173,7 @@ def estimate_eta(report: RunReport, elapsed: float) -> float | None:
     """Seconds left, from how far the jobs seen are through the query's time window."""
     from datetime import datetime, timezone
 
-    from ._time import parse_timestamp
+    from modzy_retrain._core.timestamps import parse_timestamp
 
     query = report.query or {}
     last = report.progress.last_created
@@ -208,7 +209,7 @@ def run_build_command(args: Any) -> int:
         print(f"modzy-retrain build: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_ERROR
     except Exception as exc:
-        from ._exceptions import ModzyRetrainError
+        from modzy_retrain._core.exceptions import ModzyRetrainError
 
         if not isinstance(exc, (ModzyRetrainError, OSError)):
             raise
@@ -256,9 +257,9 @@ def add_inspect_arguments(parser: Any) -> None:
 
 
 def run_inspect_command(args: Any) -> int:
-    from ._dataset import list_versions
-    from ._exceptions import DatasetError
-    from ._options import parse_key_values
+    from modzy_retrain._core.exceptions import DatasetError
+    from modzy_retrain._core.options import parse_key_values
+    from modzy_retrain._dataset.manifest import list_versions
 
     try:
         options = parse_key_values(args.storage_option)
@@ -294,7 +295,7 @@ def run_inspect_command(args: Any) -> int:
         cp = manifest.checkpoint
         print(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
     if manifest.trigger is not None:
-        from ._trigger import fired_record
+        from modzy_retrain._dataset.trigger import fired_record
 
         t = manifest.trigger
         line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"

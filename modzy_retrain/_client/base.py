@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._constants import (
+from modzy_retrain._core.constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_MAX_CONNECTIONS,
@@ -27,7 +27,7 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     POOL_SIZE,
 )
-from ._exceptions import (
+from modzy_retrain._core.exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -43,9 +43,10 @@ from ._exceptions import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from ._retry import RetryHook, RetryPolicy, parse_retry_after
-from ._secrets import ApiKey, redact, redact_obj
-from ._version import __version__
+from modzy_retrain._core.secrets import ApiKey, redact, redact_obj
+from modzy_retrain._version import __version__
+
+from .retry import RetryHook, RetryPolicy, parse_retry_after
 
 logger = logging.getLogger("modzy_retrain")
 

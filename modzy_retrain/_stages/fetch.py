@@ -17,16 +17,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _calls
-from ._client import AsyncModzyClient, ModzyClient
-from ._concurrency import aordered_map, ordered_map
-from ._exceptions import APIError, ResultParseError
-from ._journal import ResultJournal
-from ._models import Job, JobResults, JobStatus
-from ._parsing import parse_job_results
-from ._query import job_input_count
-from ._records import PredictionRecord, records_from_results
-from ._report import (
+from modzy_retrain._client import calls
+from modzy_retrain._client.client import AsyncModzyClient, ModzyClient
+from modzy_retrain._client.models import Job, JobResults, JobStatus
+from modzy_retrain._client.parsing import parse_job_results
+from modzy_retrain._core.concurrency import aordered_map, ordered_map
+from modzy_retrain._core.exceptions import APIError, ResultParseError
+from modzy_retrain._dataset.journal import ResultJournal
+
+from .base import Stage
+from .query import job_input_count
+from .records import PredictionRecord, records_from_results
+from .report import (
     INPUT_FAILED,
     JOB_NOT_FINISHED,
     NO_RESULT,
@@ -36,7 +38,6 @@ from ._report import (
     RunReport,
     StageStats,
 )
-from ._stage import Stage
 
 DEFAULT_CONCURRENCY = 32
 # Jobs taken from upstream ahead of the one being yielded, per unit of concurrency.
@@ -223,7 +224,7 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         client = self.client
         assert isinstance(client, ModzyClient)
         try:
-            body = client.call(_calls.job_results_body(job.job_id))
+            body = client.call(calls.job_results_body(job.job_id))
         except APIError as exc:
             return self._failed(job, exc)
         return self._parsed(job, body)
@@ -249,7 +250,7 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         client = self.client
         assert isinstance(client, AsyncModzyClient)
         try:
-            body = await client.call(_calls.job_results_body(job.job_id))
+            body = await client.call(calls.job_results_body(job.job_id))
         except APIError as exc:
             return self._failed(job, exc)
         return self._parsed(job, body)

@@ -14,16 +14,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from ._client import ModzyClient
-from ._dataset import DatasetFormat
-from ._fetch import ResultFetcher
-from ._lineage import LineageResolver
-from ._query import JobHistoryQuery
-from ._records import PredictionRecord
-from ._report import RunReport, StageStats
-from ._select import AnyVotes, VoteFilter
-from ._stage import Stage
-from ._writer import DatasetWriter
+from modzy_retrain._client.client import ModzyClient
+from modzy_retrain._dataset.manifest import DatasetFormat
+from modzy_retrain._stages.base import Stage
+from modzy_retrain._stages.fetch import ResultFetcher
+from modzy_retrain._stages.lineage import LineageResolver
+from modzy_retrain._stages.query import JobHistoryQuery
+from modzy_retrain._stages.records import PredictionRecord
+from modzy_retrain._stages.report import RunReport, StageStats
+from modzy_retrain._stages.votes import AnyVotes, VoteFilter
+from modzy_retrain._stages.write import DatasetWriter
 
 
 @dataclass
@@ -119,7 +119,7 @@ def run_demo(
 def _run(
     out: str, jobs: int, seed: int, fmt: DatasetFormat, stream: TextIO, inputs: str, keep: bool
 ) -> RunReport:
-    from .sandbox import Sandbox
+    from modzy_retrain.sandbox import Sandbox
 
     sandbox = Sandbox(seed=seed, jobs=jobs, data_url=inputs)
     sandbox.write_inputs()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-from ._models import Job
-from ._parsing import InvalidJob
+from .models import Job
+from .parsing import InvalidJob
 
 # What a page fetch returns: the jobs, and the items a lenient pager set aside.
 PageContent = tuple[list[Job], list[InvalidJob]]

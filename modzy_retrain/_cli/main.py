@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._version import __version__
+from modzy_retrain._version import __version__
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from .demo import run_demo
 
     report = run_demo(
         out=args.out,
@@ -24,19 +24,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ._build_cli import run_build_command
+    from .build_command import run_build_command
 
     return run_build_command(args)
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ._build_cli import run_inspect_command
+    from .build_command import run_inspect_command
 
     return run_inspect_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .sandbox._cli import add_sandbox_parser
+    from modzy_retrain.sandbox._cli import add_sandbox_parser
 
     parser = argparse.ArgumentParser(
         prog="modzy-retrain",
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="the sandbox's seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from ._build_cli import add_build_arguments, add_inspect_arguments
+    from .build_command import add_build_arguments, add_inspect_arguments
 
     build = sub.add_parser(
         "build",

@@ -18,10 +18,11 @@ from typing import Any
 
 import fsspec
 
-from ._exceptions import ConfigurationError
-from ._records import LabelState, PredictionRecord, Sample
-from ._report import NOT_SELECTED, Drop, RunReport, StageStats
-from ._stage import Stage
+from modzy_retrain._core.exceptions import ConfigurationError
+
+from .base import Stage
+from .records import LabelState, PredictionRecord, Sample
+from .report import NOT_SELECTED, Drop, RunReport, StageStats
 
 # -- selectors ------------------------------------------------------------------------
 

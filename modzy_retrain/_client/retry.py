@@ -24,7 +24,7 @@ from typing import Any
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._exceptions import (
+from modzy_retrain._core.exceptions import (
     APIConnectionError,
     APIStatusError,
     InternalServerError,

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from . import _parsing
-from ._exceptions import InvalidQueryError, ResponseValidationError
-from ._models import (
+from modzy_retrain._core.exceptions import InvalidQueryError, ResponseValidationError
+
+from . import parsing
+from .models import (
     InputResult,
     Job,
     JobResults,
@@ -44,17 +45,17 @@ def segment(name: str, value: str) -> str:
 
 def job_details(job_id: str) -> Call[Job]:
     path = f"/jobs/{segment('job_id', job_id)}"
-    return Call("GET", path, lambda data: _parsing.parse_job(data, method="GET", path=path))
+    return Call("GET", path, lambda data: parsing.parse_job(data, method="GET", path=path))
 
 
 def history_page(
     params: dict[str, str], page: int, *, strict: bool = True
-) -> Call[tuple[list[Job], list[_parsing.InvalidJob]]]:
+) -> Call[tuple[list[Job], list[parsing.InvalidJob]]]:
     path = "/jobs/history"
     return Call(
         "GET",
         path,
-        lambda data: _parsing.parse_history_items(data, method="GET", path=path, strict=strict),
+        lambda data: parsing.parse_history_items(data, method="GET", path=path, strict=strict),
         params={**params, "page": str(page)},
     )
 
@@ -64,7 +65,7 @@ def job_results(job_id: str, *, strict: bool = True) -> Call[JobResults]:
     return Call(
         "GET",
         path,
-        lambda data: _parsing.parse_job_results(
+        lambda data: parsing.parse_job_results(
             job_id, data, method="GET", path=path, strict=strict
         ),
     )
@@ -81,9 +82,7 @@ def input_result(job_id: str, input_name: str) -> Call[InputResult]:
     return Call(
         "GET",
         path,
-        lambda data: _parsing.parse_single_result(
-            job_id, input_name, data, method="GET", path=path
-        ),
+        lambda data: parsing.parse_single_result(job_id, input_name, data, method="GET", path=path),
     )
 
 
@@ -128,12 +127,12 @@ def get_vote(job_id: str, input_name: str) -> Call[VoteValue]:
 
 def models_list() -> Call[list[ModelSummary]]:
     path = "/models"
-    return Call("GET", path, lambda data: _parsing.parse_models(data, method="GET", path=path))
+    return Call("GET", path, lambda data: parsing.parse_models(data, method="GET", path=path))
 
 
 def model_details(model_id: str) -> Call[ModelSummary]:
     path = f"/models/{segment('model_id', model_id)}"
-    return Call("GET", path, lambda data: _parsing.parse_model(data, method="GET", path=path))
+    return Call("GET", path, lambda data: parsing.parse_model(data, method="GET", path=path))
 
 
 def _parse_versions(data: Any, path: str) -> list[ModelVersion]:

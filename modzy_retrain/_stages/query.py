@@ -6,15 +6,17 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._client import AsyncModzyClient, ModzyClient
-from ._concurrency import aread_ahead, read_ahead
-from ._constants import DEFAULT_PAGE_SIZE
-from ._dataset import Checkpoint
-from ._exceptions import InvalidQueryError
-from ._history import build_history_params
-from ._models import Job
-from ._pagination import JobHistoryPage
-from ._report import (
+from modzy_retrain._client.client import AsyncModzyClient, ModzyClient
+from modzy_retrain._client.history import build_history_params
+from modzy_retrain._client.models import Job
+from modzy_retrain._client.pagination import JobHistoryPage
+from modzy_retrain._core.concurrency import aread_ahead, read_ahead
+from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
+from modzy_retrain._core.exceptions import InvalidQueryError
+from modzy_retrain._dataset.manifest import Checkpoint
+
+from .base import AsyncStageIterator, Source, StageIterator
+from .report import (
     ALREADY_PUBLISHED,
     JOB_FILTERED,
     JOB_UNPARSEABLE,
@@ -22,7 +24,6 @@ from ._report import (
     RunReport,
     StageStats,
 )
-from ._stage import AsyncStageIterator, Source, StageIterator
 
 StrOrSeq = str | Sequence[str]
 

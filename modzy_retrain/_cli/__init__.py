@@ -1,0 +1,1 @@
+"""The ``modzy-retrain`` command line: build, inspect, demo."""

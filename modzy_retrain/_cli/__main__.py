@@ -1,0 +1,7 @@
+"""``python -m modzy_retrain._cli.main``: the command line (as the ``modzy-retrain`` script)."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset storage: the manifest, versions, the result journal, the lock, the trigger."""

@@ -1,0 +1,1 @@
+"""The chain's stages and what flows between them (records, the run report)."""
