@@ -49,7 +49,6 @@ bench: $(VENV)/.dev
 	$(PY) bench/parse.py
 	$(PY) bench/harvest.py
 	$(PY) bench/harvest_layers.py
-	$(PY) bench/transport_ab.py
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
 

@@ -7,7 +7,10 @@ a fixed per-request latency):
   one history page per call, then one ``results.get`` per job, sequentially;
 - (b) modzy_retrain's sync ``JobHistoryQuery | ResultFetcher`` at default settings;
 - (c) the async path at default settings;
-- (d) both at concurrency 16, 32 and 64.
+- (d) both at concurrency 16, 32 and 64;
+- (e) the async path at default settings on the opt-in aiohttp stack
+  (``AsyncModzyClient(http_client=httpx_aiohttp.HttpxAiohttpClient())``), when
+  ``httpx-aiohttp`` is installed (the ``aiohttp`` extra).
 
 Each is reported in jobs per second, as a ratio to (a), and as a share of the bound
 ``concurrency / latency``. The sandbox's own capacity is measured too (many raw
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -147,16 +151,23 @@ def run_sync(base_url: str, api_key: str, concurrency: int, sandbox_pid: int) ->
         return run
 
 
-async def run_async(base_url: str, api_key: str, concurrency: int, sandbox_pid: int) -> Run:
-    async with AsyncModzyClient(
-        api_key=api_key, base_url=base_url, max_connections=max(64, concurrency)
-    ) as c:
+async def run_async(
+    base_url: str, api_key: str, concurrency: int, sandbox_pid: int, aiohttp: bool = False
+) -> Run:
+    options: dict[str, Any] = {"max_connections": max(64, concurrency)}
+    if aiohttp:
+        from httpx_aiohttp import HttpxAiohttpClient
+
+        options = {"http_client": HttpxAiohttpClient()}
+    async with AsyncModzyClient(api_key=api_key, base_url=base_url, **options) as c:
         with Run(sandbox_pid) as run:
             it = (JobHistoryQuery(c) | ResultFetcher(c, concurrency=concurrency)).astream()
             async for _ in it:
                 pass
         run.jobs = it.report.stages["fetch"].items_in
-        return run
+    if aiohttp:
+        await options["http_client"].aclose()
+    return run
 
 
 def main() -> int:
@@ -189,9 +200,12 @@ def main() -> int:
             plan.append(("(c) async, default", DEFAULT_CONCURRENCY, True))
             for conc in (16, 32, 64):
                 plan += [(f"(d) sync, {conc}", conc, False), (f"(d) async, {conc}", conc, True)]
+            if importlib.util.find_spec("httpx_aiohttp") is not None:
+                plan.append(("(e) async, aiohttp, default", DEFAULT_CONCURRENCY, True))
             for name, conc, is_async in plan:
                 if is_async:
-                    run = asyncio.run(run_async(base_url, key, conc, proc.pid))
+                    aiohttp = "aiohttp" in name
+                    run = asyncio.run(run_async(base_url, key, conc, proc.pid, aiohttp))
                 else:
                     run = run_sync(base_url, key, conc, proc.pid)
                 if "default" in name:

@@ -2,10 +2,12 @@
 
 Against the same sandbox (its own process, real HTTP on loopback, 50 ms per request),
 fetches every finished job's results with 32 threads (``--concurrency``), adding one
-layer at a time: a transport alone (httpx's, then this library's own), then JSON
-decoding, then this library's client call (retries, error mapping), then parsing, then
-the ``ResultFetcher``, then the history pager in front of it. Prints jobs per second,
-the share of the bound (concurrency / latency) and the client's CPU per job for each.
+layer at a time: httpx's transport alone (one pool), then ``httpx.Client.send`` (what
+the library sends through), then JSON decoding, then this library's client call
+(retries, error mapping), then parsing, then the ``ResultFetcher``, then the history
+pager in front of it. Then the same raw fetch on asyncio tasks: ``httpx.AsyncClient``
+and, when installed, the opt-in ``httpx-aiohttp`` client. Prints jobs per second, the
+share of the bound (concurrency / latency) and the client's CPU per job for each.
 
 Run: ``.venv/bin/python bench/harvest_layers.py [--jobs 2000] [--concurrency 32]``.
 """
@@ -13,9 +15,8 @@ Run: ``.venv/bin/python bench/harvest_layers.py [--jobs 2000] [--concurrency 32]
 from __future__ import annotations
 
 import argparse
-import itertools
+import asyncio
 import json
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -31,8 +32,33 @@ from harvest import start_sandbox
 
 from modzy_retrain import JobHistoryQuery, ModzyClient, ResultFetcher
 from modzy_retrain._client.calls import job_results_body
-from modzy_retrain._client.http11 import HTTP11Transport
 from modzy_retrain._client.parsing import parse_job_results
+
+
+def async_clients(headers: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
+    """The async HTTP clients to compare: stock httpx, and httpx-aiohttp if installed."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    clients: list[tuple[str, Callable[[], Any]]] = [
+        ("async: httpx.AsyncClient", lambda: httpx.AsyncClient(limits=limits, headers=headers))
+    ]
+    try:
+        from httpx_aiohttp import HttpxAiohttpClient
+    except ImportError:
+        return clients
+    clients.append(("async: httpx-aiohttp client", lambda: HttpxAiohttpClient(headers=headers)))
+    return clients
+
+
+async def fetch_async(make: Callable[[], Any], url: str, ids: list[str], conc: int) -> None:
+    """Every job's results body, ``conc`` requests in flight on one event loop."""
+    queue = iter(ids)
+    async with make() as http:
+
+        async def worker() -> None:
+            for job_id in queue:
+                (await http.get(f"{url}/results/{job_id}")).raise_for_status()
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
 
 
 def main() -> int:
@@ -59,13 +85,12 @@ def main() -> int:
         print(f"{n} finished jobs, {conc} in flight, bound {bound:.0f} jobs/s")
         print(f"{'layers':<40}{'jobs/s':>8}{'of bound':>9}{'µs CPU':>10}")
         headers = {"Authorization": f"ApiKey {key}", "Accept": "application/json"}
-        limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-        pools = [httpx.HTTPTransport(limits=limits) for _ in range(max(1, conc // 8))]
-        ours = HTTP11Transport(ssl_context=ssl.create_default_context(), max_connections=64)
-        turn = itertools.count()
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        transport = httpx.HTTPTransport(limits=limits)
+        http = httpx.Client(limits=limits, headers=headers)
         timeout = {"timeout": httpx.Timeout(60.0).as_dict()}
 
-        def send(transport: httpx.BaseTransport, job_id: str) -> bytes:
+        def transport_only(job_id: str) -> bytes:
             request = httpx.Request(
                 "GET", f"{url}/results/{job_id}", headers=headers, extensions=timeout
             )
@@ -75,16 +100,13 @@ def main() -> int:
             finally:
                 response.close()
 
-        def httpx_raw(job_id: str) -> bytes:
-            return send(pools[next(turn) % len(pools)], job_id)
-
         def raw(job_id: str) -> bytes:
-            return send(ours, job_id)
+            return http.get(f"{url}/results/{job_id}").content
 
         ids = [j.job_id for j in jobs]
         with ThreadPoolExecutor(conc) as pool, ModzyClient(api_key=key, base_url=url) as c:
-            measure("httpx transport (pools of 8)", lambda: list(pool.map(httpx_raw, ids)))
-            measure("modzy_retrain HTTP11Transport", lambda: list(pool.map(raw, ids)))
+            measure("httpx transport alone (one pool)", lambda: list(pool.map(transport_only, ids)))
+            measure("httpx.Client", lambda: list(pool.map(raw, ids)))
             measure("+ JSON decoding", lambda: list(pool.map(lambda i: json.loads(raw(i)), ids)))
             measure(
                 "client.call (retries, errors, decoding)",
@@ -101,12 +123,16 @@ def main() -> int:
                     )
                 ),
             )
+        transport.close()
+        http.close()
         with ModzyClient(api_key=key, base_url=url) as c:
             measure("ResultFetcher (records, report)", lambda: list(ResultFetcher(c)(jobs)))
             measure(
                 "JobHistoryQuery | ResultFetcher",
                 lambda: list(JobHistoryQuery(c) | ResultFetcher(c, concurrency=conc)),
             )
+        for name, make in async_clients(headers):
+            measure(name, lambda make=make: asyncio.run(fetch_async(make, url, ids, conc)))
     finally:
         proc.terminate()
         proc.wait()

@@ -25,7 +25,9 @@ from modzy_retrain import (
 )
 from modzy_retrain.sandbox import Sandbox, SandboxServer
 
-MODES = ["sync-inprocess", "async-inprocess", "sync-http", "async-http"]
+# "async-aiohttp-http": the async client on the opt-in aiohttp stack (httpx-aiohttp's
+# client passed as http_client), over real HTTP, through every shared scenario.
+MODES = ["sync-inprocess", "async-inprocess", "sync-http", "async-http", "async-aiohttp-http"]
 
 
 @pytest.fixture
@@ -155,10 +157,17 @@ def make_api(
         async def asleep(seconds: float) -> None:
             sleeps.append(seconds)
 
+        if "aiohttp" in mode:
+            from httpx_aiohttp import HttpxAiohttpClient
+
+            given = HttpxAiohttpClient()
+            stack.push_async_callback(given.aclose)  # the library never closes it
+            options["http_client"] = given
+        else:
+            options["transport"] = None if server else sandbox.async_transport()
         async_client = AsyncModzyClient(
             api_key=options.pop("api_key", sandbox.api_key),
             base_url=base_url,
-            transport=None if server else sandbox.async_transport(),
             sleep=asleep,
             **options,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import ssl
 import warnings
 
@@ -29,7 +30,6 @@ from modzy_retrain import (
     RetryPolicy,
     UnprocessableEntityError,
 )
-from modzy_retrain._client.http11 import AsyncHTTP11Transport, HTTP11Transport
 
 SECRET = "ZyXwVuTsRq9876543210"
 KEY = f"AbCdEfGhIj0123456789.{SECRET}"
@@ -244,67 +244,27 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+def _pool(client: ModzyClient | AsyncModzyClient, url: str = "https://modzy.invalid") -> object:
+    """The httpcore pool the client's HTTP client would use for ``url``."""
+    return client._http._transport_for_url(httpx.URL(url))._pool  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("cls", [ModzyClient, AsyncModzyClient])
-def test_straight_to_the_api_one_lean_pool_verifying_tls(
+def test_own_client_is_one_httpx_pool_verifying_tls(
     monkeypatch: pytest.MonkeyPatch, cls: type[ModzyClient] | type[AsyncModzyClient]
 ) -> None:
     _no_proxies(monkeypatch)
     client = cls(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
-    [pool] = client._pools
-    expected = HTTP11Transport if cls is ModzyClient else AsyncHTTP11Transport
-    assert type(pool) is expected
-    assert pool._state.max_connections == 20  # type: ignore[union-attr]
-    context: ssl.SSLContext = pool._ssl_context  # type: ignore[union-attr]
+    expected = httpx.Client if cls is ModzyClient else httpx.AsyncClient
+    assert type(client._http) is expected
+    assert client._http.follow_redirects is False
+    assert client._http.timeout == httpx.Timeout(60.0, connect=10.0)
+    pool = _pool(client)
+    assert pool._max_connections == 20  # type: ignore[attr-defined]
+    assert pool._max_keepalive_connections == 20  # type: ignore[attr-defined]
+    context: ssl.SSLContext = pool._ssl_context  # type: ignore[attr-defined]
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
-
-
-def test_through_a_proxy_connections_are_spread_over_small_pools(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    _no_proxies(monkeypatch)
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=20)
-    pools = client._pools
-    assert all(isinstance(p, httpx.HTTPTransport) for p in pools)
-    assert [p._pool._max_connections for p in pools] == [8, 8, 4]  # type: ignore[attr-defined]
-    # One SSL context for all pools, verifying certificates and host names.
-    contexts = {id(p._pool._ssl_context) for p in pools}  # type: ignore[attr-defined]
-    assert len(contexts) == 1
-    context: ssl.SSLContext = pools[0]._pool._ssl_context  # type: ignore[attr-defined]
-    assert context.verify_mode == ssl.CERT_REQUIRED
-    assert context.check_hostname
-    client.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        client.models.list()
-    # A transport the caller gives stays one pool (the sandbox's, a mock...).
-    mocked = ModzyClient(
-        api_key=KEY,
-        base_url="https://modzy.invalid",
-        max_connections=20,
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])),
-    )
-    assert len(mocked._pools) == 1
-    mocked.close()
-
-
-def test_requests_go_round_robin_over_the_pools(monkeypatch: pytest.MonkeyPatch) -> None:
-    _no_proxies(monkeypatch)
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    client = ModzyClient(api_key=KEY, base_url="http://127.0.0.1:9", max_connections=24)
-    assert len(client._pools) == 3
-    used: list[int] = []
-    for i, pool in enumerate(client._pools):
-
-        def send(request: httpx.Request, *, _i: int = i) -> httpx.Response:
-            used.append(_i)
-            return httpx.Response(200, json={"vote": "UP"}, request=request)
-
-        pool.handle_request = send  # type: ignore[method-assign]
-    for _ in range(6):
-        client.results.vote("j", "a")
-    client.close()
-    assert used == [0, 1, 2, 0, 1, 2]
 
 
 @pytest.mark.parametrize("cls", [ModzyClient, AsyncModzyClient])
@@ -313,10 +273,11 @@ def test_tls_verification_can_be_turned_off_explicitly(
 ) -> None:
     _no_proxies(monkeypatch)
     client = cls(api_key=KEY, base_url="https://modzy.invalid", verify=False)
-    context: ssl.SSLContext = client._pools[0]._ssl_context  # type: ignore[union-attr]
+    context: ssl.SSLContext = _pool(client)._ssl_context  # type: ignore[attr-defined]
     assert context.verify_mode == ssl.CERT_NONE
 
 
+@pytest.mark.parametrize("cls", [ModzyClient, AsyncModzyClient])
 @pytest.mark.parametrize(
     ("env", "proxied"),
     [
@@ -328,20 +289,153 @@ def test_tls_verification_can_be_turned_off_explicitly(
     ],
 )
 def test_proxies_come_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxied: bool
+    monkeypatch: pytest.MonkeyPatch,
+    cls: type[ModzyClient] | type[AsyncModzyClient],
+    env: dict[str, str],
+    proxied: bool,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    _no_proxies(monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    client = cls(api_key=KEY, base_url="https://modzy.invalid")
+    proxy_types = (httpcore.HTTPProxy, httpcore.AsyncHTTPProxy)
+    assert isinstance(_pool(client), proxy_types) is proxied
+
+
+def test_a_closed_client_refuses_calls_and_closes_its_own_http_client() -> None:
     client = ModzyClient(api_key=KEY, base_url="https://modzy.invalid")
-    pool = client._pools[0]
-    if proxied:
-        assert isinstance(pool._pool, httpcore.HTTPProxy)  # type: ignore[attr-defined]
-    else:
-        assert isinstance(pool, HTTP11Transport)  # straight to the API
     client.close()
+    assert client._http.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        client.models.list()
+
+
+def _recording_handler(seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json=[])
+        return _redirecting()
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_given_http_client_carries_every_request_with_its_own_settings() -> None:
+    seen: list[httpx.Request] = []
+    hooked: list[str] = []
+    given = httpx.Client(
+        transport=_recording_handler(seen),
+        # Where the user's client points elsewhere, the key still goes to base_url only.
+        base_url="https://elsewhere.invalid",
+        headers={"X-Team": "vision", "User-Agent": "theirs"},
+        follow_redirects=True,
+        event_hooks={"request": [lambda r: hooked.append(str(r.url))]},
+    )
+    client = ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        http_client=given,
+        retry=RetryPolicy.disabled(),
+    )
+    assert client.models.list() == []
+    with pytest.raises(APIStatusError) as info:  # a redirect is refused, never followed
+        client.results.vote("j", "a")
+    assert info.value.status_code == 302
+    assert [r.url.host for r in seen] == ["modzy.invalid", "modzy.invalid"]
+    assert hooked == [
+        "https://modzy.invalid/api/models",
+        "https://modzy.invalid/api/results/j/vote/a",
+    ]
+    first = seen[0]
+    assert first.headers["X-Team"] == "vision"  # the client's headers apply...
+    assert first.headers["Authorization"] == f"ApiKey {KEY}"  # ...and ours win
+    assert first.headers["User-Agent"].startswith("modzy-retrain/")
+    client.close()
+    assert not given.is_closed  # never closed by the library
+    assert SECRET not in repr(client)
+    given.close()
+
+
+@pytest.mark.anyio
+async def test_a_given_async_http_client_carries_every_request_and_stays_open() -> None:
+    seen: list[httpx.Request] = []
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    given = httpx.AsyncClient(transport=_recording_handler(seen), event_hooks={"request": [hook]})
+    async with AsyncModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        http_client=given,
+        retry=RetryPolicy.disabled(),
+    ) as client:
+        assert await client.models.list() == []
+        with pytest.raises(APIStatusError):
+            await client.results.vote("j", "a")
+    assert hooked == ["/api/models", "/api/results/j/vote/a"]
+    assert [r.url.host for r in seen] == ["modzy.invalid", "modzy.invalid"]
+    assert not given.is_closed
+    await given.aclose()
+
+
+def test_the_sandbox_transport_and_a_mock_transport_work_through_a_given_client() -> None:
+    from modzy_retrain.sandbox import Sandbox
+
+    sandbox = Sandbox(seed=0, jobs=5)
+    with httpx.Client(transport=sandbox.transport()) as given:
+        client = ModzyClient(api_key=sandbox.api_key, base_url=sandbox.base_url, http_client=given)
+        assert len(list(client.jobs.history())) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"http_client": httpx.AsyncClient()}, "takes an httpx.Client, not AsyncClient"),
+        (
+            {"http_client": httpx.Client(), "transport": httpx.MockTransport(lambda r: r)},
+            "not both",
+        ),
+        ({"http_client": httpx.Client(), "verify": False}, "not both"),
+    ],
+)
+def test_a_given_client_of_the_wrong_kind_or_with_ignored_settings_is_refused(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        ModzyClient(api_key=KEY, base_url="https://modzy.invalid", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"takes an httpx\.AsyncClient, not Client"):
+        AsyncModzyClient(api_key=KEY, base_url="https://h", http_client=httpx.Client())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given_timeout", "timeout", "expected"),
+    [
+        (None, "not given", httpx.Timeout(60.0, connect=10.0)),  # no given client
+        (httpx.Timeout(5.0), "not given", httpx.Timeout(60.0, connect=10.0)),  # httpx default
+        (httpx.Timeout(30.0), "not given", httpx.Timeout(30.0)),  # the client's choice
+        (httpx.Timeout(30.0), 12.0, httpx.Timeout(12.0)),  # explicit wins
+        (httpx.Timeout(30.0), None, httpx.Timeout(None)),  # explicit: no timeout
+    ],
+)
+def test_timeouts_explicit_then_the_given_clients_then_the_librarys(
+    given_timeout: httpx.Timeout | None, timeout: object, expected: httpx.Timeout
+) -> None:
+    seen: list[httpx.Request] = []
+    transport = _recording_handler(seen)
+    given = httpx.Client(transport=transport, timeout=given_timeout) if given_timeout else None
+    kwargs: dict[str, object] = {} if timeout == "not given" else {"timeout": timeout}
+    client = ModzyClient(
+        api_key=KEY,
+        base_url="https://modzy.invalid",
+        http_client=given,
+        transport=None if given else transport,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    client.models.list()
+    assert client.timeout == expected
+    assert seen[0].extensions["timeout"] == expected.as_dict()
 
 
 def _redirecting() -> httpx.Response:
@@ -388,62 +482,3 @@ async def test_async_redirect_is_an_error_too() -> None:
             await client.models.list()
     assert info.value.status_code == 302
     assert [r.url.host for r in seen] == ["modzy.invalid"]
-
-
-@pytest.mark.parametrize("via", ["proxy", "given", "own"])
-@pytest.mark.parametrize("installed", [False, True])
-def test_async_client_makes_a_missing_sniffio_fail_fast(
-    monkeypatch: pytest.MonkeyPatch, installed: bool, via: str
-) -> None:
-    # httpcore retries `import sniffio` several times per async request; without
-    # sniffio each failed import searched sys.path again (see _fail_fast_without_sniffio).
-    import importlib.util
-    import sys
-    import types
-
-    fake = types.ModuleType("sniffio")
-    monkeypatch.setitem(sys.modules, "sniffio", fake)  # restored after the test
-    del sys.modules["sniffio"]
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name: str, *args: object) -> object:
-        if name == "sniffio":
-            return object() if installed else None
-        return real_find_spec(name, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    # Only httpx's transport goes through httpcore: through a proxy, or given.
-    _no_proxies(monkeypatch)
-    if via == "proxy":
-        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    given = httpx.AsyncHTTPTransport() if via == "given" else None
-    AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid", transport=given)
-    if installed or via == "own":
-        assert "sniffio" not in sys.modules
-    else:
-        assert sys.modules["sniffio"] is None
-        with pytest.raises(ImportError):
-            import sniffio  # noqa: F401
-
-
-@pytest.mark.parametrize("proxied", [False, True])
-def test_async_client_goes_direct_on_its_own_transport_and_through_proxies_on_httpx(
-    monkeypatch: pytest.MonkeyPatch, proxied: bool
-) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    if proxied:
-        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    client = AsyncModzyClient(api_key=KEY, base_url="https://modzy.invalid", max_connections=40)
-    if proxied:
-        assert all(isinstance(p, httpx.AsyncHTTPTransport) for p in client._pools)
-        assert all(
-            isinstance(p._pool, httpcore.AsyncHTTPProxy)  # type: ignore[attr-defined]
-            for p in client._pools
-        )
-    else:
-        [pool] = client._pools
-        assert isinstance(pool, AsyncHTTP11Transport)
-        assert pool._state.max_connections == 40
-        assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED

@@ -233,7 +233,13 @@ async def test_harvest_under_faults_matches_the_fault_free_harvest(mode: str) ->
     assert got == expected
     assert no_sleeps == []
     assert sleeps  # the faults did happen, and were retried without real sleeping
-    assert sum(flaky.fault_counts.values()) == len(sleeps)
+    counts = flaky.fault_counts
+    if "aiohttp" in mode:
+        # aiohttp itself resends a request once when a kept-alive connection turns out
+        # closed (a dropped connection), before the library's retry ever sees it.
+        assert sum(counts.values()) - counts["drop"] <= len(sleeps) <= sum(counts.values())
+    else:
+        assert sum(counts.values()) == len(sleeps)
 
 
 async def test_retries_give_up_with_the_last_error(mode: str) -> None:

@@ -11,11 +11,8 @@ import logging
 import os
 import random
 import re
-import ssl
-import urllib.request
 import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final
 
 import httpx
 
@@ -25,7 +22,6 @@ from modzy_retrain._core.constants import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
-    POOL_SIZE,
 )
 from modzy_retrain._core.exceptions import (
     APIConnectionError,
@@ -61,7 +57,34 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 TimeoutTypes = float | httpx.Timeout | None
-P = TypeVar("P")  # a transport, sync or async
+
+
+class NotGiven:
+    """The default of ``timeout``: "not passed", which differs from ``None`` (no timeout)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven()
+# httpx's own default (5 s); a given client with any other timeout chose it on purpose.
+_HTTPX_DEFAULT_TIMEOUT = httpx.Timeout(5.0)
+
+
+def resolve_timeout(
+    timeout: TimeoutTypes | NotGiven, http_client: httpx.Client | httpx.AsyncClient | None
+) -> TimeoutTypes:
+    """The timeout every request carries.
+
+    Passed explicitly, it wins. Otherwise a given client's own timeout, unless that is
+    httpx's untouched 5 s default, which is too short for a large results body: then
+    the library's (60 s, 10 s to connect), as with the library's own client.
+    """
+    if not isinstance(timeout, NotGiven):
+        return timeout
+    if http_client is not None and http_client.timeout != _HTTPX_DEFAULT_TIMEOUT:
+        return http_client.timeout
+    return DEFAULT_TIMEOUT
 
 
 class InsecureBaseURLWarning(UserWarning):
@@ -135,21 +158,6 @@ class _Body:
         return b"".join(self._chunks)
 
 
-def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url``, or ``None``.
-
-    ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case), read
-    the way ``urllib`` reads them, which is also where httpx's ``trust_env`` starts.
-    Resolved once per client: every request goes to the same base URL.
-    """
-    parsed = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parsed.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parsed.host):
-        return None
-    return proxy
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith((".localhost", ".invalid")):
         return True
@@ -208,7 +216,6 @@ class BaseClient:
         self._on_retry = on_retry
         # Built once: every request carries the same headers and timeouts.
         self._headers = httpx.Headers(self._default_headers())
-        self._extensions: dict[str, Any] = {"timeout": self.timeout.as_dict()}
         self._closed = False
         # Jitter only; not security relevant.
         self._rng = random.Random()
@@ -233,73 +240,60 @@ class BaseClient:
         headers["Authorization"] = self._api_key.header_value()
         return headers
 
-    def _pool_sizes(self) -> list[int]:
-        """How the connections are split into independent pools.
+    def _own_client_options(self, verify: bool | str) -> dict[str, Any]:
+        """The settings of the ``httpx.Client``/``AsyncClient`` the library makes itself.
 
-        httpcore's pool does work per request that grows with the pool's size, which
-        made the async client 3.5x slower at 32 connections in one pool than spread over
-        pools of 8 (bench/RESULTS.md). A transport given by the caller is one pool.
+        One pool of ``max_connections`` (all kept alive), TLS verified unless turned
+        off, proxies and ``SSL_CERT_FILE`` from the environment (httpx's ``trust_env``),
+        redirects never followed (``send`` refuses them too, whatever the client says).
         """
-        full, rest = divmod(self.max_connections, POOL_SIZE)
-        return [POOL_SIZE] * full + ([rest] if rest else [])
+        return {
+            "timeout": self.timeout,
+            "limits": httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+            ),
+            "verify": verify,
+            "follow_redirects": False,
+            "trust_env": True,
+        }
 
-    def _ssl_context(self, verify: bool | str) -> ssl.SSLContext:
-        """The one SSL context every connection uses (built once: it is costly)."""
-        context: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
-        return context
-
-    def _transport_options(self, verify: bool | str) -> list[dict[str, Any]]:
-        """The keyword arguments of each pool's httpx transport (sync or async alike).
-
-        The clients send through httpx transports directly rather than through
-        ``httpx.Client``: they need none of its per-request work (cookies, auth flows,
-        redirect handling, URL merging), which cost about a third of the client's CPU per
-        request (bench/RESULTS.md). What it did that matters is kept: TLS verification
-        (one SSL context for all pools), proxies from the environment, timeouts (per
-        request, below), and redirects are never followed (a 3xx is an error).
-        """
-        context = self._ssl_context(verify)
-        proxy = env_proxy(self.base_url)
-        return [
-            {
-                "verify": context,
-                "limits": httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                "proxy": proxy,
-            }
-            for size in self._pool_sizes()
-        ]
-
-    def _make_pools(
+    def _check_given_client(
         self,
-        given: P | None,
+        http_client: object,
+        expected: type[Any],
+        transport: object,
         verify: bool | str,
-        own: Callable[..., P],
-        through_proxy: Callable[..., P],
-    ) -> list[P]:
-        """The transports requests go through, the same choice for sync and async.
+    ) -> None:
+        """Refuse an ``http_client`` of the wrong kind, or one with settings it would ignore."""
+        if not isinstance(http_client, expected):
+            raise ConfigurationError(
+                f"{self._client_name}(http_client=...) takes an {expected.__module__}."
+                f"{expected.__qualname__}, not {type(http_client).__name__}"
+            )
+        if transport is not None:
+            raise ConfigurationError(
+                "pass transport=... or http_client=..., not both: give the transport to "
+                "your httpx client"
+            )
+        if verify is not True:
+            raise ConfigurationError(
+                "pass verify=... or http_client=..., not both: set verify on your httpx client"
+            )
 
-        A transport the caller gives is the one pool. Straight to the API, the library's
-        own HTTP/1.1 transport (``own``), one pool whose per-request work does not grow
-        with its size (see ``_http11`` for why). With a proxy in the environment, httpx's
-        transport (``through_proxy``), which speaks to proxies, in pools of 8.
-        """
-        if given is not None:
-            return [given]
-        if env_proxy(self.base_url) is None:
-            return [
-                own(ssl_context=self._ssl_context(verify), max_connections=self.max_connections)
-            ]
-        return [through_proxy(**options) for options in self._transport_options(verify)]
-
-    def _build_request(self, method: str, path: str, params: Any) -> httpx.Request:
+    def _build_request(
+        self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, params: Any
+    ) -> httpx.Request:
         if self._closed:
             raise RuntimeError(f"this {self._client_name} is closed")
-        return httpx.Request(
+        # The URL is absolute, so a given client's base_url never redirects the key
+        # elsewhere; its default headers come first and ours (the key too) win.
+        return http.build_request(
             method,
             self.base_url + path,
             params=params,
             headers=self._headers,
-            extensions=self._extensions,
+            timeout=self.timeout,
         )
 
     # -- errors -------------------------------------------------------------------------

@@ -8,10 +8,7 @@ mapping), ``_calls`` (what each call sends and how its body is parsed) and ``_re
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import itertools
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -25,33 +22,19 @@ from modzy_retrain._core.constants import DEFAULT_MAX_RESPONSE_BYTES
 from . import calls
 from .base import (
     DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
     BaseClient,
+    NotGiven,
     TimeoutTypes,
+    resolve_timeout,
 )
 from .calls import Call
-from .http11 import AsyncHTTP11Transport, HTTP11Transport
 from .resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
 logger = logging.getLogger("modzy_retrain")
 
 T = TypeVar("T")
-
-
-def _fail_fast_without_sniffio() -> None:
-    """Make httpcore's per-request ``import sniffio`` fail at once when it is absent.
-
-    httpcore imports sniffio inside ``current_async_library()``, which runs several
-    times per async request, and Python does not cache a failed import: without sniffio
-    (anyio >= 4.11 no longer installs it) every call searches ``sys.path`` again. That
-    was 0.4 to 0.7 ms of CPU per request here, a third of the async client's
-    (bench/RESULTS.md; upstream: encode/httpcore#1103). ``None`` in ``sys.modules`` is
-    Python's own marker for "not importable": the import fails immediately and httpcore
-    falls back to asyncio exactly as it did. Only when sniffio is not installed.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class ModzyClient(BaseClient):
@@ -61,15 +44,22 @@ class ModzyClient(BaseClient):
         api_key: The API key (``<prefix>.<secret>``). Defaults to ``$MODZY_API_KEY``.
         base_url: The host (``https://app.modzy.com``) or the API root
             (``https://app.modzy.com/api``). Defaults to ``$MODZY_BASE_URL``.
-        timeout: Seconds, or an ``httpx.Timeout``. On by default (60 s, 10 s to connect).
+        timeout: Seconds, or an ``httpx.Timeout`` (``None``: none). On by default (60 s,
+            10 s to connect); with ``http_client`` and no ``timeout``, that client's own
+            unless it is httpx's 5 s default.
         retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
-        max_connections: Connections in all (kept alive too), spread over independent
-            pools of 8, which keeps per-request pool overhead flat as it grows.
+        max_connections: Connections in the library's own HTTP client's pool (all kept
+            alive). Ignored with ``http_client``: its limits apply.
         max_response_bytes: A response body over this many bytes (64 MiB by default) is
             refused with :class:`ResponseTooLargeError` instead of read into memory.
         headers: Extra headers sent with every request.
-        transport: An httpx transport, e.g. the sandbox's in-process transport.
-        verify: TLS verification (on by default), as httpx takes it.
+        transport: An httpx transport for the library's own client, e.g. the sandbox's
+            in-process transport.
+        verify: TLS verification of the library's own client (on by default), as httpx
+            takes it.
+        http_client: Your own ``httpx.Client``: its transport, mounts, proxies,
+            certificates, HTTP/2 and event hooks apply. The library never closes it,
+            never follows a redirect and sends the key only to ``base_url``.
         on_retry: Called with a :class:`RetryEvent` before each retry wait.
         sleep: What waits between retries (``time.sleep``); tests inject a recorder.
 
@@ -83,20 +73,21 @@ class ModzyClient(BaseClient):
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
+        http_client: httpx.Client | None = None,
         on_retry: RetryHook | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout,
+            timeout=resolve_timeout(timeout, http_client),
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
@@ -104,10 +95,12 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        self._pools: list[httpx.BaseTransport] = self._make_pools(
-            transport, verify, HTTP11Transport, httpx.HTTPTransport
+        if http_client is not None:
+            self._check_given_client(http_client, httpx.Client, transport, verify)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(
+            transport=transport, **self._own_client_options(verify)
         )
-        self._next_pool = itertools.count()
 
     @cached_property
     def jobs(self) -> Jobs:
@@ -143,12 +136,10 @@ class ModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(call.method, call.path, call.params)
-        # Round robin over the pools (next() on a count is atomic under the GIL).
-        pool = self._pools[next(self._next_pool) % len(self._pools)]
+        request = self._build_request(self._http, call.method, call.path, call.params)
         started = time.perf_counter()
         try:
-            response = pool.handle_request(request)
+            response = self._http.send(request, stream=True, follow_redirects=False)
             try:
                 content = self._read(call, response)
             finally:
@@ -174,10 +165,10 @@ class ModzyClient(BaseClient):
         return body.content()
 
     def close(self) -> None:
-        """Close the connection pools (the transport given, if any, too)."""
+        """Close the library's own HTTP client; an ``http_client`` you passed stays open."""
         self._closed = True
-        for pool in self._pools:
-            pool.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> ModzyClient:
         return self
@@ -194,8 +185,10 @@ class ModzyClient(BaseClient):
 class AsyncModzyClient(BaseClient):
     """The asynchronous twin of :class:`ModzyClient`, with identical parameters.
 
-    ``sleep`` is an async callable (``asyncio.sleep`` by default) and ``transport`` an
-    ``httpx.AsyncBaseTransport``. Use it with ``async with``, or ``await client.aclose()``.
+    ``sleep`` is an async callable (``asyncio.sleep`` by default), ``transport`` an
+    ``httpx.AsyncBaseTransport`` and ``http_client`` an ``httpx.AsyncClient`` (for example
+    ``httpx_aiohttp.HttpxAiohttpClient``, from the ``aiohttp`` extra). Use it with
+    ``async with``, or ``await client.aclose()``.
     """
 
     _client_name = "AsyncModzyClient"
@@ -205,20 +198,21 @@ class AsyncModzyClient(BaseClient):
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
+        http_client: httpx.AsyncClient | None = None,
         on_retry: RetryHook | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout,
+            timeout=resolve_timeout(timeout, http_client),
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
@@ -226,12 +220,12 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        self._pools: list[httpx.AsyncBaseTransport] = self._make_pools(
-            transport, verify, AsyncHTTP11Transport, httpx.AsyncHTTPTransport
+        if http_client is not None:
+            self._check_given_client(http_client, httpx.AsyncClient, transport, verify)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport, **self._own_client_options(verify)
         )
-        if any(isinstance(pool, httpx.AsyncHTTPTransport) for pool in self._pools):
-            _fail_fast_without_sniffio()  # httpcore underneath (a proxy, or given)
-        self._next_pool = itertools.count()
 
     @cached_property
     def jobs(self) -> AsyncJobs:
@@ -267,11 +261,10 @@ class AsyncModzyClient(BaseClient):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(call.method, call.path, call.params)
-        pool = self._pools[next(self._next_pool) % len(self._pools)]
+        request = self._build_request(self._http, call.method, call.path, call.params)
         started = time.perf_counter()
         try:
-            response = await pool.handle_async_request(request)
+            response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
                 content = await self._aread(call, response)
             finally:
@@ -297,10 +290,10 @@ class AsyncModzyClient(BaseClient):
         return body.content()
 
     async def aclose(self) -> None:
-        """Close the connection pools (the transport given, if any, too)."""
+        """Close the library's own HTTP client; an ``http_client`` you passed stays open."""
         self._closed = True
-        for pool in self._pools:
-            await pool.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncModzyClient:
         return self

@@ -8,8 +8,6 @@ import httpx
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Enough connections for the fetcher's default concurrency, plus headroom.
 DEFAULT_MAX_CONNECTIONS = 64
-# Connections per independent pool: the client spreads requests over several pools.
-POOL_SIZE = 8
 # A response body larger than this is refused before it is read into memory. A job's
 # results are kilobytes per input; 64 MiB is thousands of inputs with explanations.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
