@@ -9,6 +9,7 @@ import contextlib as _contextlib
 
 from ._client.base import InsecureBaseURLWarning
 from ._client.client import AsyncModzyClient, ModzyClient
+from ._client.history import HistoryFilters
 from ._client.models import (
     ClassPrediction,
     InputFailure,
@@ -49,6 +50,7 @@ from ._core.exceptions import (
     ResponseValidationError,
     ResultParseError,
     UnprocessableEntityError,
+    UnsafeNameError,
 )
 from ._dataset.journal import ResultJournal
 from ._dataset.lock import DatasetLockedError
@@ -68,7 +70,7 @@ from ._dataset.manifest import (
 )
 from ._stages.base import AsyncStageIterator, Chain, Source, Stage, StageIterator, pipeline
 from ._stages.fetch import ResultFetcher
-from ._stages.lineage import LineageResolver, UnsafeNameError
+from ._stages.lineage import LineageResolver
 from ._stages.query import JobHistoryQuery
 from ._stages.records import LabelState, PredictionRecord, Sample
 from ._stages.report import Drop, RunReport, StageStats
@@ -126,6 +128,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "Drop",
     "Everything",
     "FileTable",
+    "HistoryFilters",
     "InputFailure",
     "InputResult",
     "InsecureBaseURLWarning",

@@ -6,14 +6,19 @@ fails with :class:`~modzy_retrain.InvalidQueryError` naming the problem.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from modzy_retrain._core.exceptions import InvalidQueryError
 from modzy_retrain._core.timestamps import format_query_timestamp
 
 from .models import JobStatus
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SORT_KEYS: frozenset[str] = frozenset(
     {
@@ -32,6 +37,55 @@ SORT_KEYS: frozenset[str] = frozenset(
 )
 
 StrOrSeq = str | Sequence[str]
+
+
+class HistoryFilters(TypedDict, total=False):
+    """The job history's filters, declared once.
+
+    ``client.jobs.history(**filters)``, its pager and :class:`JobHistoryQuery` all take
+    these keywords (``Unpack[HistoryFilters]``), and :func:`build_history_params`
+    validates them. A list of values means "any of them".
+
+    Keys:
+        start: Jobs created at or after this time (timezone-aware).
+        end: Jobs created at or before this time (timezone-aware; needs ``start``).
+        model: Model name, fuzzy (the API returns similar matches).
+        model_id: Exact model identifier(s).
+        model_version: Exact model version(s).
+        user: Submitter's first name, last name or email, fuzzy.
+        access_key: API key prefix(es); a whole key is cut to its prefix.
+        status: ``ALL``, ``PENDING``, ``TERMINATED``, ``TERMINATED_WITH_ERROR`` or an
+            exact job status, case-insensitive.
+        sort_by: Sort key(s) such as ``createdAt``.
+        direction: ``ASC`` or ``DESC``.
+        page_size: Jobs per page (1 to 1000).
+    """
+
+    start: datetime | None
+    end: datetime | None
+    model: StrOrSeq | None
+    model_id: StrOrSeq | None
+    model_version: StrOrSeq | None
+    user: StrOrSeq | None
+    access_key: StrOrSeq | None
+    status: StrOrSeq | None
+    sort_by: StrOrSeq | None
+    direction: str | None
+    page_size: int
+
+
+HISTORY_FILTERS: tuple[str, ...] = tuple(HistoryFilters.__annotations__)
+
+
+def check_filter_names(names: Any) -> None:
+    """Refuse a keyword that is not a history filter, suggesting the nearest one."""
+    for name in names:
+        if name not in HistoryFilters.__annotations__:
+            near = difflib.get_close_matches(str(name), HISTORY_FILTERS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise InvalidQueryError(
+                f"unknown history filter {name!r}{hint} (filters: {', '.join(HISTORY_FILTERS)})"
+            )
 
 
 def _join(name: str, value: StrOrSeq | None) -> str | None:
@@ -61,26 +115,27 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 
 
 def build_history_params(
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    model: StrOrSeq | None = None,
-    model_id: StrOrSeq | None = None,
-    model_version: StrOrSeq | None = None,
-    user: StrOrSeq | None = None,
-    access_key: StrOrSeq | None = None,
-    status: StrOrSeq | None = None,
-    sort_by: StrOrSeq | None = None,
-    direction: str | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    now: datetime | None = None,
+    *, now: datetime | None = None, **filters: Unpack[HistoryFilters]
 ) -> dict[str, str]:
     """Validate a history query and return its query parameters (without ``page``).
 
     Raises:
-        InvalidQueryError: end without start, start in the future, end before start,
-            naive datetimes, unknown status, sort key or direction, bad page size.
+        InvalidQueryError: an unknown filter, end without start, start in the future,
+            end before start, naive datetimes, unknown status, sort key or direction,
+            bad page size.
     """
+    check_filter_names(filters)
+    start = filters.get("start")
+    end = filters.get("end")
+    model = filters.get("model")
+    model_id = filters.get("model_id")
+    model_version = filters.get("model_version")
+    user = filters.get("user")
+    access_key = filters.get("access_key")
+    status = filters.get("status")
+    sort_by = filters.get("sort_by")
+    direction = filters.get("direction")
+    page_size = filters.get("page_size", DEFAULT_PAGE_SIZE)
     start = _aware("start", start)
     end = _aware("end", end)
     if end is not None and start is None:

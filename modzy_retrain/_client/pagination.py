@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+from modzy_retrain._core.exceptions import InvalidQueryError
+
 from .models import Job
 from .parsing import InvalidJob
 
@@ -72,7 +74,7 @@ class JobHistoryPager:
     def page(self, number: int) -> JobHistoryPage:
         """Fetch page ``number`` (1-based)."""
         if number < 1:
-            raise ValueError("pages are numbered from 1")
+            raise InvalidQueryError(f"pages are numbered from 1, not {number}")
         jobs, invalid = self._fetch(number)
         return JobHistoryPage(jobs, number, self.page_size, invalid)
 
@@ -103,7 +105,7 @@ class AsyncJobHistoryPager:
     async def page(self, number: int) -> JobHistoryPage:
         """Fetch page ``number`` (1-based)."""
         if number < 1:
-            raise ValueError("pages are numbered from 1")
+            raise InvalidQueryError(f"pages are numbered from 1, not {number}")
         jobs, invalid = await self._fetch(number)
         return JobHistoryPage(jobs, number, self.page_size, invalid)
 

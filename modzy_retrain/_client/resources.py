@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
-
 from . import calls
-from .history import build_history_params
+from .history import HistoryFilters, build_history_params
 from .models import InputResult, Job, JobResults, ModelSummary, ModelVersion, VoteValue
 from .pagination import AsyncJobHistoryPager, JobHistoryPager
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .client import AsyncModzyClient, ModzyClient
 
 StrOrSeq = str | Sequence[str]
@@ -26,27 +25,17 @@ StrOrSeq = str | Sequence[str]
 _HISTORY_DOC = """Query the job history; returns a lazy pager over every matching job.
 
         Nothing is sent until you iterate. The query is validated now, so a bad one
-        raises :class:`InvalidQueryError` before any request.
+        (an unknown filter too) raises :class:`InvalidQueryError` before any request.
 
         Args:
-            start: Jobs created at or after this time (timezone-aware).
-            end: Jobs created at or before this time (timezone-aware; needs ``start``).
-            model: Model name, fuzzy (the API returns similar matches).
-            model_id: Exact model identifier(s).
-            model_version: Exact model version(s).
-            user: Submitter's first name, last name or email, fuzzy.
-            access_key: API key prefix(es). A full key is cut to its prefix, so the
-                secret never lands in a URL.
-            status: ``ALL`` (default), ``PENDING``, ``TERMINATED``,
-                ``TERMINATED_WITH_ERROR`` or an exact job status, case-insensitive.
-            sort_by: Sort key(s) such as ``createdAt`` (the API's default).
-            direction: ``ASC`` (the API's default) or ``DESC``.
-            page_size: Jobs per page (1 to 1000).
+            **filters: The history filters, :class:`HistoryFilters` (``start``, ``end``,
+                ``model``, ``model_id``, ``model_version``, ``user``, ``access_key``,
+                ``status``, ``sort_by``, ``direction``, ``page_size``). A list of values
+                for a filter means "any of them". The API's defaults apply to those not
+                given: every status, sorted by ``createdAt``, ascending, 100 a page.
             strict: Raise :class:`ResponseValidationError` on the first history item
                 that is not a job (default). With ``False`` such items are set aside
                 in ``page.invalid`` with their reason, and iterating yields the rest.
-
-        A list of values for a filter means "any of them".
 """
 
 
@@ -56,35 +45,8 @@ class Jobs:
     def __init__(self, client: ModzyClient) -> None:
         self._client = client
 
-    def history(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        model: StrOrSeq | None = None,
-        model_id: StrOrSeq | None = None,
-        model_version: StrOrSeq | None = None,
-        user: StrOrSeq | None = None,
-        access_key: StrOrSeq | None = None,
-        status: StrOrSeq | None = None,
-        sort_by: StrOrSeq | None = None,
-        direction: str | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        strict: bool = True,
-    ) -> JobHistoryPager:
-        params = build_history_params(
-            start=start,
-            end=end,
-            model=model,
-            model_id=model_id,
-            model_version=model_version,
-            user=user,
-            access_key=access_key,
-            status=status,
-            sort_by=sort_by,
-            direction=direction,
-            page_size=page_size,
-        )
+    def history(self, *, strict: bool = True, **filters: Unpack[HistoryFilters]) -> JobHistoryPager:
+        params = build_history_params(**filters)
         client = self._client
         return JobHistoryPager(
             params, lambda page: client.call(calls.history_page(params, page, strict=strict))
@@ -104,34 +66,9 @@ class AsyncJobs:
         self._client = client
 
     def history(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        model: StrOrSeq | None = None,
-        model_id: StrOrSeq | None = None,
-        model_version: StrOrSeq | None = None,
-        user: StrOrSeq | None = None,
-        access_key: StrOrSeq | None = None,
-        status: StrOrSeq | None = None,
-        sort_by: StrOrSeq | None = None,
-        direction: str | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        strict: bool = True,
+        self, *, strict: bool = True, **filters: Unpack[HistoryFilters]
     ) -> AsyncJobHistoryPager:
-        params = build_history_params(
-            start=start,
-            end=end,
-            model=model,
-            model_id=model_id,
-            model_version=model_version,
-            user=user,
-            access_key=access_key,
-            status=status,
-            sort_by=sort_by,
-            direction=direction,
-            page_size=page_size,
-        )
+        params = build_history_params(**filters)
         client = self._client
         return AsyncJobHistoryPager(
             params, lambda page: client.call(calls.history_page(params, page, strict=strict))

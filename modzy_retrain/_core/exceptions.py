@@ -2,9 +2,10 @@
 
 ```
 ModzyRetrainError                      anything from modzy_retrain
-├── ConfigurationError (ValueError)     missing API key, malformed base URL, bad option
-├── InvalidQueryError (ValueError)      a query refused before any request was sent
-├── LineageError (ValueError)           a malformed lineage template or pattern
+├── ConfigurationError (ValueError)     any invalid argument of a stage or client
+│   ├── InvalidQueryError               a query refused before any request was sent
+│   └── LineageError                    a malformed lineage template or pattern
+├── UnsafeNameError (ValueError)        a name that would escape the dataset or input root
 ├── MissingDependencyError (ImportError) an optional extra is not installed
 ├── DatasetError                        a dataset could not be written or read
 │   ├── DatasetExistsError              the target holds a dataset; pass overwrite=True
@@ -59,6 +60,7 @@ __all__ = [
     "ResponseValidationError",
     "ResultParseError",
     "UnprocessableEntityError",
+    "UnsafeNameError",
 ]
 
 
@@ -82,11 +84,17 @@ class ModzyRetrainError(Exception):
 
 
 class ConfigurationError(ModzyRetrainError, ValueError):
-    """The library was configured in a way that cannot work (no API key, bad URL...)."""
+    """An invalid argument of a client or a stage, or a setting that cannot work (no API
+    key, a bad URL, a threshold out of range...). Raised when the object is built, before
+    any request; a ``ValueError`` too, so ``except ValueError`` keeps catching it."""
 
 
-class InvalidQueryError(ModzyRetrainError, ValueError):
+class InvalidQueryError(ConfigurationError):
     """A query was refused before any request was sent (e.g. an end date without a start)."""
+
+
+class UnsafeNameError(ModzyRetrainError, ValueError):
+    """A value that would let a template or a layout escape its root (the message says why)."""
 
 
 class APIError(ModzyRetrainError):
@@ -246,5 +254,5 @@ class DatasetExistsError(DatasetError):
     """The target already holds a dataset and ``overwrite`` was not set."""
 
 
-class LineageError(ModzyRetrainError, ValueError):
+class LineageError(ConfigurationError):
     """A lineage template or convention is malformed (raised when the stage is built)."""

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
-from modzy_retrain._core.exceptions import LineageError
+from modzy_retrain._core.exceptions import LineageError, UnsafeNameError
 from modzy_retrain._core.fs import FileSystems, FileTooLargeError, hash_file
 
 from .base import Stage
@@ -51,10 +51,6 @@ TEMPLATE_FIELDS = (
     "label",
     "predicted_label",
 )
-
-
-class UnsafeNameError(ValueError):
-    """A value that would let a template escape its root (the message says why)."""
 
 
 class UnresolvedError(ValueError):
