@@ -13,7 +13,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from ._catalogue import WorldModel
 from ._faults import Fault, FaultConfig, FaultInjector, FaultKind
+from ._records import World, WorldInput, WorldJob
 from ._views import (
     REQUIREMENTS,
     error_body,
@@ -25,7 +27,6 @@ from ._views import (
     results_json,
     single_result_json,
 )
-from ._world import World, WorldInput, WorldJob, WorldModel
 
 UTC = timezone.utc
 
