@@ -12,9 +12,10 @@
 See docs/sandbox.md for the world, the routes and the knobs.
 """
 
-from ._app import LogEntry, Request, Response, SandboxApp
+from ._app import LogEntry, SandboxApp
 from ._catalogue import WorldModel
 from ._faults import FaultConfig
+from ._messages import Request, Response
 from ._records import InputRef, WorldInput, WorldJob, WorldUser
 from ._sandbox import IN_PROCESS_BASE_URL, Sandbox
 from ._server import SandboxServer

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from modzy_retrain.sandbox import Sandbox
-from modzy_retrain.sandbox._world import World, build_world
+from modzy_retrain.sandbox._records import World
+from modzy_retrain.sandbox._world import build_world
 
 UTC = timezone.utc
 START, END = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 3, 1, tzinfo=UTC)
