@@ -12,13 +12,15 @@
 See docs/sandbox.md for the world, the routes and the knobs.
 """
 
-from ._app import LogEntry, Request, Response, SandboxApp
+from ._app import LogEntry, SandboxApp
+from ._catalogue import WorldModel
 from ._faults import FaultConfig
+from ._messages import Request, Response
+from ._records import InputRef, WorldInput, WorldJob, WorldUser
 from ._sandbox import IN_PROCESS_BASE_URL, Sandbox
 from ._server import SandboxServer
 from ._stores import ObjectStoreServer, gcs_server, s3_server
 from ._transport import AsyncSandboxTransport, SandboxTransport
-from ._world import InputRef, WorldInput, WorldJob, WorldModel, WorldUser
 
 __all__ = [
     "IN_PROCESS_BASE_URL",

@@ -16,12 +16,15 @@ import fsspec
 import httpx
 from fsspec.implementations.local import LocalFileSystem
 
-from ._app import LogEntry, Request, Response, SandboxApp
+from ._app import LogEntry, SandboxApp
+from ._catalogue import WorldModel
 from ._content import render_input
 from ._faults import FaultConfig
+from ._messages import Request, Response
+from ._records import InputRef, World, WorldJob, WorldUser
 from ._server import SandboxServer
 from ._transport import AsyncSandboxTransport, SandboxTransport
-from ._world import InputRef, World, WorldJob, WorldModel, WorldUser, build_world
+from ._world import build_world
 
 UTC = timezone.utc
 

@@ -16,8 +16,9 @@ import time
 from email.utils import formatdate
 from types import TracebackType
 
-from ._app import Request, Response, SandboxApp, error_response
+from ._app import SandboxApp
 from ._faults import FaultKind
+from ._messages import Request, Response, error_response
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024

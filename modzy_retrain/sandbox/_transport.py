@@ -7,8 +7,9 @@ import time
 
 import httpx
 
-from ._app import Dispatch, Request, SandboxApp
+from ._app import Dispatch, SandboxApp
 from ._faults import FaultKind
+from ._messages import Request
 
 
 def _to_request(request: httpx.Request, body: bytes) -> Request:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ._catalogue import WorldModel
 from ._content import explanation, render_input
-from ._world import World, WorldInput, WorldJob, WorldModel, WorldUser
+from ._records import World, WorldInput, WorldJob, WorldUser
 
 JSON = dict[str, Any]
 
