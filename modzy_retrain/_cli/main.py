@@ -30,7 +30,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .build_command import run_inspect_command
+    from .inspect_command import run_inspect_command
 
     return run_inspect_command(args)
 
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="the sandbox's seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from .build_command import add_build_arguments, add_inspect_arguments
+    from .build_command import add_build_arguments
+    from .inspect_command import add_inspect_arguments
 
     build = sub.add_parser(
         "build",

@@ -1,0 +1,65 @@
+"""``modzy-retrain inspect``: a dataset's versions, counts and manifest."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from modzy_retrain._core.exceptions import DatasetError
+from modzy_retrain._core.options import parse_key_values
+from modzy_retrain._dataset.manifest import list_versions, load_manifest
+from modzy_retrain._dataset.trigger import fired_record
+from modzy_retrain._stages.write import public_url
+
+from .build import EXIT_ERROR
+
+
+def add_inspect_arguments(parser: Any) -> None:
+    parser.add_argument("url", help="the dataset URL")
+    parser.add_argument("--version", help="a version to show instead of the latest")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def run_inspect_command(args: Any) -> int:
+    try:
+        options = parse_key_values(args.storage_option)
+        manifest = load_manifest(args.url, version=args.version, storage_options=options)
+        versions = list_versions(args.url, storage_options=options)
+    except (DatasetError, ValueError) as exc:
+        print(f"modzy-retrain inspect: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(manifest.model_dump_json(indent=2))
+        return 0
+    c = manifest.counts
+    print(f"dataset: {public_url(args.url)}")
+    if versions:
+        print(f"versions: {', '.join(versions)} (showing {manifest.version})")
+    print(f"created: {manifest.created_at.isoformat()}  run {manifest.run_id}")
+    print(f"format: {manifest.format} ({manifest.mode}), {manifest.file_count} files")
+    print(f"samples: {c.samples} ({c.duplicates} duplicate contents skipped)")
+    for title, counts in (
+        ("by label state", c.by_label_state),
+        ("by split", c.by_split),
+        ("by label", c.by_label),
+        ("by model", c.by_model),
+    ):
+        print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if manifest.changes is not None:
+        ch = manifest.changes
+        print(
+            f"changes against {ch.previous or 'nothing'}: {ch.added} added, {ch.retracted} "
+            f"retracted, {ch.relabelled} relabelled, {ch.carried} carried over"
+        )
+    if manifest.checkpoint is not None:
+        cp = manifest.checkpoint
+        print(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
+    if manifest.trigger is not None:
+        t = manifest.trigger
+        line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"
+        if t.ready and manifest.version is not None:
+            record = fired_record(args.url, manifest.version, options)
+            line += f", fired at {record.get('fired_at')}" if record else ", not fired yet"
+        print(line)
+    return 0
