@@ -320,23 +320,25 @@ class Stage(Generic[In, Out]):
             "process_stream(items) (the whole stream)"
         )
 
-    def _results(self, result: Out | Many[Out] | Drop) -> Iterable[Out | Drop]:
+    def _results(self, result: Out | Many[Out] | Drop, method: str) -> Iterable[Out | Drop]:
         if isinstance(result, Many):
             return result.results
         if isinstance(result, _NOT_A_RESULT):
+            _close(result)  # never run: no "never awaited" warning on top of the error
             raise TypeError(
-                f"{type(self).__name__}.process returned a {type(result).__name__}: return "
+                f"{type(self).__name__}.{method} returned a {type(result).__name__}: return "
                 "Many(...) for several outputs, and name the async method aprocess"
             )
         return (result,)
 
     def _per_item(self, items: Iterator[In]) -> Iterator[Out | Drop]:
         for item in items:
-            yield from self._results(self.process(item))
+            yield from self._results(self.process(item), "process")
 
     async def _aper_item(self, items: AsyncIterator[In]) -> AsyncIterator[Out | Drop]:
+        method = "aprocess" if _overrides(self, "aprocess") else "process"
         async for item in items:
-            for result in self._results(await self.aprocess(item)):
+            for result in self._results(await self.aprocess(item), method):
                 yield result
 
     async def _in_thread(self, items: AsyncIterator[In]) -> AsyncIterator[Out | Drop]:
