@@ -68,7 +68,15 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
-from ._stages.base import AsyncStageIterator, Chain, Source, Stage, StageIterator, pipeline
+from ._stages.base import (
+    AsyncStageIterator,
+    Chain,
+    Many,
+    Source,
+    Stage,
+    StageIterator,
+    pipeline,
+)
 from ._stages.fetch import ResultFetcher
 from ._stages.lineage import LineageResolver
 from ._stages.query import JobHistoryQuery
@@ -149,6 +157,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "LineageResolver",
     "Manifest",
     "ManifestFile",
+    "Many",
     "MinVotes",
     "MissingDependencyError",
     "ModelRef",

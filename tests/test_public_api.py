@@ -28,6 +28,15 @@ def test_every_exported_name_exists_and_reports_the_public_module() -> None:
             assert obj.__module__ == "modzy_retrain", name
 
 
+def test_a_custom_stage_needs_nothing_private() -> None:
+    # The stage contract: the base class and its methods, the several-outputs wrapper,
+    # the drop, and what chains stages.
+    for name in ("Chain", "Drop", "Many", "Source", "Stage", "pipeline"):
+        assert name in modzy_retrain.__all__, name
+    for method in ("process", "process_stream", "aprocess", "aprocess_stream"):
+        assert callable(getattr(modzy_retrain.Stage, method)), method
+
+
 def test_version_is_a_string() -> None:
     assert isinstance(modzy_retrain.__version__, str)
     assert modzy_retrain.__version__[0].isdigit()

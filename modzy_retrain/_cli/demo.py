@@ -10,7 +10,6 @@ inputs and votes per model, then the run report.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -21,7 +20,7 @@ from modzy_retrain._stages.fetch import ResultFetcher
 from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
 from modzy_retrain._stages.records import PredictionRecord
-from modzy_retrain._stages.report import RunReport, StageStats
+from modzy_retrain._stages.report import RunReport
 from modzy_retrain._stages.votes import AnyVotes, VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
 
@@ -44,8 +43,8 @@ class ModelTally:
 class VoteTally(Stage[PredictionRecord, PredictionRecord]):
     """A pass-through stage that counts records and votes per model.
 
-    It is also the smallest example of a custom stage: ``_iterate`` (and its async
-    twin) transform an iterator and keep ``stats`` up to date.
+    It is also the smallest example of a custom stage: one pure ``process`` per item,
+    which the sync and async paths both run; the base class counts and times it.
     """
 
     name = "tally"
@@ -53,7 +52,7 @@ class VoteTally(Stage[PredictionRecord, PredictionRecord]):
     def __init__(self) -> None:
         self.models: dict[str, ModelTally] = {}
 
-    def _count(self, record: PredictionRecord) -> None:
+    def process(self, record: PredictionRecord) -> PredictionRecord:
         tally = self.models.setdefault(
             record.model_id, ModelTally(name=record.model_name or record.model_id)
         )
@@ -69,22 +68,7 @@ class VoteTally(Stage[PredictionRecord, PredictionRecord]):
             tally.up_voted += 1
         elif v.down:
             tally.down_voted += 1
-
-    def _iterate(
-        self, items: Iterable[PredictionRecord], report: RunReport, stats: StageStats
-    ) -> Iterator[PredictionRecord]:
-        for record in items:
-            stats.items_in += 1
-            self._count(record)
-            yield record
-
-    async def _aiterate(
-        self, items: AsyncIterable[PredictionRecord], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[PredictionRecord]:
-        async for record in items:
-            stats.items_in += 1
-            self._count(record)
-            yield record
+        return record
 
     def render(self) -> str:
         lines = [

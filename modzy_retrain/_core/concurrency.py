@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar, cast
 
@@ -60,7 +68,7 @@ async def aordered_map(
     *,
     concurrency: int,
     window: int | None = None,
-) -> AsyncIterator[R]:
+) -> AsyncGenerator[R, None]:
     """The async twin of :func:`ordered_map`: up to ``concurrency`` tasks at once."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")

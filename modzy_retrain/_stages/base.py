@@ -4,6 +4,12 @@ A stage takes an iterable and returns an iterator, so any point of a chain can b
 ``list()``-ed or ``islice()``-d in a notebook. The iterators a stage returns also carry
 the :class:`RunReport` they record into, so a stage used alone still reports its drops.
 
+A stage implements one public method: :meth:`Stage.process` for one item at a time
+(it returns an output, ``Many(...)`` outputs, or a :class:`Drop`), or
+:meth:`Stage.process_stream` for the whole stream (it yields outputs and drops). The
+base class counts items in and out, times the stage, and records every drop in the
+report under the stage's name.
+
 ``query | fetch | select | resolve | write`` builds a :class:`Chain`; iterating it runs
 every stage lazily against one shared report, and :meth:`Chain.run` drains it and
 returns the report. Types stay precise: ``Chain[Sample]`` after a ``VoteFilter``.
@@ -11,13 +17,16 @@ returns the report. Types stay precise: ``Chain[Sample]`` after a ``VoteFilter``
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Generic, TypeVar, overload
+from concurrent.futures import ThreadPoolExecutor
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
+from typing import Any, Generic, TypeVar, cast, overload
 
 from modzy_retrain._core.concurrency import aiter_sync
 
-from .report import RunReport, StageStats
+from .report import Drop, RunReport, StageStats
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -29,14 +38,15 @@ X = TypeVar("X")
 
 
 class StageIterator(Iterator[Out]):
-    """An iterator over a stage's output that times it and counts what it yields.
+    """An iterator over a stage's output that times it, counts what it yields, and
+    records in the report the drops the stage passes it.
 
     Attributes:
         report: The run report the stage records into.
         stats: This stage's statistics in that report.
     """
 
-    def __init__(self, inner: Iterator[Out], report: RunReport, stats: StageStats) -> None:
+    def __init__(self, inner: Iterator[Out | Drop], report: RunReport, stats: StageStats) -> None:
         self._inner = inner
         self.report = report
         self.stats = stats
@@ -47,11 +57,15 @@ class StageIterator(Iterator[Out]):
     def __next__(self) -> Out:
         started = time.perf_counter()
         try:
-            item = next(self._inner)
+            while True:
+                item = next(self._inner)
+                if isinstance(item, Drop):
+                    self.report.drop(self.stats, item)
+                    continue
+                self.stats.items_out += 1
+                return item
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
-        self.stats.items_out += 1
-        return item
 
     def close(self) -> None:
         """Stop early; I/O stages cancel their pending work and publish nothing."""
@@ -63,7 +77,9 @@ class StageIterator(Iterator[Out]):
 class AsyncStageIterator(AsyncIterator[Out]):
     """The async twin of :class:`StageIterator`."""
 
-    def __init__(self, inner: AsyncIterator[Out], report: RunReport, stats: StageStats) -> None:
+    def __init__(
+        self, inner: AsyncIterator[Out | Drop], report: RunReport, stats: StageStats
+    ) -> None:
         self._inner = inner
         self.report = report
         self.stats = stats
@@ -74,10 +90,59 @@ class AsyncStageIterator(AsyncIterator[Out]):
     async def __anext__(self) -> Out:
         started = time.perf_counter()
         try:
-            item = await self._inner.__anext__()
+            while True:
+                item = await self._inner.__anext__()
+                if isinstance(item, Drop):
+                    self.report.drop(self.stats, item)
+                    continue
+                self.stats.items_out += 1
+                return item
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
-        self.stats.items_out += 1
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class CountedInput(Iterator[T]):
+    """A stage's input: counts every item taken from upstream, and carries the report."""
+
+    def __init__(self, inner: Iterator[T], report: RunReport, stats: StageStats | None) -> None:
+        self._inner = inner
+        self.report = report
+        self._stats = stats
+
+    def __iter__(self) -> CountedInput[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = next(self._inner)
+        if self._stats is not None:
+            self._stats.items_in += 1
+        return item
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncCountedInput(AsyncIterator[T]):
+    """The async twin of :class:`CountedInput`."""
+
+    def __init__(self, inner: AsyncIterator[T], report: RunReport, stats: StageStats) -> None:
+        self._inner = inner
+        self.report = report
+        self._stats = stats
+
+    def __aiter__(self) -> AsyncCountedInput[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await self._inner.__anext__()
+        self._stats.items_in += 1
         return item
 
     async def aclose(self) -> None:
@@ -86,39 +151,155 @@ class AsyncStageIterator(AsyncIterator[Out]):
             await aclose()
 
 
+def run_report(items: Iterator[Any] | AsyncIterator[Any]) -> RunReport:
+    """The report of the run that ``items`` (what ``process_stream`` was handed) feeds.
+
+    For the built-in stream stages that record more than drops: inputs seen, job
+    progress, the dataset published. Outside a run (``process_stream`` called
+    directly), a report of its own that nobody reads.
+    """
+    if isinstance(items, (CountedInput, AsyncCountedInput)):
+        return items.report
+    return RunReport()
+
+
 def _report_of(items: object) -> RunReport | None:
     report = getattr(items, "report", None)
     return report if isinstance(report, RunReport) else None
 
 
+class Many(Generic[Out]):
+    """Several results of one item, for :meth:`Stage.process` to return.
+
+    ``Many(a, b)`` passes two outputs on; ``Many(*records, Drop(...))`` outputs and a
+    drop, in that order; ``Many()`` nothing. A wrapper rather than a bare list, so an
+    output that is itself a list or a tuple stays one output.
+    """
+
+    __slots__ = ("results",)
+
+    def __init__(self, *results: Out | Drop) -> None:
+        self.results: tuple[Out | Drop, ...] = results
+
+    def __iter__(self) -> Iterator[Out | Drop]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Many) and self.results == other.results
+
+    def __repr__(self) -> str:
+        return f"Many({', '.join(repr(r) for r in self.results)})"
+
+
+# What a per-item method may not return: the sign of a method written as a generator
+# (several outputs are Many(...)) or as a coroutine (the async method is aprocess).
+_NOT_A_RESULT = (GeneratorType, AsyncGeneratorType, CoroutineType)
+_CONTRACT = ("process", "process_stream", "aprocess", "aprocess_stream")
+_END = object()
+
+
+def _overrides(stage: Stage[Any, Any], method: str) -> bool:
+    return getattr(type(stage), method) is not getattr(Stage, method)
+
+
+async def _anext_or_end(items: AsyncIterator[T]) -> T | object:
+    try:
+        return await items.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+def _close(items: object) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
 class Stage(Generic[In, Out]):
     """Base of the stages that transform items: ``stage(items) -> iterator``.
 
-    Subclasses implement :meth:`_iterate` (and :meth:`_aiterate` for async). Users
-    extend a stage by overriding its one documented hook instead (``ResultFetcher.
-    to_records``, ``VoteFilter.select``, ``LineageResolver.locate``,
+    A stage implements one method:
+
+    - :meth:`process`: one item in; return its output, ``Many(...)`` outputs, or a
+      :class:`Drop` saying why it goes no further;
+    - or :meth:`process_stream`: the whole stream in, for a stage that needs it
+      (bounded concurrency, batches, a commit at the end); yield outputs and drops.
+
+    and its async twin (:meth:`aprocess`, :meth:`aprocess_stream`) only if it does I/O:
+    by default the async path runs the sync method, so a pure stage written once
+    works in async chains too. The base counts items in and out, times the stage,
+    and records every drop in the run report under the stage's name.
+
+    Users extend a built-in stage by overriding its one documented hook instead
+    (``ResultFetcher.to_records``, ``VoteFilter.select``, ``LineageResolver.locate``,
     ``DatasetWriter.serialize``).
     """
 
     name = "stage"
+
+    # -- the contract: implement process or process_stream -------------------------------
+
+    def process(self, item: In) -> Out | Many[Out] | Drop:
+        """One item: its output, ``Many(...)`` outputs, or a :class:`Drop`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement process(item)")
+
+    async def aprocess(self, item: In) -> Out | Many[Out] | Drop:
+        """The async twin of :meth:`process`, for I/O. Default: ``process(item)``, on
+        the event loop (so it must not block)."""
+        return self.process(item)
+
+    def process_stream(self, items: Iterator[In]) -> Iterator[Out | Drop]:
+        """The whole stream: yield outputs and drops. Default: :meth:`process` per item."""
+        return self._per_item(items)
+
+    def aprocess_stream(self, items: AsyncIterator[In]) -> AsyncIterator[Out | Drop]:
+        """The async twin of :meth:`process_stream`, for I/O.
+
+        Default: a stage that implements ``process_stream`` without this twin runs it on
+        a thread of its own, so it may block; otherwise :meth:`aprocess` per item.
+        """
+        if _overrides(self, "process_stream") and not _overrides(self, "aprocess"):
+            return self._in_thread(items)
+        return self._aper_item(items)
+
+    # -- running ---------------------------------------------------------------------
 
     def __call__(
         self, items: Iterable[In], *, report: RunReport | None = None
     ) -> StageIterator[Out]:
         """Run the stage over ``items``; records into ``report`` (or the upstream's)."""
         report = report or _report_of(items) or RunReport()
+        if _overrides(self, "_iterate"):  # TRANSITIONAL: see _iterate below
+            stats = report.stage(self.name)
+            return StageIterator(self._iterate(items, report, stats), report, stats)
+        if not (_overrides(self, "process") or _overrides(self, "process_stream")):
+            raise self._not_implemented(sync=True)
         stats = report.stage(self.name)
-        return StageIterator(self._iterate(items, report, stats), report, stats)
+        results = self.process_stream(CountedInput(iter(items), report, stats))
+        return StageIterator(results, report, stats)
 
     def astream(
         self, items: AsyncIterable[In] | Iterable[In], *, report: RunReport | None = None
     ) -> AsyncStageIterator[Out]:
         """The async twin of calling the stage: takes and returns async iterators."""
         report = report or _report_of(items) or RunReport()
-        stats = report.stage(self.name)
         source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
-        return AsyncStageIterator(self._aiterate(source, report, stats), report, stats)
+        if _overrides(self, "_aiterate"):  # TRANSITIONAL: see _iterate below
+            stats = report.stage(self.name)
+            return AsyncStageIterator(self._aiterate(source, report, stats), report, stats)
+        if not any(_overrides(self, method) for method in _CONTRACT):
+            raise self._not_implemented(sync=False)
+        stats = report.stage(self.name)
+        results = self.aprocess_stream(AsyncCountedInput(source.__aiter__(), report, stats))
+        return AsyncStageIterator(results, report, stats)
 
+    # TRANSITIONAL: a stage still written against the old private contract (today only
+    # DatasetWriter) overrides _iterate/_aiterate and keeps its stats and drops by hand.
+    # Remove these two methods, and the two branches of __call__ and astream that use
+    # them, once DatasetWriter implements process_stream/aprocess_stream.
     def _iterate(self, items: Iterable[In], report: RunReport, stats: StageStats) -> Iterator[Out]:
         raise NotImplementedError
 
@@ -126,6 +307,72 @@ class Stage(Generic[In, Out]):
         self, items: AsyncIterable[In], report: RunReport, stats: StageStats
     ) -> AsyncIterator[Out]:
         raise NotImplementedError
+
+    def _not_implemented(self, *, sync: bool) -> TypeError:
+        cls = type(self).__name__
+        if sync and (_overrides(self, "aprocess") or _overrides(self, "aprocess_stream")):
+            return TypeError(
+                f"{cls} has only an async path: use {cls}.astream() (or chain.arun()), "
+                "or implement process(item) or process_stream(items)"
+            )
+        return TypeError(
+            f"{cls} must implement process(item) (one item at a time) or "
+            "process_stream(items) (the whole stream)"
+        )
+
+    def _results(self, result: Out | Many[Out] | Drop, method: str) -> Iterable[Out | Drop]:
+        if isinstance(result, Many):
+            return result.results
+        if isinstance(result, _NOT_A_RESULT):
+            _close(result)  # never run: no "never awaited" warning on top of the error
+            raise TypeError(
+                f"{type(self).__name__}.{method} returned a {type(result).__name__}: return "
+                "Many(...) for several outputs, and name the async method aprocess"
+            )
+        return (result,)
+
+    def _per_item(self, items: Iterator[In]) -> Iterator[Out | Drop]:
+        for item in items:
+            yield from self._results(self.process(item), "process")
+
+    async def _aper_item(self, items: AsyncIterator[In]) -> AsyncIterator[Out | Drop]:
+        method = "aprocess" if _overrides(self, "aprocess") else "process"
+        async for item in items:
+            for result in self._results(await self.aprocess(item), method):
+                yield result
+
+    async def _in_thread(self, items: AsyncIterator[In]) -> AsyncIterator[Out | Drop]:
+        """Run the sync ``process_stream`` in an async chain, on a thread of its own that
+        takes the items from the event loop one at a time."""
+        loop = asyncio.get_running_loop()
+
+        def pull() -> Iterator[In]:
+            while True:
+                item = asyncio.run_coroutine_threadsafe(_anext_or_end(items), loop).result()
+                if item is _END:
+                    return
+                yield cast(In, item)
+
+        # One thread for the whole run: the stream resumes on the thread it started on,
+        # so whatever it holds that is bound to a thread (a sqlite connection) stays valid.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modzy-retrain-stage")
+        try:
+            inputs = CountedInput(pull(), run_report(items), None)  # counted on the loop side
+            stream = await asyncio.wrap_future(pool.submit(self.process_stream, inputs))
+            try:
+                while True:
+                    result = await asyncio.wrap_future(pool.submit(next, stream, _END))
+                    if result is _END:
+                        return
+                    yield cast("Out | Drop", result)
+            finally:
+                # On its thread, after any step still running there: the stream's own
+                # cleanup runs (pending work cancelled, nothing published).
+                await asyncio.wrap_future(pool.submit(_close, stream))
+        finally:
+            pool.shutdown(wait=False)
+
+    # -- describing ------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         """The stage's settings, as written to the manifest (never secrets)."""

@@ -13,7 +13,8 @@ becomes a :class:`PredictionRecord`; anything else is a drop with a reason:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import APIError, ResultParseError
 from modzy_retrain._dataset.journal import ResultJournal
 
-from .base import Stage
+from .base import Stage, run_report
 from .query import job_input_count
 from .records import PredictionRecord, records_from_results
 from .report import (
@@ -36,7 +37,6 @@ from .report import (
     RESULTS_UNAVAILABLE,
     Drop,
     RunReport,
-    StageStats,
 )
 
 DEFAULT_CONCURRENCY = 32
@@ -114,11 +114,13 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             return f"job is {job.status}: results may still change"
         return None
 
-    def _account(
-        self, fetched: _Fetched, report: RunReport, stats: StageStats
-    ) -> list[PredictionRecord]:
+    def _account(self, fetched: _Fetched, report: RunReport) -> list[PredictionRecord | Drop]:
+        """One fetched job: its records and the drops for every input it does not give.
+
+        Drops come first, so the report holds a job's drops by the time its first
+        record is out.
+        """
         job = fetched.job
-        stats.items_in += 1
         results = fetched.results
         # Done for good: results had for a finished job, or results that will never
         # parse (quarantined, not retried forever). Unfinished and unavailable jobs
@@ -127,6 +129,7 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             results is None and fetched.reason == RESULT_UNPARSEABLE
         )
         report.progress.mark(job.job_id, job.created_at or job.submitted_at, complete)
+        drops: list[PredictionRecord | Drop] = []
         if results is None:
             names = list(dict.fromkeys(job.input_names))
             count = job_input_count(job)
@@ -135,14 +138,14 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             report.saw_inputs(count)
             if names:
                 for name in names:
-                    report.drop(stats, Drop(self.name, reason, job.job_id, name, detail))
+                    drops.append(Drop(self.name, reason, job.job_id, name, detail))
                 if count > len(names):
-                    report.drop(
-                        stats, Drop(self.name, reason, job.job_id, None, detail, count - len(names))
+                    drops.append(
+                        Drop(self.name, reason, job.job_id, None, detail, count - len(names))
                     )
             elif count:
-                report.drop(stats, Drop(self.name, reason, job.job_id, None, detail, count))
-            return []
+                drops.append(Drop(self.name, reason, job.job_id, None, detail, count))
+            return drops
 
         if self.journal is not None and fetched.body is not None and complete:
             self.journal.add(job.job_id, fetched.body)
@@ -157,27 +160,23 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
                 continue
             if name in results.failures:
                 error = results.failures[name].error or "failed"
-                report.drop(stats, Drop(self.name, INPUT_FAILED, job.job_id, name, error))
+                drops.append(Drop(self.name, INPUT_FAILED, job.job_id, name, error))
             elif name in results.invalid:
-                report.drop(
-                    stats,
-                    Drop(self.name, RESULT_UNPARSEABLE, job.job_id, name, results.invalid[name]),
+                drops.append(
+                    Drop(self.name, RESULT_UNPARSEABLE, job.job_id, name, results.invalid[name])
                 )
             elif name in results.results:
                 # to_records() chose not to produce this input: still accounted for.
-                report.drop(
-                    stats, Drop(self.name, NO_RESULT, job.job_id, name, "no record produced")
-                )
+                drops.append(Drop(self.name, NO_RESULT, job.job_id, name, "no record produced"))
             else:
                 detail = f"job ended {job.status} before this input was processed"
                 if not results.finished:
                     detail = "not processed yet"
-                report.drop(stats, Drop(self.name, NO_RESULT, job.job_id, name, detail))
+                drops.append(Drop(self.name, NO_RESULT, job.job_id, name, detail))
         # Inputs the job counts but never names (an old API generation): accounted too.
         if job.total > len(known):
             report.saw_inputs(job.total - len(known))
-            report.drop(
-                stats,
+            drops.append(
                 Drop(
                     self.name,
                     NO_RESULT,
@@ -185,9 +184,9 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
                     None,
                     "inputs counted by the job but absent from its results",
                     job.total - len(known),
-                ),
+                )
             )
-        return records
+        return [*drops, *records]
 
     def _before(self, job: Job) -> _Fetched | None:
         """What is known without a request: a job to skip, or journaled results."""
@@ -229,17 +228,16 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             return self._failed(job, exc)
         return self._parsed(job, body)
 
-    def _iterate(
-        self, items: Iterable[Job], report: RunReport, stats: StageStats
-    ) -> Iterator[PredictionRecord]:
+    def process_stream(self, items: Iterator[Job]) -> Iterator[PredictionRecord | Drop]:
         if not isinstance(self.client, ModzyClient):
             raise TypeError(
                 "the sync ResultFetcher needs a ModzyClient; use fetcher.astream() "
                 "with an AsyncModzyClient"
             )
+        report = run_report(items)
         window = self.concurrency * _WINDOW_PER_WORKER
         for fetched in ordered_map(self._fetch, items, concurrency=self.concurrency, window=window):
-            yield from self._account(fetched, report, stats)
+            yield from self._account(fetched, report)
 
     # -- async ------------------------------------------------------------------------
 
@@ -255,17 +253,20 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             return self._failed(job, exc)
         return self._parsed(job, body)
 
-    async def _aiterate(
-        self, items: AsyncIterable[Job], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[PredictionRecord]:
+    async def aprocess_stream(
+        self, items: AsyncIterator[Job]
+    ) -> AsyncIterator[PredictionRecord | Drop]:
         if not isinstance(self.client, AsyncModzyClient):
             raise TypeError(
                 "ResultFetcher.astream() needs an AsyncModzyClient; with a ModzyClient "
                 "call the fetcher directly"
             )
+        report = run_report(items)
         window = self.concurrency * _WINDOW_PER_WORKER
-        async for fetched in aordered_map(
+        fetched_jobs = aordered_map(
             self._afetch, items, concurrency=self.concurrency, window=window
-        ):
-            for record in self._account(fetched, report, stats):
-                yield record
+        )
+        async with aclosing(fetched_jobs):  # closed early: the pending fetches are cancelled
+            async for fetched in fetched_jobs:
+                for result in self._account(fetched, report):
+                    yield result

@@ -13,11 +13,13 @@ template outside its root.
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
 import string
 import unicodedata
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,8 +37,6 @@ from .report import (
     SOURCE_UNREADABLE,
     UNSAFE_NAME,
     Drop,
-    RunReport,
-    StageStats,
 )
 
 DEFAULT_LINEAGE_CONCURRENCY = 16
@@ -307,31 +307,15 @@ class LineageResolver(Stage[Sample, Sample]):
             )
         return sample.with_payload(payload, source_url=url, sha256=digest, size=size)
 
-    def _account(
-        self, outcome: Sample | Drop, report: RunReport, stats: StageStats
-    ) -> Sample | None:
-        stats.items_in += 1
-        if isinstance(outcome, Drop):
-            report.drop(stats, outcome)
-            return None
-        return outcome
+    # Bounded concurrent I/O over the whole stream: a stream stage, with its async twin.
 
-    def _iterate(
-        self, items: Iterable[Sample], report: RunReport, stats: StageStats
-    ) -> Iterator[Sample]:
+    def process_stream(self, items: Iterator[Sample]) -> Iterator[Sample | Drop]:
         filesystems = FileSystems(self.storage_options)
-        for outcome in ordered_map(
+        yield from ordered_map(
             lambda s: self._resolve(s, filesystems), items, concurrency=self.concurrency
-        ):
-            sample = self._account(outcome, report, stats)
-            if sample is not None:
-                yield sample
+        )
 
-    async def _aiterate(
-        self, items: AsyncIterable[Sample], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[Sample]:
-        import asyncio
-
+    async def aprocess_stream(self, items: AsyncIterator[Sample]) -> AsyncIterator[Sample | Drop]:
         filesystems = FileSystems(self.storage_options)
 
         async def resolve(sample: Sample) -> Sample | Drop:
@@ -339,7 +323,7 @@ class LineageResolver(Stage[Sample, Sample]):
             # async ones (which run their own loop), without touching ours.
             return await asyncio.to_thread(self._resolve, sample, filesystems)
 
-        async for outcome in aordered_map(resolve, items, concurrency=self.concurrency):
-            sample = self._account(outcome, report, stats)
-            if sample is not None:
-                yield sample
+        outcomes = aordered_map(resolve, items, concurrency=self.concurrency)
+        async with aclosing(outcomes):  # closed early: the pending checks are cancelled
+            async for outcome in outcomes:
+                yield outcome

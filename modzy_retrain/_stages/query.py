@@ -15,14 +15,13 @@ from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
 from modzy_retrain._core.exceptions import InvalidQueryError
 from modzy_retrain._dataset.manifest import Checkpoint
 
-from .base import AsyncStageIterator, Source, StageIterator
+from .base import AsyncCountedInput, AsyncStageIterator, CountedInput, Source, StageIterator
 from .report import (
     ALREADY_PUBLISHED,
     JOB_FILTERED,
     JOB_UNPARSEABLE,
     Drop,
     RunReport,
-    StageStats,
 )
 
 StrOrSeq = str | Sequence[str]
@@ -123,8 +122,10 @@ class JobHistoryQuery(Source[Job]):
             out["lag_seconds"] = self.lag.total_seconds()
         return out
 
-    def _filtered(self, job: Job, report: RunReport, stats: StageStats) -> bool:
-        stats.items_in += 1
+    # Each history item, a job or an item that is not one, is one item in; the ones not
+    # passed on become drops, which the stage iterator records like any stage's.
+
+    def _judge(self, job: Job, report: RunReport) -> Job | Drop:
         created = job.created_at or job.submitted_at
         if (
             self.since is not None
@@ -134,14 +135,24 @@ class JobHistoryQuery(Source[Job]):
         ):
             reason, detail = ALREADY_PUBLISHED, f"published in {self.since.version}"
         elif self.keep(job):
-            return True
+            return job
         else:
             reason, detail = JOB_FILTERED, "rejected by keep()"
         n = job_input_count(job)
         report.saw_inputs(n)
         report.progress.mark(job.job_id, created, True, read=False)
-        report.drop(stats, Drop(self.name, reason, job.job_id, None, detail, n))
-        return False
+        return Drop(self.name, reason, job.job_id, None, detail, n)
+
+    def _outcomes(self, page: JobHistoryPage, report: RunReport) -> Iterator[Job | Drop]:
+        # A history item that is not a job: reported with its reason, and the run goes
+        # on. It is not retried (the API would send the same), nor can it hold the
+        # checkpoint back (it has no readable time).
+        for bad in page.invalid:
+            report.saw_inputs(bad.inputs)
+            job_id = bad.job_id or f"(item {bad.index} of history page {page.page})"
+            yield Drop(self.name, JOB_UNPARSEABLE, job_id, None, bad.reason, bad.inputs)
+        for job in page.items:
+            yield self._judge(job, report)
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Job]:
         if not isinstance(self.client, ModzyClient):
@@ -153,28 +164,14 @@ class JobHistoryQuery(Source[Job]):
         if report.query is None:
             report.query = self.describe()
         stats = report.stage(self.name)
-        return StageIterator(self._iterate(self.client, report, stats), report, stats)
+        items = CountedInput(self._history(self.client, report), report, stats)
+        return StageIterator(items, report, stats)
 
-    def _set_aside(self, page: JobHistoryPage, report: RunReport, stats: StageStats) -> None:
-        # A history item that is not a job: reported with its reason, and the run goes
-        # on. It is not retried (the API would send the same), nor can it hold the
-        # checkpoint back (it has no readable time).
-        for bad in page.invalid:
-            stats.items_in += 1
-            report.saw_inputs(bad.inputs)
-            job_id = bad.job_id or f"(item {bad.index} of history page {page.page})"
-            report.drop(
-                stats, Drop(self.name, JOB_UNPARSEABLE, job_id, None, bad.reason, bad.inputs)
-            )
-
-    def _iterate(self, client: ModzyClient, report: RunReport, stats: StageStats) -> Iterator[Job]:
+    def _history(self, client: ModzyClient, report: RunReport) -> Iterator[Job | Drop]:
         # The next page is requested while this one's jobs flow downstream: without it
         # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
         for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
-            self._set_aside(page, report, stats)
-            for job in page.items:
-                if self._filtered(job, report, stats):
-                    yield job
+            yield from self._outcomes(page, report)
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
         if not isinstance(self.client, AsyncModzyClient):
@@ -186,14 +183,13 @@ class JobHistoryQuery(Source[Job]):
         if report.query is None:
             report.query = self.describe()
         stats = report.stage(self.name)
-        return AsyncStageIterator(self._aiterate(self.client, report, stats), report, stats)
+        items = AsyncCountedInput(self._ahistory(self.client, report), report, stats)
+        return AsyncStageIterator(items, report, stats)
 
-    async def _aiterate(
-        self, client: AsyncModzyClient, report: RunReport, stats: StageStats
-    ) -> AsyncIterator[Job]:
+    async def _ahistory(
+        self, client: AsyncModzyClient, report: RunReport
+    ) -> AsyncIterator[Job | Drop]:
         pages = client.jobs.history(**self.filters, strict=False).pages()
         async for page in aread_ahead(pages):
-            self._set_aside(page, report, stats)
-            for job in page.items:
-                if self._filtered(job, report, stats):
-                    yield job
+            for outcome in self._outcomes(page, report):
+                yield outcome

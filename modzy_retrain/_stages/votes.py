@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from modzy_retrain._core.exceptions import ConfigurationError
 
 from .base import Stage
 from .records import LabelState, PredictionRecord, Sample
-from .report import NOT_SELECTED, Drop, RunReport, StageStats
+from .report import NOT_SELECTED, Drop
 
 # -- selectors ------------------------------------------------------------------------
 
@@ -423,16 +423,12 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
             "label_file": self.label_file,
         }
 
-    def _one(self, record: PredictionRecord, report: RunReport, stats: StageStats) -> Sample | None:
-        stats.items_in += 1
+    def process(self, record: PredictionRecord) -> Sample | Drop:
+        # Pure CPU work per record: the async path runs it on the event loop as it is.
         if not self.select(record):
-            report.drop(
-                stats,
-                Drop(
-                    self.name, NOT_SELECTED, record.job_id, record.input_name, repr(self.selector)
-                ),
+            return Drop(
+                self.name, NOT_SELECTED, record.job_id, record.input_name, repr(self.selector)
             )
-            return None
         decision = self.policy.label(record)
         return Sample(
             record=record,
@@ -441,20 +437,3 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
             rule=decision.rule,
             candidates=decision.candidates,
         )
-
-    def _iterate(
-        self, items: Iterable[PredictionRecord], report: RunReport, stats: StageStats
-    ) -> Iterator[Sample]:
-        for record in items:
-            sample = self._one(record, report, stats)
-            if sample is not None:
-                yield sample
-
-    async def _aiterate(
-        self, items: AsyncIterable[PredictionRecord], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[Sample]:
-        # Pure CPU work per record: no need to leave the event loop.
-        async for record in items:
-            sample = self._one(record, report, stats)
-            if sample is not None:
-                yield sample
