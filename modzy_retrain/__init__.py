@@ -78,11 +78,12 @@ from ._stages.base import (
     pipeline,
 )
 from ._stages.fetch import ResultFetcher
+from ._stages.labels import LabelDecision, LabelPolicy, load_label_file
 from ._stages.lineage import LineageResolver
 from ._stages.query import JobHistoryQuery
 from ._stages.records import LabelState, PredictionRecord, Sample
 from ._stages.report import Drop, RunReport, StageStats
-from ._stages.votes import (
+from ._stages.selectors import (
     SELECTORS,
     AllOf,
     AnyOf,
@@ -91,8 +92,6 @@ from ._stages.votes import (
     DownShare,
     DownVoted,
     Everything,
-    LabelDecision,
-    LabelPolicy,
     MinVotes,
     NetScore,
     Not,
@@ -100,10 +99,9 @@ from ._stages.votes import (
     Selector,
     TopScoreBelow,
     UpVoted,
-    VoteFilter,
-    load_label_file,
     selector_by_name,
 )
+from ._stages.votes import VoteFilter
 from ._stages.write import DatasetWriter
 from ._version import __version__
 

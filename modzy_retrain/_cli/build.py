@@ -31,18 +31,13 @@ from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import latest_version, load_checkpoint, load_manifest
 from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
 from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY, ResultFetcher
+from modzy_retrain._stages.labels import LabelPolicy
 from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
 from modzy_retrain._stages.records import Sample
 from modzy_retrain._stages.report import RunReport
-from modzy_retrain._stages.votes import (
-    AnyOf,
-    LabelPolicy,
-    MinVotes,
-    Selector,
-    VoteFilter,
-    selector_by_name,
-)
+from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_by_name
+from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter, public_url
 
 EXIT_PUBLISHED = 0

@@ -80,7 +80,7 @@ _TEMPLATE_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 
 def overrides_from_args(args: Any) -> dict[str, Any]:
-    from modzy_retrain._core.options import parse_key_values
+    from modzy_retrain._core.key_values import parse_key_values
 
     out: dict[str, Any] = {}
     simple = {

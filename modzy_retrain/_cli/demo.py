@@ -21,7 +21,8 @@ from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
 from modzy_retrain._stages.records import PredictionRecord
 from modzy_retrain._stages.report import RunReport
-from modzy_retrain._stages.votes import AnyVotes, VoteFilter
+from modzy_retrain._stages.selectors import AnyVotes
+from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
 
 

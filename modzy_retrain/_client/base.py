@@ -167,6 +167,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_timeout(timeout: object) -> httpx.Timeout:
+    """An ``httpx.Timeout`` from seconds, a ``Timeout`` or ``None`` (no timeout)."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        return httpx.Timeout(None)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(
+            f"timeout takes seconds above 0, an httpx.Timeout, or None, not {timeout!r}"
+        )
+    return httpx.Timeout(timeout)
+
+
 class BaseClient:
     """Configuration and pure request/response logic. Strictly private."""
 
@@ -209,7 +222,12 @@ class BaseClient:
         if max_response_bytes < 1:
             raise ConfigurationError("max_response_bytes must be at least 1")
         self.max_response_bytes = max_response_bytes
-        self.timeout = httpx.Timeout(timeout) if not isinstance(timeout, httpx.Timeout) else timeout
+        self.timeout = _check_timeout(timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry takes a RetryPolicy (e.g. RetryPolicy(max_attempts=3)), "
+                f"not {type(retry).__name__}"
+            )
         self.retry = retry if retry is not None else RetryPolicy()
         self.max_connections = max_connections
         self._extra_headers = dict(headers or {})

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 
 from modzy_retrain._core.constants import DEFAULT_MAX_RESPONSE_BYTES
+from modzy_retrain._core.exceptions import ConfigurationError
 
 from . import calls
 from .base import (
@@ -35,6 +36,14 @@ from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 logger = logging.getLogger("modzy_retrain")
 
 T = TypeVar("T")
+
+
+def check_client(client: object, owner: str) -> None:
+    """Refuse, when a stage is built, anything that is not one of the two clients."""
+    if not isinstance(client, (ModzyClient, AsyncModzyClient)):
+        raise ConfigurationError(
+            f"{owner} takes a ModzyClient or an AsyncModzyClient, not {type(client).__name__}"
+        )
 
 
 class ModzyClient(BaseClient):

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import tenacity
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modzy_retrain._core.exceptions import (
     APIConnectionError,
@@ -30,11 +30,12 @@ from modzy_retrain._core.exceptions import (
     InternalServerError,
     RateLimitError,
 )
+from modzy_retrain._core.options import FrozenOptions
 
 logger = logging.getLogger("modzy_retrain")
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(FrozenOptions):
     """How the client retries failed requests. All limits are bounded by default.
 
     Args:
@@ -48,8 +49,6 @@ class RetryPolicy(BaseModel):
         max_retry_after: Ceiling on a server-requested ``Retry-After`` wait.
         retry_statuses: HTTP statuses worth another attempt.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_attempts: int = Field(default=5, ge=1)
     max_total_seconds: float = Field(default=120.0, gt=0)

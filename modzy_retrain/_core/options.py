@@ -1,31 +1,37 @@
-"""Parsing ``KEY=VALUE`` command-line options (``--storage-option``)."""
+"""Frozen, validated option models: a stage's or client's settings checked once, when built.
+
+``RetryPolicy`` and the writer's options are such models. Pydantic checks the fields;
+what it refuses surfaces as :class:`ConfigurationError` (the one family for invalid
+arguments), naming the field and the rule, never the value given, which may be a
+credential (storage options).
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-def parse_key_values(pairs: Iterable[str], *, flag: str = "--storage-option") -> dict[str, Any]:
-    """Turn ``["key=value", ...]`` into a dict; values that parse as JSON are decoded.
+from .exceptions import ConfigurationError
 
-    So ``anon=true`` gives ``True``, ``client_kwargs={"region_name":"eu-west-1"}`` a dict,
-    and ``endpoint_url=http://127.0.0.1:9000`` stays a string.
 
-    Raises:
-        ValueError: An item has no ``=`` or an empty key.
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            # Never echo the value: it may be a credential.
-            raise ValueError(f"{flag} takes KEY=VALUE (got an item without '=' or key)")
+def describe_validation_error(owner: str, exc: ValidationError) -> str:
+    """``owner: field: rule; field: rule`` from a pydantic error, without input values."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"]) or "value"
+        parts.append(f"{where}: {error['msg']}")
+    return f"{owner}: " + "; ".join(parts)
+
+
+class FrozenOptions(BaseModel):
+    """Base of the option models: immutable, no unknown fields, ConfigurationError on
+    anything invalid (also a ``ValueError``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
         try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key] = value
-    return out
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(describe_validation_error(type(self).__name__, exc)) from None

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modzy_retrain._client import calls
-from modzy_retrain._client.client import AsyncModzyClient, ModzyClient
+from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
 from modzy_retrain._client.models import Job, JobResults, JobStatus
 from modzy_retrain._client.parsing import parse_job_results
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
-from modzy_retrain._core.exceptions import APIError, ResultParseError
+from modzy_retrain._core.exceptions import APIError, ConfigurationError, ResultParseError
 from modzy_retrain._dataset.journal import ResultJournal
 
 from .base import Stage, run_report
@@ -87,8 +87,12 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         include_unfinished: bool = False,
         journal: ResultJournal | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        check_client(client, "ResultFetcher")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(
+                f"ResultFetcher: concurrency must be a whole number of at least 1, "
+                f"not {concurrency!r}"
+            )
         self.journal = journal
         self.client = client
         self.concurrency = concurrency

@@ -210,8 +210,28 @@ class LineageResolver(Stage[Sample, Sample]):
         keep_bytes_up_to: int = DEFAULT_KEEP_BYTES,
         max_bytes: int | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise LineageError("concurrency must be at least 1")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise LineageError(
+                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
+            )
+        for what, value in (("keep_bytes_up_to", keep_bytes_up_to), ("max_bytes", max_bytes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise LineageError(f"{what} must be a whole number of bytes, not {value!r}")
+        if keep_bytes_up_to < 0:
+            raise LineageError("keep_bytes_up_to must not be negative")
+        if max_bytes is not None and max_bytes < 1:
+            raise LineageError("max_bytes must be at least 1 (or None for no limit)")
+        if (
+            template is None
+            and not templates
+            and locate is None
+            and type(self).locate is LineageResolver.locate
+        ):
+            # Every sample would be dropped as no_template: a misconfiguration, said now.
+            raise LineageError(
+                "LineageResolver needs a template, templates={model_id: template}, "
+                "locate=..., or a subclass that overrides locate()"
+            )
         self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
         groups = tuple(self.pattern.groupindex) if self.pattern else ()
         self.template = template

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modzy_retrain._client.client import AsyncModzyClient, ModzyClient
-from modzy_retrain._client.history import build_history_params
+from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
+from modzy_retrain._client.history import HistoryFilters, build_history_params, check_filter_names
 from modzy_retrain._client.models import Job
 from modzy_retrain._client.pagination import JobHistoryPage
 from modzy_retrain._core.concurrency import aread_ahead, read_ahead
@@ -24,7 +24,8 @@ from .report import (
     RunReport,
 )
 
-StrOrSeq = str | Sequence[str]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def job_input_count(job: Job) -> int:
@@ -57,44 +58,35 @@ class JobHistoryQuery(Source[Job]):
         self,
         client: ModzyClient | AsyncModzyClient,
         *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        model: StrOrSeq | None = None,
-        model_id: StrOrSeq | None = None,
-        model_version: StrOrSeq | None = None,
-        user: StrOrSeq | None = None,
-        access_key: StrOrSeq | None = None,
-        status: StrOrSeq | None = None,
-        sort_by: StrOrSeq | None = "createdAt",
-        direction: str | None = "ASC",
-        page_size: int = DEFAULT_PAGE_SIZE,
         since: Checkpoint | None = None,
         lag: timedelta = timedelta(0),
+        **filters: Unpack[HistoryFilters],
     ) -> None:
+        check_client(client, "JobHistoryQuery")
+        check_filter_names(filters)
+        if not isinstance(lag, timedelta):
+            raise InvalidQueryError(f"lag must be a timedelta, not {type(lag).__name__}")
         if lag < timedelta(0):
             raise InvalidQueryError("lag must not be negative")
+        # Oldest first unless said otherwise: a checkpoint's cursor moves forward.
+        self.filters: dict[str, Any] = {
+            "start": None,
+            "end": None,
+            "sort_by": "createdAt",
+            "direction": "ASC",
+            "page_size": DEFAULT_PAGE_SIZE,
+            **filters,
+        }
         if since is not None and since.cursor is not None:
             # Resume: a closed lower bound at the cursor, moved back by the lag window
             # so that recent jobs (whose votes may still change) are read again.
             resume_at = since.cursor - lag
-            start = resume_at if start is None else max(start, resume_at)
+            start = self.filters["start"]
+            self.filters["start"] = resume_at if start is None else max(start, resume_at)
         self.since = since
         self.lag = lag
         self._boundary = frozenset(since.boundary_ids) if since is not None else frozenset()
         self.client = client
-        self.filters: dict[str, Any] = {
-            "start": start,
-            "end": end,
-            "model": model,
-            "model_id": model_id,
-            "model_version": model_version,
-            "user": user,
-            "access_key": access_key,
-            "status": status,
-            "sort_by": sort_by,
-            "direction": direction,
-            "page_size": page_size,
-        }
         # Validate now; the params are rebuilt per run so "start in the future" is
         # judged against the clock of the run.
         build_history_params(**self.filters)

@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from modzy_retrain._core.options import parse_key_values
+from modzy_retrain._core.key_values import parse_key_values
 
 from ._faults import FaultConfig
 from ._sandbox import Sandbox
