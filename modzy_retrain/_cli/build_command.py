@@ -9,9 +9,9 @@ from typing import Any
 
 from modzy_retrain._core.constants import API_KEY_ENV
 from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
+from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.manifest import load_manifest
 from modzy_retrain._stages.report import RunReport
-from modzy_retrain._stages.write import public_url
 
 from .build import (
     EXIT_BELOW_THRESHOLD,

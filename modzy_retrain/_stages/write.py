@@ -28,15 +28,11 @@ import csv
 import hashlib
 import io
 import json
-import re
-import string
-import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import (
@@ -47,6 +43,17 @@ from modzy_retrain._core.exceptions import (
 )
 from modzy_retrain._core.fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
 from modzy_retrain._dataset.journal import ResultJournal
+from modzy_retrain._dataset.layout import (
+    DEFAULT_SPLITS,
+    GROUP_FIELDS,
+    SAMPLE_TABLES,
+    UNLABELED_DIR,
+    assign_split,
+    extension,
+    public_url,
+    safe_component,
+    template_fields,
+)
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import (
     FILES_NAME,
@@ -80,62 +87,9 @@ from .report import (
     StageStats,
 )
 
-DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
 DEFAULT_WRITE_CONCURRENCY = 16
-UNLABELED_DIR = "unlabeled"
-_WINDOWS_RESERVED = (
-    {"CON", "PRN", "AUX", "NUL"}
-    | {f"COM{i}" for i in range(1, 10)}
-    | {f"LPT{i}" for i in range(1, 10)}
-)
-_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 GroupKey = str | Callable[[Sample], str]
-TABLES = {"jsonl": "samples.jsonl", "csv": "samples.csv", "parquet": "samples.parquet"}
-
-
-def assign_split(key: str, splits: Mapping[str, float]) -> str:
-    """The split of a group key: a stable hash mapped onto the cumulative ratios."""
-    point = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
-    edge = 0.0
-    name = ""
-    for name, ratio in splits.items():
-        edge += ratio
-        if point < edge:
-            return name
-    return name  # rounding: the last split takes the remainder
-
-
-def safe_component(text: str, *, limit: int = 100) -> str:
-    """A file or directory name that is safe on every OS and store, readable if possible."""
-    text = unicodedata.normalize("NFKC", text)
-    out = "".join(
-        ch if (ch.isalnum() or ch in " -_.") and unicodedata.category(ch)[0] != "C" else "_"
-        for ch in text
-    ).strip(" .")
-    out = out[:limit] or "_"
-    if out.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
-        out = "_" + out
-    return out
-
-
-def _extension(url: str | None) -> str:
-    if not url:
-        return ""
-    base = url.rsplit("/", 1)[-1]
-    ext = "." + base.rsplit(".", 1)[-1] if "." in base else ""
-    return ext.lower() if _EXT.match(ext) else ""
-
-
-def public_url(url: str | None) -> str | None:
-    """Drop any user:password from a URL before it is written anywhere."""
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class _HashingWriter:
@@ -457,7 +411,7 @@ class _Session:
                 safe_component(name, limit=80)
                 + "-"
                 + sample.sha256[:10]
-                + _extension(sample.source_url)
+                + extension(sample.source_url)
             )
             if sample.label is None:
                 data_path = f"{UNLABELED_DIR}/{base}"
@@ -466,11 +420,11 @@ class _Session:
                 data_path = f"{safe_component(split)}/{safe_component(sample.label)}/{base}"
                 table = f"{safe_component(split)}/metadata.jsonl"
         else:
-            table = self.prefix + TABLES[w.format]
+            table = self.prefix + SAMPLE_TABLES[w.format]
             if w.mode == "copy":
                 assert sample.sha256 is not None
                 data_path = (
-                    f"data/{sample.sha256[:2]}/{sample.sha256}{_extension(sample.source_url)}"
+                    f"data/{sample.sha256[:2]}/{sample.sha256}{extension(sample.source_url)}"
                 )
         return _Plan(sample, data_path, table, in_previous)
 
@@ -590,7 +544,7 @@ class _Session:
         assert self.version is not None
         assert self.spill is not None
         w = self.writer
-        tables = [t for t in (self.prefix + TABLES[w.format], self.canonical) if t]
+        tables = [t for t in (self.prefix + SAMPLE_TABLES[w.format], self.canonical) if t]
         retracted: list[dict[str, Any]] = []
         relabelled: list[dict[str, Any]] = []
         carried = 0
@@ -842,15 +796,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if isinstance(group_by, str):
-            fields = {f for _, f, _, _ in string.Formatter().parse(group_by) if f}
-            unknown = fields - {
-                "job_id",
-                "input_name",
-                "model_id",
-                "model_version",
-                "label",
-                "sha256",
-            }
+            unknown = template_fields(group_by) - GROUP_FIELDS
             if unknown:
                 raise ConfigurationError(
                     f"group_by uses unknown field(s): {', '.join(sorted(unknown))}"

@@ -26,7 +26,7 @@ from modzy_retrain import (
     verify_dataset,
 )
 from modzy_retrain._dataset import spill as _spill
-from modzy_retrain._stages.write import assign_split, public_url, safe_component
+from modzy_retrain._dataset.layout import assign_split, public_url, safe_component
 
 
 def make(
