@@ -32,11 +32,10 @@ from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import (
-    ConfigurationError,
     DatasetError,
     DatasetExistsError,
     MissingDependencyError,
@@ -44,15 +43,12 @@ from modzy_retrain._core.exceptions import (
 from modzy_retrain._core.fs import CHUNK, FileSystems, atomic_write, ensure_parent, join, url_to_fs
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import (
-    DEFAULT_SPLITS,
-    GROUP_FIELDS,
     SAMPLE_TABLES,
     UNLABELED_DIR,
     assign_split,
     extension,
     public_url,
     safe_component,
-    template_fields,
 )
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import (
@@ -71,6 +67,11 @@ from modzy_retrain._dataset.manifest import (
     load_manifest,
     read_samples,
 )
+from modzy_retrain._dataset.options import (
+    DEFAULT_GROUP_BY,
+    DEFAULT_WRITE_CONCURRENCY,
+    WriterOptions,
+)
 from modzy_retrain._dataset.spill import SpilledSet, SpillStore
 from modzy_retrain._dataset.trigger import TriggerGate
 from modzy_retrain._version import __version__
@@ -87,9 +88,8 @@ from .report import (
     StageStats,
 )
 
-DEFAULT_WRITE_CONCURRENCY = 16
-
 GroupKey = str | Callable[[Sample], str]
+T = TypeVar("T")
 
 
 class _HashingWriter:
@@ -715,6 +715,28 @@ class _Session:
                 self.lock.release()
 
 
+class _Option(Generic[T]):
+    """A writer setting as a plain attribute, kept in the writer's frozen options:
+    reading gives the validated value, assigning validates again."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> _Option[T]: ...
+
+    @overload
+    def __get__(self, obj: DatasetWriter, owner: type[Any] | None = None) -> T: ...
+
+    def __get__(self, obj: DatasetWriter | None, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj._options, self.name)
+
+    def __set__(self, obj: DatasetWriter, value: T) -> None:
+        obj._options = obj._options.replace(**{self.name: value})
+
+
 class DatasetWriter(Stage[Sample, Sample]):
     """Write samples to a dataset at any fsspec URL, then publish its manifest.
 
@@ -754,6 +776,20 @@ class DatasetWriter(Stage[Sample, Sample]):
 
     name = "write"
 
+    url = _Option[str]()
+    format = _Option[DatasetFormat]()
+    mode = _Option[Literal["copy", "reference"]]()
+    splits = _Option[dict[str, float]]()
+    group_by = _Option[GroupKey]()
+    overwrite = _Option[bool]()
+    versioned = _Option[bool]()
+    trigger = _Option[TriggerGate | None]()
+    journal = _Option[ResultJournal | None]()
+    dedupe = _Option[bool]()
+    concurrency = _Option[int]()
+    storage_options = _Option[dict[str, Any]]()
+    source_storage_options = _Option[dict[str, Any]]()
+
     def __init__(
         self,
         url: str,
@@ -761,7 +797,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         format: DatasetFormat = "jsonl",
         mode: Literal["copy", "reference"] = "copy",
         splits: Mapping[str, float] | None = None,
-        group_by: GroupKey = "{job_id}/{input_name}",
+        group_by: GroupKey = DEFAULT_GROUP_BY,
         overwrite: bool = False,
         versioned: bool = False,
         trigger: TriggerGate | None = None,
@@ -771,59 +807,26 @@ class DatasetWriter(Stage[Sample, Sample]):
         storage_options: Mapping[str, Any] | None = None,
         source_storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if format not in ("jsonl", "csv", "parquet", "imagefolder"):
-            raise ConfigurationError(f"unknown format {format!r}")
-        if mode not in ("copy", "reference"):
-            raise ConfigurationError(f"unknown mode {mode!r}")
-        if versioned and format == "imagefolder":
-            raise ConfigurationError("versioned datasets are jsonl, csv or parquet")
-        if (trigger is not None or journal is not None) and not versioned:
-            raise ConfigurationError("a trigger or a journal needs versioned=True")
-        if versioned and overwrite:
-            raise ConfigurationError("versions are never overwritten: drop overwrite=True")
-        if format == "imagefolder" and mode != "copy":
-            raise ConfigurationError("the imagefolder layout needs mode='copy'")
-        splits = dict(splits if splits is not None else DEFAULT_SPLITS)
-        if (
-            not splits
-            or any(r < 0 for r in splits.values())
-            or abs(sum(splits.values()) - 1) > 1e-6
-        ):
-            raise ConfigurationError("split ratios must be non-negative and add up to 1")
-        for split in splits:
-            if safe_component(split) != split:
-                raise ConfigurationError(f"split name {split!r} is not a safe directory name")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if isinstance(group_by, str):
-            unknown = template_fields(group_by) - GROUP_FIELDS
-            if unknown:
-                raise ConfigurationError(
-                    f"group_by uses unknown field(s): {', '.join(sorted(unknown))}"
-                )
-        self.url = url.rstrip("/") or url
-        self.format: DatasetFormat = format
-        self.mode: Literal["copy", "reference"] = mode
-        self.splits = splits
-        self.group_by = group_by
-        self.overwrite = overwrite
-        self.versioned = versioned
-        self.trigger = trigger
-        self.journal = journal
-        self.dedupe = dedupe
-        self.concurrency = concurrency
-        self.storage_options = dict(storage_options or {})
-        self.source_storage_options = dict(
-            source_storage_options if source_storage_options is not None else self.storage_options
+        # Raises ConfigurationError, naming the argument, before anything is touched.
+        self._options = WriterOptions(
+            url=url,
+            format=format,
+            mode=mode,
+            splits=splits,
+            group_by=group_by,
+            overwrite=overwrite,
+            versioned=versioned,
+            trigger=trigger,
+            journal=journal,
+            dedupe=dedupe,
+            concurrency=concurrency,
+            storage_options=storage_options,
+            source_storage_options=source_storage_options,
         )
 
     @property
     def group_by_description(self) -> str:
-        return (
-            self.group_by
-            if isinstance(self.group_by, str)
-            else getattr(self.group_by, "__name__", "callable")
-        )
+        return self._options.group_by_description
 
     def group_key(self, sample: Sample) -> str:
         if callable(self.group_by):
