@@ -27,6 +27,7 @@ from modzy_retrain._core.exceptions import ConfigurationError, MissingDependency
 from modzy_retrain._core.fs import url_to_fs
 from modzy_retrain._core.timestamps import parse_timestamp
 from modzy_retrain._dataset.journal import ResultJournal
+from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import latest_version, load_checkpoint, load_manifest
 from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
@@ -38,7 +39,7 @@ from modzy_retrain._stages.records import Sample
 from modzy_retrain._stages.report import RunReport
 from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_by_name
 from modzy_retrain._stages.votes import VoteFilter
-from modzy_retrain._stages.write import DatasetWriter, public_url
+from modzy_retrain._stages.write import DatasetWriter
 
 EXIT_PUBLISHED = 0
 EXIT_ERROR = 1

@@ -7,9 +7,9 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.key_values import parse_key_values
+from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.manifest import list_versions, load_manifest
 from modzy_retrain._dataset.trigger import fired_record
-from modzy_retrain._stages.write import public_url
 
 from .build import EXIT_ERROR
 

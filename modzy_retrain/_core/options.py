@@ -18,9 +18,12 @@ from .exceptions import ConfigurationError
 def describe_validation_error(owner: str, exc: ValidationError) -> str:
     """``owner: field: rule; field: rule`` from a pydantic error, without input values."""
     parts = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+    for error in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(part) for part in error["loc"]) or "value"
-        parts.append(f"{where}: {error['msg']}")
+        ctx = error.get("ctx") or {}
+        # A validator's own message (ctx["error"]) says more than pydantic's wrapper.
+        message = str(ctx["error"]) if "error" in ctx else error["msg"]
+        parts.append(f"{where}: {message}")
     return f"{owner}: " + "; ".join(parts)
 
 
@@ -34,4 +37,9 @@ class FrozenOptions(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(describe_validation_error(type(self).__name__, exc)) from None
+            raise ConfigurationError(self._describe_errors(exc)) from None
+
+    @classmethod
+    def _describe_errors(cls, exc: ValidationError) -> str:
+        """The message of the ConfigurationError; a subclass may word it for its owner."""
+        return describe_validation_error(cls.__name__, exc)

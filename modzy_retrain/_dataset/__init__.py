@@ -1,1 +1,3 @@
-"""Dataset storage: the manifest, versions, the result journal, the lock, the trigger."""
+"""Datasets: how one is written (options, layout, tables, copies, versions, publication)
+and read (the manifest), the result journal, the lock, the trigger. Never imports the
+stages: it takes plain values."""

@@ -21,7 +21,7 @@ from modzy_retrain import (
     VoteFilter,
     load_checkpoint,
 )
-from modzy_retrain._stages import write as _writer
+from modzy_retrain._dataset import publish as _publish
 from modzy_retrain.sandbox import Sandbox
 
 point, after, data_url, out, end = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
@@ -53,14 +53,14 @@ elif point == "write":
 
     DatasetWriter.serialize = serialize
 elif point == "pointer":
-    original_w = _writer.atomic_write
+    original_w = _publish.atomic_write
 
     def atomic_write(fs, path, data):
         if path.endswith("_latest.json"):
             tick()
         return original_w(fs, path, data)
 
-    _writer.atomic_write = atomic_write
+    _publish.atomic_write = atomic_write
 
 with ModzyClient(api_key=sb.api_key, base_url=sb.base_url, transport=sb.transport()) as c:
     since = load_checkpoint(out)

@@ -26,7 +26,7 @@ from modzy_retrain import (
     verify_dataset,
 )
 from modzy_retrain._dataset import spill as _spill
-from modzy_retrain._stages.write import assign_split, public_url, safe_component
+from modzy_retrain._dataset.layout import assign_split, public_url, safe_component
 
 
 def make(
@@ -250,6 +250,23 @@ def test_a_source_changed_after_resolution_is_caught(out: str) -> None:
 def test_bad_settings_fail_early(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         DatasetWriter("memory://x", **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_settings_name_the_argument_never_its_value() -> None:
+    with pytest.raises(ConfigurationError, match=r"^DatasetWriter\(concurrency=\.\.\.\): "):
+        DatasetWriter("memory://x", concurrency=0)
+    with pytest.raises(ConfigurationError, match=r"storage_options") as caught:
+        DatasetWriter("memory://x", storage_options={"secret": "hunter2", 1: 2})  # type: ignore[dict-item]
+    assert "hunter2" not in str(caught.value)
+    # Settings stay plain attributes: read as given, validated again when assigned.
+    writer = DatasetWriter("memory://x/", splits={"a": 1}, storage_options={"anon": True})
+    assert (writer.url, writer.splits, writer.concurrency) == ("memory://x", {"a": 1}, 16)
+    assert writer.source_storage_options == {"anon": True}
+    writer.concurrency = 4
+    assert writer.concurrency == 4
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        writer.concurrency = 0
+    assert writer.concurrency == 4
 
 
 def test_names_and_urls_are_made_safe() -> None:

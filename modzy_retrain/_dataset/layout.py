@@ -1,0 +1,139 @@
+"""Where a dataset's files go: splits, safe names, and the paths of each format.
+
+Pure functions of plain values (no I/O), so a sample's place in a dataset depends on
+nothing but the sample and the writer's settings.
+
+Layouts (``format``):
+
+- ``jsonl`` (default): ``samples.jsonl``, one row per sample with its provenance; in
+  ``copy`` mode the raw inputs go to ``data/<sha256[:2]>/<sha256><ext>``.
+- ``csv``: ``samples.csv``, the same columns (lists and objects JSON-encoded).
+- ``parquet``: ``samples.parquet`` (the ``parquet`` extra), the same columns.
+- ``imagefolder``: ``<split>/<label>/<name>`` plus ``<split>/metadata.jsonl``, the
+  layout Hugging Face ``datasets`` loads as ``imagefolder``; samples without a label
+  go to ``unlabeled/`` (with its own ``metadata.jsonl``), outside every split.
+
+A versioned dataset puts each version's tables under ``v0001/``, ``v0002/``...; the
+data files are shared by every version (named by their content, never rewritten).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from .manifest import DatasetFormat
+
+DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
+UNLABELED_DIR = "unlabeled"
+# The sample table of each tabular format; imagefolder has one per split instead.
+SAMPLE_TABLES: Mapping[str, str] = {
+    "jsonl": "samples.jsonl",
+    "csv": "samples.csv",
+    "parquet": "samples.parquet",
+}
+# What a ``group_by`` template may use.
+GROUP_FIELDS = frozenset({"job_id", "input_name", "model_id", "model_version", "label", "sha256"})
+
+_WINDOWS_RESERVED = (
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+def assign_split(key: str, splits: Mapping[str, float]) -> str:
+    """The split of a group key: a stable hash mapped onto the cumulative ratios."""
+    point = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    edge = 0.0
+    name = ""
+    for name, ratio in splits.items():
+        edge += ratio
+        if point < edge:
+            return name
+    return name  # rounding: the last split takes the remainder
+
+
+def safe_component(text: str, *, limit: int = 100) -> str:
+    """A file or directory name that is safe on every OS and store, readable if possible."""
+    text = unicodedata.normalize("NFKC", text)
+    out = "".join(
+        ch if (ch.isalnum() or ch in " -_.") and unicodedata.category(ch)[0] != "C" else "_"
+        for ch in text
+    ).strip(" .")
+    out = out[:limit] or "_"
+    if out.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        out = "_" + out
+    return out
+
+
+def extension(url: str | None) -> str:
+    """The lower-cased extension of a URL's last segment, or ``""`` if it has no sane one."""
+    if not url:
+        return ""
+    base = url.rsplit("/", 1)[-1]
+    ext = "." + base.rsplit(".", 1)[-1] if "." in base else ""
+    return ext.lower() if _EXT.match(ext) else ""
+
+
+def public_url(url: str | None) -> str | None:
+    """Drop any user:password from a URL before it is written anywhere."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def template_fields(template: str) -> set[str]:
+    """The fields a ``str.format`` template names (raises ``ValueError`` if malformed)."""
+    return {field for _, field, _, _ in string.Formatter().parse(template) if field}
+
+
+def canonical_table(format: DatasetFormat, prefix: str) -> str | None:
+    """The JSONL table a versioned CSV or Parquet dataset keeps beside its own, for the
+    next version to merge from (``None``: the sample table is JSONL already)."""
+    return prefix + SAMPLE_TABLES["jsonl"] if format != "jsonl" else None
+
+
+def place(
+    format: DatasetFormat,
+    mode: Literal["copy", "reference"],
+    *,
+    prefix: str,
+    input_name: str,
+    label: str | None,
+    split: str,
+    sha256: str | None,
+    source_url: str | None,
+) -> tuple[str | None, str]:
+    """``(data path, sample table)`` of one sample, relative to the dataset's root.
+
+    The data path is where its raw input goes (``None`` in ``reference`` mode).
+    """
+    if format == "imagefolder":
+        assert sha256 is not None  # imagefolder is copy mode only
+        base = safe_component(input_name, limit=80) + "-" + sha256[:10] + extension(source_url)
+        if label is None:
+            return f"{UNLABELED_DIR}/{base}", f"{UNLABELED_DIR}/metadata.jsonl"
+        folder = safe_component(split)
+        return f"{folder}/{safe_component(label)}/{base}", f"{folder}/metadata.jsonl"
+    table = prefix + SAMPLE_TABLES[format]
+    if mode != "copy":
+        return None, table
+    assert sha256 is not None  # copy mode needs resolved inputs
+    return f"data/{sha256[:2]}/{sha256}{extension(source_url)}", table
+
+
+def imagefolder_row(data_path: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """An imagefolder metadata row: the file's name first, relative to the metadata
+    file's folder, as Hugging Face expects."""
+    return {"file_name": data_path.split("/", 1)[1], **row}

@@ -1,0 +1,364 @@
+"""One write of a dataset, from its opening checks to its publication (``DatasetDraft``).
+
+Publishing: every file is written first, then ``manifest.json`` in one atomic step.
+Nothing depends on renames (object stores have none), so a crash before the manifest
+leaves no visible dataset. A versioned dataset is published by moving its
+``_latest.json`` pointer to the new version's manifest, once that is written.
+
+The data files are listed in ``files.jsonl`` (the manifest's file table) as they are
+written, and what dedupe and a version's merge must remember is spilled to a scratch
+database: memory does not grow with the number of samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Mapping, MutableSet
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from modzy_retrain._core.exceptions import DatasetExistsError
+from modzy_retrain._core.fs import FileSystems, atomic_write, join, url_to_fs
+from modzy_retrain._version import __version__
+
+from .copy import CopyFailure, copy_input
+from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
+from .lock import DatasetLock
+from .manifest import (
+    FILES_NAME,
+    LATEST_NAME,
+    MANIFEST_NAME,
+    Changes,
+    Checkpoint,
+    FileTable,
+    Manifest,
+    ManifestCounts,
+    ManifestFile,
+    TriggerState,
+)
+from .options import WriterOptions
+from .tables import SampleTables, ScratchTables
+from .versions import begin_version, carry_over, checkpoint, evaluate_trigger, first_changes
+
+
+class JobTracker(Protocol):
+    """Where a run records the jobs it read in full, and where its cursor moved (the
+    run report's job progress)."""
+
+    def track(self, ids: MutableSet[str] | None = None) -> None: ...
+
+    def untrack(self) -> None: ...
+
+    def cursor(self) -> tuple[datetime, list[str]] | None: ...
+
+
+class DatasetDraft:
+    """One write of a dataset at ``options.url``: nothing is visible until :meth:`commit`.
+
+    Decisions are made in the caller's thread (:meth:`first_with`, :meth:`add`), the
+    inputs are copied on worker threads (:meth:`copy`). Either :meth:`commit` or
+    :meth:`abort` ends it, and lets go of its scratch database and lock.
+
+    Args:
+        options: The writer's settings.
+        run_id: The run's id (in the manifest, and the lock's owner).
+        progress: The run's job progress: a versioned write merges by the jobs read in
+            full, and checkpoints where the cursor moved.
+    """
+
+    def __init__(self, options: WriterOptions, *, run_id: str, progress: JobTracker) -> None:
+        self.options = options
+        self.run_id = run_id
+        self.progress = progress
+        self.fs, self.root = url_to_fs(options.url, options.storage_options)
+        self.manifest_path = join(self.root, MANIFEST_NAME)
+        self.prefix = ""
+        self.version: str | None = None
+        self.previous: Manifest | None = None
+        self.lock: DatasetLock | None = None
+        self.scratch: ScratchTables | None = None
+        self.tracking = False
+        # Versioned CSV / Parquet also keep a JSONL table: the next version merges from it.
+        self.canonical: str | None = None
+        # A rerun after a crash: content-addressed files already copied are kept.
+        self.resuming = False
+        self.committed = False
+        self.tables = SampleTables(self.fs, self.root)
+        self.sources = FileSystems(options.source_storage_options)
+        self.duplicates = 0
+        self.counts: dict[str, Counter[str]] = {
+            k: Counter() for k in ("label", "label_state", "split", "model")
+        }
+        self.samples = 0
+        self.data_files = 0
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self) -> None:
+        o = self.options
+        if not o.versioned:
+            if self.fs.exists(join(self.root, LATEST_NAME)):
+                raise DatasetExistsError(
+                    f"{o.url} holds a versioned dataset; write to it with versioned=True"
+                )
+            if self.fs.exists(self.manifest_path):
+                if not o.overwrite:
+                    raise DatasetExistsError(
+                        f"{o.url} already holds a dataset; pass overwrite=True to replace it"
+                    )
+                # Unpublish first: from here on, readers see no dataset until the new
+                # manifest lands (never a mix of old manifest and new files).
+                self.fs.rm_file(self.manifest_path)
+        elif self.fs.exists(self.manifest_path):
+            raise DatasetExistsError(
+                f"{o.url} holds an unversioned dataset; write versions to another URL"
+            )
+        self.scratch = ScratchTables()
+        if o.versioned:
+            self._open_version(self.scratch)
+        self.files_table = self.prefix + FILES_NAME
+
+    def _open_version(self, scratch: ScratchTables) -> None:
+        o = self.options
+        # Held until commit or abort: what follows (clearing debris, numbering the
+        # version, merging the previous one) is only safe for one run at a time.
+        self.lock = DatasetLock(self.fs, self.root, self.run_id)
+        self.lock.acquire()
+        # The jobs this run reads in full decide which earlier samples it replaces:
+        # tracked on disk too, one id per job.
+        self.progress.track(scratch.complete_jobs())
+        self.tracking = True
+        version = begin_version(
+            self.fs,
+            self.root,
+            o.url,
+            storage_options=o.storage_options,
+            journal=o.journal,
+            scratch=scratch,
+        )
+        self.version, self.previous = version.name, version.previous
+        self.resuming = version.resuming
+        self.prefix = version.prefix
+        self.canonical = canonical_table(o.format, self.prefix)
+        self.manifest_path = join(self.root, self.prefix + MANIFEST_NAME)
+
+    @property
+    def _scratch(self) -> ScratchTables:
+        assert self.scratch is not None, "the draft is not open"
+        return self.scratch
+
+    # -- caller's thread -------------------------------------------------------------
+
+    def first_with(self, sha256: str, job_id: str, name: str) -> tuple[str, str, int] | None:
+        """The first sample with this content, ``(job_id, input_name, in a previous
+        version)``, or ``None`` (this one is now the first)."""
+        return self._scratch.first_with(sha256, job_id, name)
+
+    def place(
+        self,
+        *,
+        input_name: str,
+        label: str | None,
+        split: str,
+        sha256: str | None,
+        source_url: str | None,
+    ) -> tuple[str | None, str]:
+        """``(data path, sample table)`` of a sample in this dataset (see ``layout``)."""
+        o = self.options
+        return place(
+            o.format,
+            o.mode,
+            prefix=self.prefix,
+            input_name=input_name,
+            label=label,
+            split=split,
+            sha256=sha256,
+            source_url=source_url,
+        )
+
+    def list_file(self, path: str, size: int, sha256: str) -> None:
+        """Add a data file to the file table, once however many samples share it."""
+        if self._scratch.list_path(path):
+            entry = {"path": path, "size": size, "sha256": sha256, "role": "data"}
+            self.tables.write(self.files_table, entry)
+            self.data_files += 1
+
+    def add(
+        self,
+        table: str,
+        row: Mapping[str, Any],
+        *,
+        data_path: str | None,
+        key: tuple[str, str],
+        label: str | None,
+        label_state: str,
+        split: str | None,
+        model_id: str,
+    ) -> None:
+        """Write one sample's row (list its data file first, with :meth:`list_file`).
+
+        Args:
+            table: The sample table it goes to (see :meth:`place`).
+            row: What is written.
+            data_path: Where its input was copied (``None``: a reference).
+            key, label, label_state, split, model_id: The sample, for the counts and
+                a version's merge.
+        """
+        if self.options.format == "imagefolder" and data_path is not None:
+            row = imagefolder_row(data_path, row)
+        self.tables.write(table, row)
+        if self.canonical is not None:
+            self.tables.write(self.canonical, row)
+        self._count(label, label_state, split, model_id)
+        if self.version is not None:
+            self._scratch.add_sample(*key, label, label_state)
+
+    def _count(self, label: str | None, state: str, split: str | None, model: str) -> None:
+        self.samples += 1
+        self.counts["label"][label if label is not None else "(none)"] += 1
+        self.counts["label_state"][state] += 1
+        self.counts["split"][split or ""] += 1
+        self.counts["model"][model] += 1
+
+    # -- worker threads --------------------------------------------------------------
+
+    def copy(
+        self,
+        data_path: str,
+        *,
+        sha256: str,
+        size: int,
+        payload: bytes | None,
+        source_url: str,
+        in_previous: bool,
+    ) -> CopyFailure | None:
+        """Copy one input to ``data_path`` (``None``: done, or already there)."""
+        return copy_input(
+            self.fs,
+            join(self.root, data_path),
+            sha256=sha256,
+            size=size,
+            payload=payload,
+            source_url=source_url,
+            sources=self.sources,
+            reuse=self.resuming or in_previous,
+        )
+
+    # -- the end ---------------------------------------------------------------------
+
+    def _keep(self, row: dict[str, Any]) -> None:
+        """Carry one row of the previous version over into this one."""
+        for table in (self.prefix + SAMPLE_TABLES[self.options.format], self.canonical):
+            if table:
+                self.tables.write(table, row)
+        self._count(
+            row.get("label"),
+            str(row.get("label_state")),
+            row.get("split"),
+            str(row.get("model_id")),
+        )
+        path = row.get("file")
+        if path:
+            self.list_file(str(path), int(row["size"]), str(row["sha256"]))
+
+    def commit(
+        self, *, query: dict[str, Any] | None, stages: list[dict[str, Any]]
+    ) -> Manifest | None:
+        """Publish; the manifest, or ``None`` when a version would add nothing new.
+
+        Args:
+            query: The history query, as the manifest records it.
+            stages: The pipeline's stages, as the manifest records them.
+        """
+        o = self.options
+        changes: Changes | None = None
+        mark: Checkpoint | None = None
+        trigger: TriggerState | None = None
+        if self.version is not None:
+            if self.previous is not None:
+                changes = carry_over(self._scratch, self.previous, self._keep)
+            else:
+                changes = first_changes(self._scratch)
+            mark = checkpoint(self.version, self.progress.cursor(), self.previous)
+            if changes.nothing_new and self.previous is not None:
+                # Nothing to publish: the previous version stays the latest. The
+                # unpublished folder goes before the lock, never under another run.
+                self.tables.abort()
+                with contextlib.suppress(OSError):
+                    self.fs.rm(join(self.root, self.version), recursive=True)
+                self._done()
+                return None
+            if o.trigger is not None:
+                trigger = evaluate_trigger(o.trigger, changes, self._scratch, self.previous)
+        file_table: FileTable | None = None
+        sample_tables: list[ManifestFile] = []
+        for name, size, sha256 in self.tables.close():
+            if name == self.files_table:
+                file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
+            else:
+                sample_tables.append(
+                    ManifestFile(path=name, size=size, sha256=sha256, role="samples")
+                )
+        manifest = Manifest(
+            library_version=__version__,
+            run_id=self.run_id,
+            created_at=datetime.now(timezone.utc),
+            format=o.format,
+            mode=o.mode,
+            splits=dict(o.splits),
+            group_by=o.group_by_description,
+            samples_files=[f.path for f in sample_tables],
+            files=sample_tables,
+            file_table=file_table,
+            counts=ManifestCounts(
+                samples=self.samples,
+                duplicates=self.duplicates,
+                by_label=dict(self.counts["label"]),
+                by_label_state=dict(self.counts["label_state"]),
+                by_split=dict(self.counts["split"]),
+                by_model=dict(self.counts["model"]),
+            ),
+            query=query,
+            stages=stages,
+            version=self.version,
+            changes=changes,
+            checkpoint=mark,
+            trigger=trigger,
+        )
+        atomic_write(self.fs, self.manifest_path, manifest.to_json())
+        if self.version is not None:
+            # The pointer is the publication: until it moves, the new version is not there.
+            pointer = {"version": self.version, "manifest": self.prefix + MANIFEST_NAME}
+            atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
+        self._done()
+        return manifest
+
+    def _done(self) -> None:
+        """Published, or nothing new: the journal has served its purpose."""
+        self.committed = True
+        try:
+            if self.options.journal is not None:
+                self.options.journal.clear()
+        finally:
+            self.release()
+
+    def abort(self) -> None:
+        """Give up: nothing is published (the files written stay unlisted)."""
+        self.tables.abort()
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the run's resources: the scratch database, then the lock."""
+        try:
+            if self.scratch is not None:
+                if self.tracking:
+                    self.progress.untrack()  # its ids lived in the database
+                self.scratch.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()

@@ -1,0 +1,184 @@
+"""Versioning a dataset: the next version, the previous one merged in, what changed.
+
+Each run of a versioned write publishes a full snapshot: the previous version's
+samples are carried over unless this run has the final word on their job, then they
+are replaced, relabelled or retracted. The merge is one pass over the previous rows,
+joined on disk (:class:`ScratchTables`) with this run's samples and the jobs it read
+in full, so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modzy_retrain._core.fs import join
+
+from .journal import ResultJournal
+from .manifest import (
+    Changes,
+    Checkpoint,
+    Manifest,
+    TriggerState,
+    latest_version,
+    load_manifest,
+    read_samples,
+)
+from .tables import ScratchTables
+from .trigger import TriggerGate
+
+# Previous rows are loaded into the scratch database this many at a time.
+_BATCH = 1000
+
+
+def version_name(latest: str | None) -> str:
+    """The version after ``latest`` (``v0001`` for the first)."""
+    number = int(latest[1:]) + 1 if latest else 1
+    return f"v{number:04d}"
+
+
+@dataclass(frozen=True)
+class NextVersion:
+    """The version a run writes.
+
+    Attributes:
+        name: ``v0001``, ``v0002``...
+        previous: The latest published version's manifest (``None`` for the first).
+        resuming: A killed run may have left finished data files to keep.
+    """
+
+    name: str
+    previous: Manifest | None
+    resuming: bool
+
+    @property
+    def prefix(self) -> str:
+        """Where the version's own files go, relative to the dataset's root."""
+        return self.name + "/"
+
+
+def begin_version(
+    fs: Any,
+    root: str,
+    url: str,
+    *,
+    storage_options: Mapping[str, Any],
+    journal: ResultJournal | None,
+    scratch: ScratchTables,
+) -> NextVersion:
+    """Number the next version, clear what a killed run left of it, and load the
+    previous one into ``scratch``. Only safe under the dataset's lock."""
+    latest = latest_version(url, storage_options=storage_options)
+    name = version_name(latest)
+    stale = join(root, name)
+    # A rerun after a crash: content-addressed files already copied are kept.
+    resuming = bool(journal is not None and journal.bodies)
+    if fs.exists(stale):
+        # Debris of a run that died before publishing: never visible, safe to clear.
+        fs.rm(stale, recursive=True)
+        resuming = True
+    previous = None
+    if latest is not None:
+        previous = load_manifest(url, storage_options=storage_options)
+        load_previous(scratch, url, previous.version, storage_options)
+    return NextVersion(name, previous, resuming)
+
+
+def load_previous(
+    scratch: ScratchTables, url: str, version: str | None, storage_options: Mapping[str, Any]
+) -> None:
+    """Read the previous version once: its rows for the merge at commit, and the
+    sha256 of each for deduplication (and to never copy its bytes again)."""
+    rows: list[tuple[str, str, str]] = []
+    contents: list[tuple[str, str, str]] = []
+    for row in read_samples(url, version=version, storage_options=storage_options):
+        job_id, name = str(row["job_id"]), str(row["input_name"])
+        rows.append((job_id, name, json.dumps(row, ensure_ascii=False)))
+        if row.get("sha256"):
+            contents.append((str(row["sha256"]), job_id, name))
+        if len(rows) >= _BATCH:
+            scratch.add_previous(rows, contents)
+            rows.clear()
+            contents.clear()
+    scratch.add_previous(rows, contents)
+
+
+def carry_over(
+    scratch: ScratchTables, previous: Manifest, keep: Callable[[dict[str, Any]], None]
+) -> Changes:
+    """Merge the previous version into this one: ``keep`` each row carried over, and
+    return what changed.
+
+    A previous sample is carried over unless this run has the final word on its job
+    (the job was read again and is complete): then it is replaced by the new sample,
+    relabelled, or retracted when the votes no longer select it.
+    """
+    retracted: list[dict[str, Any]] = []
+    relabelled: list[dict[str, Any]] = []
+    carried = 0
+    for text, is_new, new_label, new_state, reread in scratch.merged():
+        row: dict[str, Any] = json.loads(text)
+        job_id, name = str(row["job_id"]), str(row["input_name"])
+        label, state = row.get("label"), row.get("label_state")
+        if is_new:
+            if (new_label, new_state) != (label, state):
+                relabelled.append(
+                    {
+                        "job_id": job_id,
+                        "input_name": name,
+                        "was": label,
+                        "now": new_label,
+                        "label_state": new_state,
+                    }
+                )
+        elif reread:
+            retracted.append(
+                {
+                    "job_id": job_id,
+                    "input_name": name,
+                    "label": label,
+                    "label_state": state,
+                    "reason": "no longer selected (votes changed)",
+                }
+            )
+        else:
+            keep(row)
+            carried += 1
+    return Changes(
+        previous=previous.version,
+        added=scratch.added(),
+        retracted=len(retracted),
+        relabelled=len(relabelled),
+        carried=carried,
+        retracted_samples=retracted,
+        relabelled_samples=relabelled,
+    )
+
+
+def first_changes(scratch: ScratchTables) -> Changes:
+    """What the first version changes: every sample is added."""
+    return Changes(added=scratch.added())
+
+
+def checkpoint(
+    version: str, moved: tuple[datetime, list[str]] | None, previous: Manifest | None
+) -> Checkpoint:
+    """Where the next run starts: where this one's jobs moved the cursor (``moved``),
+    else where the previous version's checkpoint stood."""
+    if moved is not None:
+        return Checkpoint(version=version, cursor=moved[0], boundary_ids=moved[1])
+    before = previous.checkpoint if previous is not None else None
+    if before is not None:
+        return before.model_copy(update={"version": version})
+    return Checkpoint(version=version)
+
+
+def evaluate_trigger(
+    gate: TriggerGate, changes: Changes, scratch: ScratchTables, previous: Manifest | None
+) -> TriggerState:
+    """The gate's decision for this version (recorded in its manifest)."""
+    before = previous.trigger if previous is not None else None
+    return gate.evaluate(changes, scratch.added_by_label(), before)
