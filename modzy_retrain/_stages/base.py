@@ -272,9 +272,6 @@ class Stage(Generic[In, Out]):
     ) -> StageIterator[Out]:
         """Run the stage over ``items``; records into ``report`` (or the upstream's)."""
         report = report or _report_of(items) or RunReport()
-        if _overrides(self, "_iterate"):  # TRANSITIONAL: see _iterate below
-            stats = report.stage(self.name)
-            return StageIterator(self._iterate(items, report, stats), report, stats)
         if not (_overrides(self, "process") or _overrides(self, "process_stream")):
             raise self._not_implemented(sync=True)
         stats = report.stage(self.name)
@@ -287,26 +284,11 @@ class Stage(Generic[In, Out]):
         """The async twin of calling the stage: takes and returns async iterators."""
         report = report or _report_of(items) or RunReport()
         source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
-        if _overrides(self, "_aiterate"):  # TRANSITIONAL: see _iterate below
-            stats = report.stage(self.name)
-            return AsyncStageIterator(self._aiterate(source, report, stats), report, stats)
         if not any(_overrides(self, method) for method in _CONTRACT):
             raise self._not_implemented(sync=False)
         stats = report.stage(self.name)
         results = self.aprocess_stream(AsyncCountedInput(source.__aiter__(), report, stats))
         return AsyncStageIterator(results, report, stats)
-
-    # TRANSITIONAL: a stage still written against the old private contract (today only
-    # DatasetWriter) overrides _iterate/_aiterate and keeps its stats and drops by hand.
-    # Remove these two methods, and the two branches of __call__ and astream that use
-    # them, once DatasetWriter implements process_stream/aprocess_stream.
-    def _iterate(self, items: Iterable[In], report: RunReport, stats: StageStats) -> Iterator[Out]:
-        raise NotImplementedError
-
-    def _aiterate(
-        self, items: AsyncIterable[In], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[Out]:
-        raise NotImplementedError
 
     def _not_implemented(self, *, sync: bool) -> TypeError:
         cls = type(self).__name__

@@ -11,7 +11,7 @@ sync and async paths share every step and differ only in how they loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -27,7 +27,7 @@ from modzy_retrain._dataset.options import (
 from modzy_retrain._dataset.publish import DatasetDraft
 from modzy_retrain._dataset.trigger import TriggerGate
 
-from .base import Stage
+from .base import Stage, run_report
 from .records import Sample
 from .report import (
     DUPLICATE_CONTENT,
@@ -36,7 +36,6 @@ from .report import (
     SOURCE_MISSING,
     Drop,
     RunReport,
-    StageStats,
 )
 
 GroupKey = str | Callable[[Sample], str]
@@ -283,16 +282,12 @@ class DatasetWriter(Stage[Sample, Sample]):
         reason = _COPY_DROPS[failure.kind]
         return Drop(self.name, reason, sample.job_id, sample.input_name, failure.detail)
 
-    def _account(
-        self, draft: DatasetDraft, outcome: _Plan | Drop, report: RunReport, stats: StageStats
-    ) -> Sample | None:
-        """Caller's thread, in input order: report a drop, or write the sample's row."""
-        stats.items_in += 1
+    def _account(self, draft: DatasetDraft, outcome: _Plan | Drop) -> Sample | Drop:
+        """Caller's thread, in input order: pass a drop on, or write the sample's row."""
         if isinstance(outcome, Drop):
             if outcome.reason == DUPLICATE_CONTENT:
                 draft.duplicates += 1
-            report.drop(stats, outcome)
-            return None
+            return outcome
         sample = outcome.sample
         if outcome.data_path is not None:
             sample = sample.with_payload(None, file=outcome.data_path)
@@ -347,9 +342,8 @@ class DatasetWriter(Stage[Sample, Sample]):
 
     # -- the loops -------------------------------------------------------------------
 
-    def _iterate(
-        self, items: Iterable[Sample], report: RunReport, stats: StageStats
-    ) -> Iterator[Sample]:
+    def process_stream(self, items: Iterator[Sample]) -> Iterator[Sample | Drop]:
+        report = run_report(items)
         draft = self._open(report)
         try:
             plans = (self._plan(draft, sample) for sample in items)
@@ -358,17 +352,14 @@ class DatasetWriter(Stage[Sample, Sample]):
                 return self._put(draft, plan)
 
             for outcome in ordered_map(put, plans, concurrency=draft.options.concurrency):
-                sample = self._account(draft, outcome, report, stats)
-                if sample is not None:
-                    yield sample
+                yield self._account(draft, outcome)
             self._commit(draft, report)
         finally:
             if not draft.committed:
                 draft.abort()
 
-    async def _aiterate(
-        self, items: AsyncIterable[Sample], report: RunReport, stats: StageStats
-    ) -> AsyncIterator[Sample]:
+    async def aprocess_stream(self, items: AsyncIterator[Sample]) -> AsyncIterator[Sample | Drop]:
+        report = run_report(items)
         draft = await asyncio.to_thread(self._open, report)
         try:
 
@@ -381,9 +372,7 @@ class DatasetWriter(Stage[Sample, Sample]):
 
             concurrency = draft.options.concurrency
             async for outcome in aordered_map(put, plans(), concurrency=concurrency):
-                sample = await asyncio.to_thread(self._account, draft, outcome, report, stats)
-                if sample is not None:
-                    yield sample
+                yield await asyncio.to_thread(self._account, draft, outcome)
             await asyncio.to_thread(self._commit, draft, report)
         finally:
             if not draft.committed:
