@@ -1,4 +1,4 @@
-"""``python -m modzy_retrain._cli.main``: the command line (as the ``modzy-retrain`` script)."""
+"""``python -m modzy_retrain._cli``: the command line (as the ``modzy-retrain`` script)."""
 
 import sys
 
