@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -216,6 +218,8 @@ def main() -> int:
             proc.wait()
     sdk_rate = rows[0][2] if rows and rows[0][0].startswith("(a)") else None
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+    sniffio = importlib.util.find_spec("sniffio") is not None
+    print(f"httpx {httpx.__version__}, sniffio {'installed' if sniffio else 'NOT installed'}")
     print(f"workload: {args.jobs} jobs x 4 inputs, sandbox latency {args.latency_ms:g} ms")
     print(f"sandbox capacity (128 raw connections): {capacity:.0f} results/s")
     print(

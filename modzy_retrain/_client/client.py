@@ -196,7 +196,9 @@ class AsyncModzyClient(BaseClient):
 
     ``sleep`` is an async callable (``asyncio.sleep`` by default), ``transport`` an
     ``httpx.AsyncBaseTransport`` and ``http_client`` an ``httpx.AsyncClient`` (for example
-    ``httpx_aiohttp.HttpxAiohttpClient``, from the ``aiohttp`` extra). Use it with
+    ``httpx_aiohttp.HttpxAiohttpClient``, from the ``aiohttp`` extra). Install the
+    ``async`` extra (``sniffio``) for it on stock httpx: without it httpcore's repeated
+    failed imports cost milliseconds of CPU per request (docs/client.md). Use it with
     ``async with``, or ``await client.aclose()``.
     """
 
