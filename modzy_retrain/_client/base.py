@@ -12,7 +12,7 @@ import os
 import random
 import re
 import warnings
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 
@@ -57,6 +57,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 TimeoutTypes = float | httpx.Timeout | None
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 class NotGiven:
@@ -276,18 +277,23 @@ class BaseClient:
             "trust_env": True,
         }
 
-    def _check_given_client(
+    def _http_client(
         self,
-        http_client: object,
-        expected: type[Any],
-        transport: object,
+        given: H | None,
+        kind: type[H],
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
         verify: bool | str,
-    ) -> None:
-        """Refuse an ``http_client`` of the wrong kind, or one with settings it would ignore."""
-        if not isinstance(http_client, expected):
+    ) -> H:
+        """The HTTP client requests go through: ``given`` (checked, never closed by the
+        library), or the library's own of ``kind``, which ``close`` closes."""
+        self._owns_http = given is None
+        if given is None:
+            # The sync client passes a sync transport, the async one an async one.
+            return kind(transport=transport, **self._own_client_options(verify))  # type: ignore[arg-type]
+        if not isinstance(given, kind):
             raise ConfigurationError(
-                f"{self._client_name}(http_client=...) takes an {expected.__module__}."
-                f"{expected.__qualname__}, not {type(http_client).__name__}"
+                f"{self._client_name}(http_client=...) takes an {kind.__module__}."
+                f"{kind.__qualname__}, not {type(given).__name__}"
             )
         if transport is not None:
             raise ConfigurationError(
@@ -298,6 +304,7 @@ class BaseClient:
             raise ConfigurationError(
                 "pass verify=... or http_client=..., not both: set verify on your httpx client"
             )
+        return given
 
     def _build_request(
         self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, params: Any

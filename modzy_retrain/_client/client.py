@@ -104,12 +104,7 @@ class ModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or time.sleep
-        if http_client is not None:
-            self._check_given_client(http_client, httpx.Client, transport, verify)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(
-            transport=transport, **self._own_client_options(verify)
-        )
+        self._http = self._http_client(http_client, httpx.Client, transport, verify)
 
     @cached_property
     def jobs(self) -> Jobs:
@@ -231,12 +226,7 @@ class AsyncModzyClient(BaseClient):
             on_retry=on_retry,
         )
         self._sleep = sleep or asyncio.sleep
-        if http_client is not None:
-            self._check_given_client(http_client, httpx.AsyncClient, transport, verify)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport, **self._own_client_options(verify)
-        )
+        self._http = self._http_client(http_client, httpx.AsyncClient, transport, verify)
 
     @cached_property
     def jobs(self) -> AsyncJobs:
