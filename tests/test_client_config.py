@@ -482,3 +482,24 @@ async def test_async_redirect_is_an_error_too() -> None:
             await client.models.list()
     assert info.value.status_code == 302
     assert [r.url.host for r in seen] == ["modzy.invalid"]
+
+
+def test_a_given_clients_mounts_route_the_requests() -> None:
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(f"mounted {request.url.host}")
+        return httpx.Response(200, json=[])
+
+    def fallback(request: httpx.Request) -> httpx.Response:
+        seen.append("fallback")
+        return httpx.Response(500)
+
+    given = httpx.Client(
+        transport=httpx.MockTransport(fallback),
+        mounts={"https://modzy.invalid": httpx.MockTransport(api)},
+    )
+    with ModzyClient(api_key=KEY, base_url="https://modzy.invalid", http_client=given) as client:
+        assert client.models.list() == []
+    assert seen == ["mounted modzy.invalid"]
+    given.close()
