@@ -151,7 +151,13 @@ def test_webhook_gets_one_json_post(
         server.server_close()
     assert len(received) == 1
     assert received[0]["version"] == "v0001"
-    assert received[0]["new_samples"] == load_manifest(str(out)).counts.samples
+    counts = load_manifest(str(out)).counts
+    assert received[0]["new_rows"] == counts.samples
+    # What trains: confirmed and corrected labels, not rows awaiting a human.
+    trainable = counts.by_label_state.get("confirmed", 0) + counts.by_label_state.get(
+        "corrected", 0
+    )
+    assert 0 < received[0]["new_samples"] == trainable < counts.samples
 
 
 def test_config_file_flags_and_secrets(

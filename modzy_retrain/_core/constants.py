@@ -16,5 +16,10 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
+# Label states a training run can use as they are: what retraining thresholds count.
+# ``needs_label`` and ``conflict`` rows wait for a human; a human-labelled state joins
+# this set when it exists.
+TRAINABLE_LABEL_STATES: frozenset[str] = frozenset({"confirmed", "corrected"})
+
 API_KEY_ENV = "MODZY_API_KEY"
 BASE_URL_ENV = "MODZY_BASE_URL"

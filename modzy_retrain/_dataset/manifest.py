@@ -108,6 +108,9 @@ class Changes(BaseModel):
     retracted: int = 0
     relabelled: int = 0
     carried: int = 0
+    # Added or relabelled into a confirmed or corrected label (a trainable one).
+    trainable: int = 0
+    trainable_by_label: dict[str, int] = Field(default_factory=dict)
     retracted_samples: list[dict[str, Any]] = Field(default_factory=list)
     relabelled_samples: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -122,9 +125,11 @@ class TriggerState(BaseModel):
     Attributes:
         ready: Whether this version passed the gate; the trigger fires once for it.
         reason: Why it is or is not ready.
-        new: Samples this version added.
+        new: Trainable samples this version brings (a confirmed or corrected label,
+            added, or relabelled into such a label): what the thresholds count.
         new_by_label: The same, per label.
-        since_last: Samples added since the last version whose trigger fired,
+        new_rows: Rows this version added, whatever their label state.
+        since_last: Trainable samples since the last version whose trigger fired,
             this one included.
     """
 
@@ -134,6 +139,7 @@ class TriggerState(BaseModel):
     reason: str
     new: int = 0
     new_by_label: dict[str, int] = Field(default_factory=dict)
+    new_rows: int = 0
     since_last: int = 0
 
 

@@ -88,6 +88,9 @@ class DatasetDraft:
         self.tables = SampleTables(self.fs, self.root)
         self.sources = FileSystems(options.source_storage_options)
         self.duplicates = 0
+        # Samples handed to the writer, per model (what lineage delivered): with the
+        # drops per model, what a misconfiguration guard weighs before publishing.
+        self.received: Counter[str] = Counter()
         self.counts: dict[str, Counter[str]] = {
             k: Counter() for k in ("label", "label_state", "split", "model")
         }
@@ -285,16 +288,14 @@ class DatasetDraft:
             else:
                 changes = first_changes(self._scratch)
             mark = checkpoint(self.version, self.progress.cursor(), self.previous)
-            if changes.nothing_new and self.previous is not None:
-                # Nothing to publish: the previous version stays the latest. The
-                # unpublished folder goes before the lock, never under another run.
-                self.tables.abort()
-                with contextlib.suppress(OSError):
-                    self.fs.rm(join(self.root, self.version), recursive=True)
+            if changes.nothing_new:
+                # Nothing to publish (a first version with no sample included): the
+                # previous version, if any, stays the latest and the cursor stays.
+                self._drop_version()
                 self._done()
                 return None
             if o.trigger is not None:
-                trigger = evaluate_trigger(o.trigger, changes, self._scratch, self.previous)
+                trigger = evaluate_trigger(o.trigger, changes, self.previous)
         file_table: FileTable | None = None
         sample_tables: list[ManifestFile] = []
         for name, size, sha256 in self.tables.close():
@@ -346,6 +347,24 @@ class DatasetDraft:
                 self.options.journal.clear()
         finally:
             self.release()
+
+    def _drop_version(self) -> None:
+        """Forget this run's unpublished version folder (before the lock goes, so
+        never under another run)."""
+        self.tables.abort()
+        if self.version is not None:
+            with contextlib.suppress(OSError):
+                self.fs.rm(join(self.root, self.version), recursive=True)
+
+    def withdraw(self) -> None:
+        """Publish nothing, on purpose: the previous version and its checkpoint stay.
+
+        Unlike a run with nothing new, the result journal is kept: the next run, with
+        its configuration fixed, reads the same jobs and need not fetch them again.
+        """
+        self._drop_version()
+        self.committed = True
+        self.release()
 
     def abort(self) -> None:
         """Give up: nothing is published (the files written stay unlisted)."""

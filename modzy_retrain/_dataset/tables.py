@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.exceptions import DatasetError, MissingDependencyError
 from modzy_retrain._core.fs import ensure_parent, join
 
@@ -245,6 +246,17 @@ class ScratchTables:
     def added(self) -> int:
         """Samples of this run that the previous version did not hold."""
         return int(self.store.one("SELECT COUNT(*)" + _ADDED)[0])
+
+    def added_trainable_by_label(self) -> Counter[str]:
+        """Per label, the added samples whose label a training run can use."""
+        states = sorted(TRAINABLE_LABEL_STATES)
+        marks = ", ".join("?" for _ in states)
+        rows = self.store.rows(
+            "SELECT n.label, COUNT(*)" + _ADDED + f" AND n.label_state IN ({marks})"
+            " AND n.label IS NOT NULL GROUP BY n.label",
+            states,
+        )
+        return Counter(dict(rows))
 
     def added_by_label(self) -> Counter[str]:
         rows = self.store.rows("SELECT n.label, COUNT(*)" + _ADDED + " GROUP BY n.label")

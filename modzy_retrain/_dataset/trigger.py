@@ -37,10 +37,14 @@ TRIGGERS_DIR = "_triggers"
 class TriggerGate:
     """When a new version is worth training on.
 
+    Every threshold counts trainable samples: those with a confirmed or corrected
+    label, added by the version or relabelled into such a label. ``needs_label`` and
+    ``conflict`` rows never make a version ready on their own.
+
     Args:
-        min_new: Samples the version must add (default 1).
-        min_new_per_label: Per label, samples the version must add.
-        min_since_last: Samples added since the last version that fired, this one
+        min_new: Trainable samples the version must bring (default 1).
+        min_new_per_label: Per label, trainable samples the version must bring.
+        min_since_last: Trainable samples since the last version that fired, this one
             included (lets small versions accumulate).
     """
 
@@ -54,14 +58,13 @@ class TriggerGate:
         if any(n < 0 for n in self.min_new_per_label.values()):
             raise ConfigurationError("trigger thresholds must not be negative")
 
-    def evaluate(
-        self, changes: Changes, new_by_label: Mapping[str, int], previous: TriggerState | None
-    ) -> TriggerState:
+    def evaluate(self, changes: Changes, previous: TriggerState | None) -> TriggerState:
+        new_by_label = changes.trainable_by_label
         carried = previous.since_last if previous is not None and not previous.ready else 0
-        since_last = carried + changes.added
+        since_last = carried + changes.trainable
         missing = []
-        if changes.added < self.min_new:
-            missing.append(f"{changes.added} new samples < {self.min_new}")
+        if changes.trainable < self.min_new:
+            missing.append(f"{changes.trainable} new trainable samples < {self.min_new}")
         for label, minimum in sorted(self.min_new_per_label.items()):
             have = new_by_label.get(label, 0)
             if have < minimum:
@@ -71,8 +74,9 @@ class TriggerGate:
         return TriggerState(
             ready=not missing,
             reason="threshold reached" if not missing else "; ".join(missing),
-            new=changes.added,
+            new=changes.trainable,
             new_by_label=dict(new_by_label),
+            new_rows=changes.added,
             since_last=since_last,
         )
 
@@ -112,6 +116,7 @@ def payload(url: str, manifest: Manifest) -> dict[str, Any]:
         "samples": manifest.counts.samples,
         "new_samples": manifest.trigger.new,
         "new_by_label": manifest.trigger.new_by_label,
+        "new_rows": manifest.trigger.new_rows,
         "since_last": manifest.trigger.since_last,
     }
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.fs import join
 
 from .journal import ResultJournal
@@ -118,6 +119,7 @@ def carry_over(
     """
     retracted: list[dict[str, Any]] = []
     relabelled: list[dict[str, Any]] = []
+    trainable = scratch.added_trainable_by_label()
     carried = 0
     for text, is_new, new_label, new_state, reread in scratch.merged():
         row: dict[str, Any] = json.loads(text)
@@ -125,6 +127,9 @@ def carry_over(
         label, state = row.get("label"), row.get("label_state")
         if is_new:
             if (new_label, new_state) != (label, state):
+                if new_state in TRAINABLE_LABEL_STATES and new_label is not None:
+                    # A new training signal: a label where there was none, or another.
+                    trainable[new_label] += 1
                 relabelled.append(
                     {
                         "job_id": job_id,
@@ -153,6 +158,8 @@ def carry_over(
         retracted=len(retracted),
         relabelled=len(relabelled),
         carried=carried,
+        trainable=sum(trainable.values()),
+        trainable_by_label=dict(trainable),
         retracted_samples=retracted,
         relabelled_samples=relabelled,
     )
@@ -160,7 +167,12 @@ def carry_over(
 
 def first_changes(scratch: ScratchTables) -> Changes:
     """What the first version changes: every sample is added."""
-    return Changes(added=scratch.added())
+    trainable = scratch.added_trainable_by_label()
+    return Changes(
+        added=scratch.added(),
+        trainable=sum(trainable.values()),
+        trainable_by_label=dict(trainable),
+    )
 
 
 def checkpoint(
@@ -177,8 +189,8 @@ def checkpoint(
 
 
 def evaluate_trigger(
-    gate: TriggerGate, changes: Changes, scratch: ScratchTables, previous: Manifest | None
+    gate: TriggerGate, changes: Changes, previous: Manifest | None
 ) -> TriggerState:
     """The gate's decision for this version (recorded in its manifest)."""
     before = previous.trigger if previous is not None else None
-    return gate.evaluate(changes, scratch.added_by_label(), before)
+    return gate.evaluate(changes, before)

@@ -301,30 +301,32 @@ class LineageResolver(Stage[Sample, Sample]):
     def _resolve(self, sample: Sample, filesystems: FileSystems) -> Sample | Drop:
         """Resolve one sample (runs on a worker thread): a new sample, or a drop."""
         job_id, name = sample.job_id, sample.input_name
+
+        def drop(reason: str, detail: str) -> Drop:
+            return Drop(self.name, reason, job_id, name, detail, model_id=sample.record.model_id)
+
         try:
             url = self.locate(sample)
         except UnsafeNameError as exc:
-            return Drop(self.name, UNSAFE_NAME, job_id, name, str(exc))
+            return drop(UNSAFE_NAME, str(exc))
         except UnresolvedError as exc:
-            return Drop(self.name, exc.reason, job_id, name, str(exc))
+            return drop(exc.reason, str(exc))
         if url is None:
-            return Drop(self.name, NO_TEMPLATE, job_id, name, "locate() returned None")
+            return drop(NO_TEMPLATE, "locate() returned None")
         try:
             fs, path = filesystems.resolve(url)
             digest, size, payload = hash_file(
                 fs, path, keep_up_to=self.keep_bytes_up_to, max_bytes=self.max_bytes
             )
         except FileNotFoundError:
-            return Drop(self.name, SOURCE_MISSING, job_id, name, f"no file at {url}")
+            return drop(SOURCE_MISSING, f"no file at {url}")
         except IsADirectoryError:
-            return Drop(self.name, SOURCE_UNREADABLE, job_id, name, f"{url} is a directory")
+            return drop(SOURCE_UNREADABLE, f"{url} is a directory")
         except FileTooLargeError as exc:
-            return Drop(self.name, SOURCE_TOO_LARGE, job_id, name, f"{url}: {exc}")
+            return drop(SOURCE_TOO_LARGE, f"{url}: {exc}")
         except (OSError, ValueError) as exc:
             # Credentials never reach here: fsspec errors name the path, not the options.
-            return Drop(
-                self.name, SOURCE_UNREADABLE, job_id, name, f"{url}: {type(exc).__name__}: {exc}"
-            )
+            return drop(SOURCE_UNREADABLE, f"{url}: {type(exc).__name__}: {exc}")
         return sample.with_payload(payload, source_url=url, sha256=digest, size=size)
 
     # Bounded concurrent I/O over the whole stream: a stream stage, with its async twin.

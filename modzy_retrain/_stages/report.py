@@ -56,6 +56,8 @@ class Drop:
         input_name: The input, or ``None`` when a job's inputs are unknown by name.
         detail: A human-readable explanation.
         inputs: How many inputs this drop stands for (1, or a job's input count).
+        model_id: The model that made the prediction, when the stage knows it (the
+            report counts drops per model with it, to tell a misconfigured model).
     """
 
     stage: str
@@ -64,6 +66,7 @@ class Drop:
     input_name: str | None
     detail: str = ""
     inputs: int = 1
+    model_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class Drop:
             "input_name": self.input_name,
             "detail": self.detail,
             "inputs": self.inputs,
+            "model_id": self.model_id,
         }
 
 
@@ -208,6 +212,8 @@ class RunReport:
         self.stages: dict[str, StageStats] = {}
         self.drops: list[Drop] = []
         self.drop_counts: Counter[tuple[str, str]] = Counter()
+        # (stage, reason, model id) -> inputs, for the drops that name their model.
+        self.drop_counts_by_model: Counter[tuple[str, str, str]] = Counter()
         self._detail_counts: Counter[tuple[str, str]] = Counter()
         self.inputs_seen = 0
         self.delivered = 0
@@ -237,6 +243,8 @@ class RunReport:
         stats.dropped[drop.reason] += drop.inputs
         key = (stats.name, drop.reason)
         self.drop_counts[key] += drop.inputs
+        if drop.model_id is not None:
+            self.drop_counts_by_model[(stats.name, drop.reason, drop.model_id)] += drop.inputs
         if self._detail_counts[key] < self.max_details:
             self._detail_counts[key] += 1
             self.drops.append(drop)

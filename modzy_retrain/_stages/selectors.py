@@ -6,7 +6,9 @@ command line and TOML settings take. :class:`VoteFilter` applies one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError
 
@@ -249,11 +251,88 @@ SELECTORS: dict[str, Callable[[], Selector]] = {
 """The built-in selectors by name (as the command line takes them)."""
 
 
+def _range(text: str) -> dict[str, int | None]:
+    """``-3..3``, ``..-1`` or ``1..``: NetScore's bounds."""
+    low, sep, high = text.partition("..")
+    if not sep:
+        raise ValueError("a range such as -3..3, ..-1 or 1..")
+    return {
+        "at_least": int(low) if low.strip() else None,
+        "at_most": int(high) if high.strip() else None,
+    }
+
+
+# Selectors that take a parameter: name -> (class, keyword, how the text after ':'
+# becomes the keyword's value, an example).
+PARAMETERIZED: dict[str, tuple[Callable[..., Selector], str, Callable[[str], Any], str]] = {
+    "top-score-below": (TopScoreBelow, "threshold", float, "top-score-below:0.6"),
+    "min-votes": (MinVotes, "n", int, "min-votes:2"),
+    "down-share": (DownShare, "at_least", float, "down-share:0.5"),
+    "net-score": (NetScore, "", _range, "net-score:..-1"),
+    "predicted-in": (
+        PredictedIn,
+        "labels",
+        lambda text: [x.strip() for x in text.split(",") if x.strip()],
+        "predicted-in:cat,dog",
+    ),
+}
+
+
+def _names() -> str:
+    return ", ".join([*sorted(SELECTORS), *(example for *_, example in PARAMETERIZED.values())])
+
+
 def selector_by_name(name: str) -> Selector:
-    """A built-in selector from its name (``down-voted``, ``up-voted``...)."""
-    try:
-        return SELECTORS[name]()
-    except KeyError:
-        raise ConfigurationError(
-            f"unknown selector {name!r}; use one of {', '.join(sorted(SELECTORS))}"
-        ) from None
+    """A built-in selector from its name, with its parameter after a colon.
+
+    ``down-voted``, ``up-voted``, ``conflict``, ``any-votes``, ``everything``;
+    ``top-score-below:0.6``, ``min-votes:2``, ``down-share:0.5``,
+    ``net-score:..-1`` (or ``-3..3``, ``1..``), ``predicted-in:cat,dog``.
+
+    Raises:
+        ConfigurationError: An unknown name, or a parameter missing or out of range.
+    """
+    if not isinstance(name, str):
+        raise ConfigurationError(f"a selector name is a string such as 'down-voted', not {name!r}")
+    key, sep, param = name.strip().partition(":")
+    if key in SELECTORS:
+        if sep:
+            raise ConfigurationError(f"selector {key!r} takes no parameter (got {name!r})")
+        return SELECTORS[key]()
+    if key in PARAMETERIZED:
+        cls, keyword, parse, example = PARAMETERIZED[key]
+        if not param.strip():
+            raise ConfigurationError(f"selector {key!r} needs a parameter, e.g. {example!r}")
+        try:
+            value = parse(param)
+        except ValueError:
+            raise ConfigurationError(
+                f"selector {name!r}: cannot read {param!r}; write e.g. {example!r}"
+            ) from None
+        return cls(**value) if not keyword else cls(**{keyword: value})
+    near = difflib.get_close_matches(key, [*SELECTORS, *PARAMETERIZED], n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ConfigurationError(f"unknown selector {key!r}{hint}; use one of {_names()}")
+
+
+def selector_from_setting(value: object) -> Selector:
+    """A selector from a settings value: a name (see :func:`selector_by_name`), or a
+    table ``{name = "top-score-below", threshold = 0.6}`` naming the class's keywords."""
+    if isinstance(value, str):
+        return selector_by_name(value)
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        params = {k: v for k, v in value.items() if k != "name"}
+        key = value["name"]
+        if key in SELECTORS and not params:
+            return SELECTORS[key]()
+        if key in PARAMETERIZED:
+            cls = PARAMETERIZED[key][0]
+            try:
+                return cls(**params)
+            except TypeError as exc:
+                raise ConfigurationError(f"selector {key!r}: {exc}") from None
+        return selector_by_name(key + (":" if params else ""))
+    raise ConfigurationError(
+        f"a selector setting is a name such as 'top-score-below:0.6' or a table "
+        f"with a name, not {value!r}"
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
+from modzy_retrain._core.exceptions import ConfigurationError
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import assign_split, public_url
 from modzy_retrain._dataset.manifest import MANIFEST_NAME, DatasetFormat, Manifest, latest_version
@@ -28,6 +29,7 @@ from modzy_retrain._dataset.publish import DatasetDraft
 from modzy_retrain._dataset.trigger import TriggerGate
 
 from .base import Stage, run_report
+from .guard import MisconfigurationGuard
 from .records import Sample
 from .report import (
     DUPLICATE_CONTENT,
@@ -105,6 +107,10 @@ class DatasetWriter(Stage[Sample, Sample]):
         storage_options: fsspec options for ``url``.
         source_storage_options: fsspec options to read the inputs, when a copy must
             read them again (defaults to ``storage_options``).
+        guard: A :class:`MisconfigurationGuard`: when a model's inputs all failed in
+            lineage for one configuration-like reason (or more than its share did),
+            publish nothing, keep the previous version and its checkpoint, and say why
+            in ``report.dataset["refused"]``. ``modzy-retrain build`` always uses one.
 
     Iterating the writer writes as it goes; the manifest is published only when the
     input is exhausted. Stop early, or fail, and nothing is published.
@@ -144,7 +150,14 @@ class DatasetWriter(Stage[Sample, Sample]):
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
         storage_options: Mapping[str, Any] | None = None,
         source_storage_options: Mapping[str, Any] | None = None,
+        guard: MisconfigurationGuard | None = None,
     ) -> None:
+        given: object = guard  # typed callers cannot get this wrong; notebooks can
+        if given is not None and not isinstance(given, MisconfigurationGuard):
+            raise ConfigurationError(
+                f"DatasetWriter(guard=...) takes a MisconfigurationGuard, not {given!r}"
+            )
+        self.guard = guard
         # Raises ConfigurationError, naming the argument, before anything is touched.
         self._options = WriterOptions(
             url=url,
@@ -232,6 +245,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         """Caller's thread, in input order: drop, or decide the split and the paths."""
         o = draft.options
         job_id, name = sample.job_id, sample.input_name
+        draft.received[sample.record.model_id] += 1
         if o.mode == "copy" and (sample.source_url is None or sample.sha256 is None):
             return Drop(
                 self.name,
@@ -308,6 +322,18 @@ class DatasetWriter(Stage[Sample, Sample]):
 
     def _commit(self, draft: DatasetDraft, report: RunReport) -> None:
         """Publish, and say what was published in the report."""
+        if self.guard is not None:
+            suspicions = self.guard.check(report, draft.received)
+            if suspicions:
+                draft.withdraw()
+                o = draft.options
+                report.dataset = {
+                    "url": public_url(o.url),
+                    "published": False,
+                    "refused": [s.message for s in suspicions],
+                    "version": latest_version(o.url, storage_options=o.storage_options),
+                }
+                return
         stages = report.pipeline or [self.describe()]
         manifest = draft.commit(query=report.query, stages=stages)
         report.dataset = self._published(draft.options, manifest)
@@ -337,6 +363,7 @@ class DatasetWriter(Stage[Sample, Sample]):
                 "retracted": manifest.changes.retracted,
                 "relabelled": manifest.changes.relabelled,
                 "carried": manifest.changes.carried,
+                "trainable": manifest.changes.trainable,
             }
         return dataset
 

@@ -258,7 +258,15 @@ def test_report_as_a_dataframe(sandbox: Sandbox, tmp_path: Path) -> None:
     with client(sandbox) as c:
         report = full_chain(sandbox, c, str(tmp_path / "df")).run()
     frame = report.to_pandas()
-    assert list(frame.columns) == ["stage", "reason", "job_id", "input_name", "detail", "inputs"]
+    assert list(frame.columns) == [
+        "stage",
+        "reason",
+        "job_id",
+        "input_name",
+        "detail",
+        "inputs",
+        "model_id",
+    ]
     assert len(frame) == len(report.drops)
     assert set(frame["reason"]) >= {"not_selected", "input_failed"}
 
