@@ -285,7 +285,7 @@ def test_progress_lines_and_eta(tmp_path: Path) -> None:
     assert quiet.getvalue() == ""
 
 
-def test_a_locked_dataset_is_an_error_exit(
+def test_a_locked_dataset_exits_8(
     world: tuple[Sandbox, SandboxServer],
     env: Sandbox,
     tmp_path: Path,
@@ -299,11 +299,10 @@ def test_a_locked_dataset_is_an_error_exit(
     holder = DatasetLock(fs, root, "another-build")
     holder.acquire()
     try:
-        assert main(args(world, out)) == 1
+        assert main(args(world, out)) == 8  # held by another build, nothing touched
     finally:
         holder.release()
     err = capsys.readouterr().err
-    assert "DatasetLockedError" in err
     assert "another-build" in err
     assert main(args(world, out, "--on-ready", "true")) == 0
     capsys.readouterr()
@@ -323,10 +322,12 @@ def test_the_trigger_fires_under_the_dataset_lock(
 def test_max_input_bytes_refuses_larger_inputs_unread(
     world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
 ) -> None:
-    sizes = sorted(p.stat().st_size for p in Path(env.data_url).rglob("*") if p.is_file())
-    limit = sizes[len(sizes) // 2]  # about half the raw inputs are larger
+    images = sorted(p.stat().st_size for p in Path(env.data_url).rglob("*.png"))
+    limit = images[len(images) // 2]  # about half the images are larger, no text input
     out, report = tmp_path / "ds", tmp_path / "report.json"
-    code = main(args(world, out, "--max-input-bytes", str(limit), "--report", str(report)))
+    # Half of one model's inputs refused is the guard's business: allow it here.
+    flags = ("--max-input-bytes", str(limit), "--max-failure-share", "1", "--report", str(report))
+    code = main(args(world, out, *flags))
     assert code == 0
     body = json.loads(report.read_text())
     drops = body["drops"]

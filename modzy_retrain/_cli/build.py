@@ -9,194 +9,154 @@ changed), then evaluates the retraining gate and fires the trigger once.
 from __future__ import annotations
 
 import contextlib
-import re
-import sys
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modzy_retrain._client.client import ModzyClient
-from modzy_retrain._core.constants import API_KEY_ENV
-from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
-from modzy_retrain._core.fs import url_to_fs
-from modzy_retrain._core.timestamps import parse_timestamp
+from modzy_retrain._core.exceptions import ConfigurationError, NotFoundError
+from modzy_retrain._core.fs import check_backend, require_module, url_to_fs
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
-from modzy_retrain._dataset.manifest import latest_version, load_checkpoint, load_manifest
+from modzy_retrain._dataset.manifest import (
+    Checkpoint,
+    latest_version,
+    load_checkpoint,
+    load_manifest,
+)
+from modzy_retrain._dataset.tables import ScratchTables
 from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
-from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY, ResultFetcher
+from modzy_retrain._dataset.versions import load_previous
+from modzy_retrain._stages.fetch import ResultFetcher
+from modzy_retrain._stages.guard import MisconfigurationGuard
 from modzy_retrain._stages.labels import LabelPolicy
 from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
 from modzy_retrain._stages.records import Sample
 from modzy_retrain._stages.report import RunReport
-from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_by_name
+from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_from_setting
 from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
 
-EXIT_PUBLISHED = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOTHING_NEW = 3
-EXIT_BELOW_THRESHOLD = 4
-EXIT_TRIGGER_FAILED = 5
-EXIT_INCOMPLETE = 6
+from .exit_codes import (
+    EXIT_BELOW_THRESHOLD,
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    EXIT_LOCKED,
+    EXIT_MISCONFIGURED,
+    EXIT_NOTHING_NEW,
+    EXIT_PUBLISHED,
+    EXIT_TRIGGER_FAILED,
+    EXIT_USAGE,
+)
+from .settings import BuildSettings, TriggerSettings, load_settings, parse_duration, read_api_key
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"3d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 3d, 12h, 90m)")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-
-
-class TriggerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_new: int = 1
-    min_new_per_label: dict[str, int] = Field(default_factory=dict)
-    min_since_last: int = 0
-    on_ready: str | None = None
-    webhook: str | None = None
-
-
-class BuildSettings(BaseModel):
-    """Everything a build needs (the TOML file's keys; see docs/scheduled.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = None
-    api_key_file: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    model: str | None = None
-    model_id: list[str] = Field(default_factory=list)
-    model_version: list[str] = Field(default_factory=list)
-    user: str | None = None
-    lag: timedelta = timedelta(0)
-    select: list[str] = Field(default_factory=lambda: ["any-votes"])
-    min_votes: int | None = None
-    min_agreement: float = 0.75
-    label_file: str | None = None
-    input_template: str | None = None
-    input_templates: dict[str, str] = Field(default_factory=dict)
-    out: str | None = None
-    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
-    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
-    input_storage_options: dict[str, Any] | None = Field(default=None, repr=False)
-    report: str | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_input_bytes: int | None = Field(default=None, ge=1)
-    trigger: TriggerSettings = Field(default_factory=TriggerSettings)
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _timestamp(cls, value: object) -> object:
-        parsed = parse_timestamp(value) if isinstance(value, str) else value
-        return parsed
-
-    @field_validator("lag", mode="before")
-    @classmethod
-    def _lag(cls, value: object) -> object:
-        return parse_duration(value)
-
-    @field_validator("model_id", "model_version", "select", mode="before")
-    @classmethod
-    def _listify(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-
-def load_settings(path: str | None, overrides: Mapping[str, Any]) -> BuildSettings:
-    """Read the TOML file (if any), apply the flags given, and validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - exercised on Python 3.10 only
-            try:
-                import tomli as tomllib
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    "config files on Python 3.10 need tomli: pip install 'modzy-retrain[cli]'"
-                ) from exc
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigurationError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
-        if "api_key" in data:
-            raise ConfigurationError(
-                f"config file {path}: no api_key here; use {API_KEY_ENV} or api_key_file"
-            )
-    for key, value in overrides.items():
-        if key == "trigger":
-            data.setdefault("trigger", {}).update(value)
-        elif key in ("storage_options", "input_templates"):
-            data[key] = {**data.get(key, {}), **value}
-        else:
-            data[key] = value
-    try:
-        settings = BuildSettings.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise ConfigurationError(f"invalid settings: {problems}") from None
-    if not settings.out:
-        raise ConfigurationError("no output: give --out URL or out = ... in the config file")
-    return settings
-
-
-def read_api_key(settings: BuildSettings, environ: Mapping[str, str]) -> str:
-    key = environ.get(API_KEY_ENV)
-    if key:
-        return key
-    if settings.api_key_file:
-        try:
-            key = Path(settings.api_key_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read api_key_file {settings.api_key_file}: {exc.strerror}"
-            ) from None
-        if key:
-            return key
-    raise ConfigurationError(f"no API key: set {API_KEY_ENV} or api_key_file")
+__all__ = [
+    "EXIT_BELOW_THRESHOLD",
+    "EXIT_ERROR",
+    "EXIT_INCOMPLETE",
+    "EXIT_LOCKED",
+    "EXIT_MISCONFIGURED",
+    "EXIT_NOTHING_NEW",
+    "EXIT_PUBLISHED",
+    "EXIT_TRIGGER_FAILED",
+    "EXIT_USAGE",
+    "BuildResult",
+    "BuildSettings",
+    "TriggerSettings",
+    "build",
+    "load_settings",
+    "parse_duration",
+    "read_api_key",
+]
 
 
 @dataclass
 class BuildResult:
-    """What a build did, and the exit code it maps to."""
+    """What a build did, and the exit code it maps to.
+
+    Attributes:
+        report: The run report (``report.dataset`` says what was published).
+        exit_code: One of the exit codes (``modzy-retrain build --help``).
+        firing: The trigger's firing for the version published, if it fired.
+        recovered: A pending firing of an earlier version, fired first.
+        plan: A dry run's plan (what would be written).
+        problems: Why nothing was published when the configuration looks wrong
+            (exit code 7), one line each.
+        notes: What the user should know about how settings were applied.
+    """
 
     report: RunReport
     exit_code: int
     firing: Firing | None = None
     recovered: Firing | None = None
     plan: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _selector(settings: BuildSettings) -> Selector:
-    chosen = [selector_by_name(name) for name in settings.select]
+    chosen = [selector_from_setting(value) for value in settings.select]
     selector: Selector = chosen[0] if len(chosen) == 1 else AnyOf(*chosen)
     if settings.min_votes is not None:
         selector = selector & MinVotes(settings.min_votes)
     return selector
+
+
+def _template_roots(settings: BuildSettings) -> list[str]:
+    """The fixed part of each input template (what is before its first field)."""
+    templates = [settings.input_template, *settings.input_templates.values()]
+    return [t.split("{", 1)[0] or "." for t in templates if t]
+
+
+def check_settings(settings: BuildSettings) -> None:
+    """Everything that can be checked before any request or write.
+
+    Raises:
+        ConfigurationError: No lineage, an output that is a file, an unknown protocol.
+        MissingDependencyError: The format or a store needs an extra not installed.
+    """
+    if not settings.input_template and not settings.input_templates:
+        raise ConfigurationError("no lineage: give --input-template (per model: MODEL_ID=...)")
+    if settings.format == "parquet":
+        require_module("pyarrow", "the parquet format", "parquet")
+    url = str(settings.out)
+    check_backend(url, "--out")
+    for root in _template_roots(settings):
+        check_backend(root, "--input-template")
+    if settings.label_file:
+        check_backend(settings.label_file, "--label-file")
+    fs, root = url_to_fs(url, settings.storage_options)
+    if fs.isfile(root):
+        raise ConfigurationError(f"--out is a file ({public_url(url)}): give a folder URL")
+
+
+def _input_options(settings: BuildSettings) -> dict[str, Any]:
+    if settings.input_storage_options is not None:
+        return settings.input_storage_options
+    return settings.storage_options
+
+
+def _stages(settings: BuildSettings, in_options: dict[str, Any]) -> tuple[Any, Any]:
+    """The selection and lineage stages, built (and so checked) before any request."""
+    select = VoteFilter(
+        _selector(settings),
+        policy=LabelPolicy(min_agreement=settings.min_agreement),
+        label_file=settings.label_file,
+        storage_options=in_options,
+    )
+    resolve = LineageResolver(
+        settings.input_template,
+        templates=settings.input_templates,
+        storage_options=in_options,
+        max_bytes=settings.max_input_bytes,
+    )
+    return select, resolve
 
 
 def build(
@@ -211,18 +171,30 @@ def build(
 ) -> BuildResult:
     """Run one build: query, fetch, select, resolve and (unless ``dry_run``) publish.
 
-    ``client``: a client to use as it is (its retries, timeouts, transport), left open;
-    by default the build makes one from the settings and closes it.
+    Args:
+        settings: What to build (see :func:`load_settings` for a TOML file and flags).
+        environ: Where the API key is read from (``MODZY_API_KEY``).
+        dry_run: Write nothing; the result's ``plan`` says what would be written.
+        on_ready: Called with the trigger's payload when a version is ready.
+        transport: An httpx transport for the client the build makes (the sandbox's).
+        progress: Called with the report as the run goes.
+        client: A client to use as it is (its retries, timeouts, transport), left
+            open; by default the build makes one from the settings and closes it.
+
+    Returns:
+        A :class:`BuildResult` whose ``exit_code`` is the command's.
+
+    Raises:
+        ConfigurationError: An invalid setting, before any request (exit code 2).
+        MissingDependencyError: An extra the settings need (exit code 2).
+        DatasetLockedError: Another build holds the dataset (exit code 8).
     """
+    check_settings(settings)
     url = str(settings.out)
     out_options = settings.storage_options
-    in_options = (
-        settings.input_storage_options
-        if settings.input_storage_options is not None
-        else settings.storage_options
-    )
-    if not settings.input_template and not settings.input_templates:
-        raise ConfigurationError("no lineage: give --input-template (per model: MODEL_ID=...)")
+    in_options = _input_options(settings)
+    select, resolve = _stages(settings, in_options)
+    guard = MisconfigurationGuard(settings.max_failure_share)
     actions = TriggerActions(on_ready, settings.trigger.on_ready, settings.trigger.webhook)
     report = RunReport()
     lock = None
@@ -233,128 +205,193 @@ def build(
         lock = DatasetLock(fs, root, report.run_id)
         lock.acquire()
     try:
-        result = _build_locked(
-            settings,
-            url,
-            out_options,
-            in_options,
-            actions,
-            report,
-            environ,
-            dry_run,
-            transport,
-            progress,
-            client,
-        )
+        run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
+        result = run.go(environ, transport, client, select, resolve, guard)
     finally:
         if lock is not None:
             lock.release()
-    if result.report.unavailable_jobs and result.exit_code != EXIT_TRIGGER_FAILED:
+    if result.report.unavailable_jobs and result.exit_code not in (
+        EXIT_TRIGGER_FAILED,
+        EXIT_MISCONFIGURED,
+    ):
         # Published or not, the run is short of some jobs: a scheduler must see it.
         # Nothing is lost: those jobs hold the checkpoint, so the next run fetches them.
         result.exit_code = EXIT_INCOMPLETE
     return result
 
 
-def _build_locked(
-    settings: BuildSettings,
-    url: str,
-    out_options: dict[str, Any],
-    in_options: dict[str, Any],
-    actions: TriggerActions,
-    report: RunReport,
-    environ: Mapping[str, str],
-    dry_run: bool,
-    transport: httpx.BaseTransport | None,
-    progress: Callable[[RunReport], None] | None,
-    given_client: ModzyClient | None,
-) -> BuildResult:
-    recovered = None
-    if not dry_run and actions.any and latest_version(url, storage_options=out_options):
-        # A ready version whose firing never completed (a crash, a failed command)
-        # fires now, before anything else: once per version, across reruns.
-        previous = load_manifest(url, storage_options=out_options)
-        if previous.trigger is not None and previous.trigger.ready:
-            recovered = fire(public_url(url) or url, previous, actions, storage_options=out_options)
-    client = given_client or ModzyClient(
-        api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
-    )
-    with (
-        contextlib.nullcontext(client) if given_client else client,
-        contextlib.ExitStack() as cleanup,
-    ):
+@dataclass
+class _Run:
+    """One build under its lock (the steps of :func:`build`)."""
+
+    settings: BuildSettings
+    url: str
+    out_options: dict[str, Any]
+    in_options: dict[str, Any]
+    actions: TriggerActions
+    report: RunReport
+    dry_run: bool
+    progress: Callable[[RunReport], None] | None
+
+    def go(
+        self,
+        environ: Mapping[str, str],
+        transport: httpx.BaseTransport | None,
+        given_client: ModzyClient | None,
+        select: VoteFilter,
+        resolve: LineageResolver,
+        guard: MisconfigurationGuard,
+    ) -> BuildResult:
+        settings, url, out_options = self.settings, self.url, self.out_options
         since = load_checkpoint(url, storage_options=out_options)
-        journal = None
-        if not dry_run:
-            # Results a killed build from the same checkpoint already fetched.
-            journal = ResultJournal(
-                url, after=since.version if since else None, storage_options=out_options
-            )
-            cleanup.callback(journal.close)  # what load() copied to scratch, however we end
-            journal.load()
-        query = JobHistoryQuery(
-            client,
-            start=settings.start,
-            end=settings.end,
-            model=settings.model,
-            model_id=settings.model_id or None,
-            model_version=settings.model_version or None,
-            user=settings.user,
-            since=since,
-            lag=settings.lag,
+        notes = self._window(since)
+        recovered = None
+        if (
+            not self.dry_run
+            and self.actions.any
+            and latest_version(url, storage_options=out_options)
+        ):
+            # A ready version whose firing never completed (a crash, a failed command)
+            # fires now, before anything else: once per version, across reruns.
+            previous = load_manifest(url, storage_options=out_options)
+            if previous.trigger is not None and previous.trigger.ready:
+                recovered = fire(
+                    public_url(url) or url, previous, self.actions, storage_options=out_options
+                )
+        client = given_client or ModzyClient(
+            api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
         )
-        chain = (
-            query
-            | ResultFetcher(client, concurrency=settings.concurrency, journal=journal)
-            | VoteFilter(
-                _selector(settings),
-                policy=LabelPolicy(min_agreement=settings.min_agreement),
-                label_file=settings.label_file,
-                storage_options=in_options,
+        with contextlib.nullcontext(client) if given_client else client:
+            unknown = _unknown_models(client, settings.model_id)
+            if unknown:
+                return BuildResult(
+                    self.report,
+                    EXIT_MISCONFIGURED,
+                    recovered=recovered,
+                    problems=unknown,
+                    notes=notes,
+                )
+            result = self._chain(client, since, select, resolve, guard)
+        result.recovered = recovered
+        result.notes = notes + result.notes
+        return result
+
+    def _window(self, since: Checkpoint | None) -> list[str]:
+        """Check ``start`` and ``rebuild_from`` against the checkpoint; notes to show."""
+        s = self.settings
+        if since is None or since.cursor is None:
+            return []
+        if s.rebuild_from is not None:
+            return [
+                f"rebuilding from {s.rebuild_from.isoformat()}: the history is read again "
+                f"from there (the checkpoint was at {since.cursor.isoformat()})"
+            ]
+        if s.start is not None and s._start_from_flag:
+            raise ConfigurationError(
+                f"the dataset has a checkpoint (cursor {since.cursor.isoformat()}): --start "
+                "only sets the first build's window. To read the history again from a "
+                "time into a new version, use --rebuild-from TIMESTAMP"
             )
-            | LineageResolver(
-                settings.input_template,
-                templates=settings.input_templates,
-                storage_options=in_options,
-                max_bytes=settings.max_input_bytes,
+        if s.start is not None and s.start < since.cursor - s.lag:
+            return [
+                f"start = {s.start.isoformat()} applies to the first build; reading from "
+                f"the checkpoint at {since.cursor.isoformat()} (use --rebuild-from to read "
+                "again from an earlier time)"
+            ]
+        return []
+
+    def _chain(
+        self,
+        client: ModzyClient,
+        since: Checkpoint | None,
+        select: VoteFilter,
+        resolve: LineageResolver,
+        guard: MisconfigurationGuard,
+    ) -> BuildResult:
+        s, url, out_options = self.settings, self.url, self.out_options
+        with contextlib.ExitStack() as cleanup:
+            journal = None
+            if not self.dry_run:
+                # Results a killed build from the same checkpoint already fetched.
+                journal = ResultJournal(
+                    url, after=since.version if since else None, storage_options=out_options
+                )
+                cleanup.callback(journal.close)  # what load() copied to scratch
+                journal.load()
+            rebuild = s.rebuild_from is not None
+            query = JobHistoryQuery(
+                client,
+                start=s.rebuild_from if rebuild else s.start,
+                end=s.end,
+                model=s.model,
+                model_id=s.model_id or None,
+                model_version=s.model_version or None,
+                user=s.user,
+                since=None if rebuild else since,
+                lag=s.lag,
             )
-        )
-        if dry_run:
-            it = chain.stream(report)
-            # Counted as they pass, never kept: a sample may carry its input's bytes.
-            plan = _Plan()
-            for sample in _tap(it, progress):
+            fetch = ResultFetcher(client, concurrency=s.concurrency, journal=journal)
+            chain = query | fetch | select | resolve
+            if self.dry_run:
+                return self._dry_run(chain, guard)
+            gate = TriggerGate(
+                s.trigger.min_new, s.trigger.min_new_per_label, s.trigger.min_since_last
+            )
+            writer = DatasetWriter(
+                url,
+                format=s.format,
+                versioned=True,
+                storage_options=out_options,
+                source_storage_options=self.in_options,
+                trigger=gate,
+                journal=journal,
+                guard=guard,
+            )
+            it = (chain | writer).stream(self.report)
+            for _ in _tap(it, self.progress):
+                pass
+            report = it.report.finish()
+        dataset = report.dataset or {}
+        if dataset.get("refused"):
+            return BuildResult(report, EXIT_MISCONFIGURED, problems=list(dataset["refused"]))
+        if not dataset.get("published"):
+            return BuildResult(report, EXIT_NOTHING_NEW)
+        manifest = load_manifest(url, storage_options=out_options)
+        assert manifest.trigger is not None
+        if not manifest.trigger.ready:
+            return BuildResult(report, EXIT_BELOW_THRESHOLD)
+        firing = fire(public_url(url) or url, manifest, self.actions, storage_options=out_options)
+        code = EXIT_PUBLISHED if firing.ok else EXIT_TRIGGER_FAILED
+        return BuildResult(report, code, firing=firing)
+
+    def _dry_run(self, chain: Any, guard: MisconfigurationGuard) -> BuildResult:
+        it = chain.stream(self.report)
+        # Counted as they pass, never kept: a sample may carry its input's bytes.
+        with _Plan(self.url, self.out_options) as plan:
+            for sample in _tap(it, self.progress):
                 plan.add(sample)
             report = it.report.finish()
-            return BuildResult(report, EXIT_PUBLISHED, plan=plan.summary(report))
-        gate = TriggerGate(
-            settings.trigger.min_new,
-            settings.trigger.min_new_per_label,
-            settings.trigger.min_since_last,
-        )
-        writer = DatasetWriter(
-            url,
-            format=settings.format,
-            versioned=True,
-            storage_options=out_options,
-            source_storage_options=in_options,
-            trigger=gate,
-            journal=journal,
-        )
-        it2 = (chain | writer).stream(report)
-        for _ in _tap(it2, progress):
-            pass
-        report = it2.report.finish()
-    dataset = report.dataset or {}
-    if not dataset.get("published"):
-        return BuildResult(report, EXIT_NOTHING_NEW, recovered=recovered)
-    manifest = load_manifest(url, storage_options=out_options)
-    assert manifest.trigger is not None
-    if not manifest.trigger.ready:
-        return BuildResult(report, EXIT_BELOW_THRESHOLD, recovered=recovered)
-    firing = fire(public_url(url) or url, manifest, actions, storage_options=out_options)
-    code = EXIT_PUBLISHED if firing.ok else EXIT_TRIGGER_FAILED
-    return BuildResult(report, code, firing=firing, recovered=recovered)
+            summary = plan.summary(report)
+            suspicions = guard.check(report, plan.by_model)
+        if suspicions:
+            problems = [s.message for s in suspicions]
+            return BuildResult(report, EXIT_MISCONFIGURED, plan=summary, problems=problems)
+        code = EXIT_NOTHING_NEW if summary["new"] == 0 else EXIT_PUBLISHED
+        return BuildResult(report, code, plan=summary)
+
+
+def _unknown_models(client: ModzyClient, model_ids: list[str]) -> list[str]:
+    """The ``model_id`` settings the API does not know (a typo publishes nothing)."""
+    problems = []
+    for model_id in model_ids:
+        try:
+            client.models.retrieve(model_id)
+        except NotFoundError:
+            problems.append(
+                f"model {model_id} is unknown to the API (GET /models/{model_id}: 404): "
+                "check model_id"
+            )
+    return problems
 
 
 def _tap(it: Any, progress: Callable[[RunReport], None] | None) -> Any:
@@ -367,27 +404,62 @@ def _tap(it: Any, progress: Callable[[RunReport], None] | None) -> Any:
 
 
 class _Plan:
-    """What a dry run would write, counted sample by sample."""
+    """What a dry run would write, counted sample by sample; what is new is judged
+    against the latest version, loaded into a scratch database as the writer would."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any]) -> None:
         self.samples = 0
         self.bytes = 0
         self.by_model: Counter[str] = Counter()
         self.by_state: Counter[str] = Counter()
+        self._scratch = ScratchTables()
+        try:
+            self._scratch.complete_jobs()  # the merge's join needs the table; none here
+            latest = latest_version(url, storage_options=storage_options)
+            self._previous = latest is not None
+            if latest is not None:
+                load_previous(self._scratch, url, latest, storage_options)
+        except BaseException:
+            self._scratch.close()
+            raise
+
+    def __enter__(self) -> _Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._scratch.close()
 
     def add(self, sample: Sample) -> None:
         self.samples += 1
         self.bytes += sample.size or 0
         self.by_model[sample.record.model_id] += 1
         self.by_state[sample.label_state] += 1
+        self._scratch.add_sample(sample.job_id, sample.input_name, sample.label, sample.label_state)
+
+    def _new(self) -> int:
+        """Samples added, or relabelled against the latest version (retractions are
+        only known when a version is written)."""
+        added = self._scratch.added()
+        relabelled = sum(
+            1
+            for row, is_new, label, state, _ in self._scratch.merged()
+            if is_new and _label_of(row) != (label, state)
+        )
+        return added + relabelled
 
     def summary(self, report: RunReport) -> dict[str, Any]:
         return {
             "jobs": report.stages["query"].items_out if "query" in report.stages else 0,
             "inputs": report.inputs_seen,
             "samples": self.samples,
+            "new": self._new(),
             "by_model": dict(self.by_model),
             "by_label_state": dict(self.by_state),
             "excluded": report.drops_by_reason(),
             "estimated_bytes": self.bytes,
         }
+
+
+def _label_of(row: str) -> tuple[Any, Any]:
+    data = json.loads(row)
+    return data.get("label"), data.get("label_state")

@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from modzy_retrain._core.constants import API_KEY_ENV
-from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
+from modzy_retrain._core.exceptions import (
+    ConfigurationError,
+    MissingDependencyError,
+    ModzyRetrainError,
+)
+from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._stages.report import RunReport
 
 from .build import (
     EXIT_BELOW_THRESHOLD,
     EXIT_ERROR,
     EXIT_INCOMPLETE,
+    EXIT_LOCKED,
     EXIT_NOTHING_NEW,
     EXIT_TRIGGER_FAILED,
     EXIT_USAGE,
@@ -28,17 +34,32 @@ def add_build_arguments(parser: Any) -> None:
     add("--config", help="TOML settings file (flags override it)")
     add("--base-url", help="Modzy host or API root (else $MODZY_BASE_URL)")
     add("--api-key-file", help=f"file holding the API key (else ${API_KEY_ENV})")
-    add("--start", help="jobs created at or after (ISO 8601; first build only)")
+    add(
+        "--start",
+        help="jobs created at or after (ISO 8601); the first build's window only: "
+        "refused on a dataset with a checkpoint (see --rebuild-from)",
+    )
+    add(
+        "--rebuild-from",
+        metavar="TIMESTAMP",
+        help="read the history again from this time (ISO 8601) into a new version, "
+        "whatever the checkpoint says (after fixing a template, for example)",
+    )
     add("--end", help="jobs created at or before (ISO 8601)")
     add("--model", help="model name (fuzzy)")
     add("--model-id", action="append", help="model identifier (repeatable)")
+    add("--model-version", action="append", help="model version (repeatable)")
     add("--lag", help="re-read this window before the checkpoint, e.g. 3d (late votes)")
     add(
         "--select",
         action="append",
-        help="vote policy by name, repeatable: down-voted, up-voted, conflict, any-votes",
+        help="which predictions, repeatable (any one matching): down-voted, up-voted, "
+        "conflict, any-votes, everything, top-score-below:0.6, min-votes:2, "
+        "down-share:0.5, net-score:..-1, predicted-in:cat,dog",
     )
     add("--min-votes", type=int, help="only predictions with at least this many votes")
+    add("--min-agreement", type=float, help="share of votes that makes them agree (0.5-1)")
+    add("--label-file", help="CSV or JSONL of labels by job_id and input_name (any URL)")
     add(
         "--input-template",
         action="append",
@@ -60,6 +81,12 @@ def add_build_arguments(parser: Any) -> None:
         type=int,
         help="refuse raw inputs larger than this (reported as source_too_large)",
     )
+    add(
+        "--max-failure-share",
+        type=float,
+        help="publish nothing (exit 7) when more than this share of a model's inputs "
+        "fail in lineage for one reason (default 0.5; all of them always do)",
+    )
     add("--report", help="write the run report as JSON to this path")
     add("--dry-run", action="store_true", help="show the plan; write nothing")
     add("--min-new", type=int, help="retraining threshold: new samples in the version")
@@ -79,6 +106,23 @@ def add_build_arguments(parser: Any) -> None:
 _TEMPLATE_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 
+def split_selectors(text: str) -> list[str]:
+    """``down-voted,predicted-in:cat,dog`` -> ``["down-voted", "predicted-in:cat,dog"]``:
+    a comma starts a new selector only before a selector's name."""
+    from modzy_retrain._stages.selectors import PARAMETERIZED, SELECTORS
+
+    names = {*SELECTORS, *PARAMETERIZED}
+    out: list[str] = []
+    for piece in text.split(","):
+        if not piece.strip():
+            continue
+        if out and ":" in out[-1] and piece.strip().partition(":")[0] not in names:
+            out[-1] += "," + piece  # a parameter's own comma (a list of labels)
+        else:
+            out.append(piece.strip())
+    return out
+
+
 def overrides_from_args(args: Any) -> dict[str, Any]:
     from modzy_retrain._core.key_values import parse_key_values
 
@@ -87,10 +131,14 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "base_url": args.base_url,
         "api_key_file": args.api_key_file,
         "start": args.start,
+        "rebuild_from": args.rebuild_from,
         "end": args.end,
         "model": args.model,
         "lag": args.lag,
         "min_votes": args.min_votes,
+        "min_agreement": args.min_agreement,
+        "label_file": args.label_file,
+        "max_failure_share": args.max_failure_share,
         "out": args.out,
         "format": args.format,
         "concurrency": args.concurrency,
@@ -100,8 +148,10 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
     out.update({k: v for k, v in simple.items() if v is not None})
     if args.model_id:
         out["model_id"] = args.model_id
+    if args.model_version:
+        out["model_version"] = args.model_version
     if args.select:
-        out["select"] = [s for item in args.select for s in item.split(",") if s]
+        out["select"] = [s for item in args.select for s in split_selectors(item)]
     for item in args.input_template or []:
         match = _TEMPLATE_FOR_MODEL.match(item)
         if match and not any(ch in match[1] for ch in "/:{"):
@@ -200,19 +250,35 @@ def run_build_command(args: Any) -> int:
 
     try:
         settings = load_settings(args.config, overrides_from_args(args))
+    except (ConfigurationError, MissingDependencyError, ValueError) as exc:
+        # Every invalid setting, from the file or a flag: nothing was requested.
+        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         progress = Progress(sys.stderr, quiet=args.quiet)
         result = build(settings, environ=os.environ, dry_run=args.dry_run, progress=progress)
         progress.done()
-    except (ConfigurationError, MissingDependencyError, ValueError) as exc:
+    except (ConfigurationError, MissingDependencyError) as exc:
         print(f"modzy-retrain build: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_ERROR
+        return EXIT_USAGE
+    except DatasetLockedError as exc:
+        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except Exception as exc:
-        from modzy_retrain._core.exceptions import ModzyRetrainError
-
         if not isinstance(exc, (ModzyRetrainError, OSError)):
             raise
         print(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    for note in result.notes:
+        print(f"modzy-retrain build: note: {note}", file=sys.stderr)
+    if result.problems:
+        print(
+            "modzy-retrain build: nothing published, the configuration looks wrong "
+            "(the checkpoint did not move):",
+            file=sys.stderr,
+        )
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
     report = result.report
     if result.plan is not None:
         print("dry run: nothing written")

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from modzy_retrain._version import __version__
 
+from .exit_codes import exit_codes_help
+
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -79,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the next version of a retraining dataset (for cron and CI)",
         description="Query the history since the dataset's checkpoint, fetch results, "
         "select and label, resolve raw inputs, publish a new version, and fire the "
-        "retraining trigger once it is ready. Exit codes: 0 published, 1 error, 2 usage, "
-        "3 nothing new, 4 published but below the retraining threshold, 5 trigger failed.",
+        "retraining trigger once it is ready. Every setting is checked before any request.",
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_build_arguments(build)
     build.set_defaults(func=_build)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import threading
 import uuid
@@ -12,6 +13,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .exceptions import ConfigurationError, MissingDependencyError
+
 CHUNK = 1 << 20
 
 
@@ -19,6 +22,45 @@ def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tup
     """``fsspec.core.url_to_fs`` with our options; returns (filesystem, path)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     return fs, str(path)
+
+
+# Which extra brings the fsspec backend of a protocol this library documents.
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+
+
+def check_backend(url: str, what: str) -> None:
+    """Check, without touching storage, that fsspec can open ``url``'s protocol(s).
+
+    Raises:
+        MissingDependencyError: The backend's package is not installed (names the extra).
+        ConfigurationError: fsspec knows no such protocol.
+    """
+    for part in url.split("::"):
+        protocol = fsspec.core.split_protocol(part)[0] or "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as exc:
+            extra = _EXTRAS.get(protocol)
+            how = (
+                f"pip install 'modzy-retrain[{extra}]'"
+                if extra
+                else f"install the fsspec backend for {protocol}:// ({exc})"
+            )
+            raise MissingDependencyError(f"{what} {protocol}:// needs a package: {how}") from None
+        except ValueError:
+            raise ConfigurationError(
+                f"{what}: fsspec knows no protocol {protocol!r} (in {part.split('/')[0]}...)"
+            ) from None
+
+
+def require_module(module: str, what: str, extra: str) -> None:
+    """Check that an optional dependency imports, before any work needs it."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{what} needs {module}: pip install 'modzy-retrain[{extra}]'"
+        ) from None
 
 
 class FileSystems:

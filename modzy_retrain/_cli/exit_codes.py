@@ -1,0 +1,35 @@
+"""The command line's exit codes: one table, for the code, ``--help`` and the docs.
+
+docs/scheduled.md shows the same table; ``tests/test_exit_codes.py`` checks they agree.
+"""
+
+from __future__ import annotations
+
+EXIT_PUBLISHED = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_NEW = 3
+EXIT_BELOW_THRESHOLD = 4
+EXIT_TRIGGER_FAILED = 5
+EXIT_INCOMPLETE = 6
+EXIT_MISCONFIGURED = 7
+EXIT_LOCKED = 8
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_PUBLISHED: "published a new version (and fired the trigger when it was ready)",
+    EXIT_ERROR: "error: the API, storage or the run failed (the message says which)",
+    EXIT_USAGE: "invalid settings: nothing was requested or written",
+    EXIT_NOTHING_NEW: "nothing new: no version published (a dry run: none would be)",
+    EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
+    EXIT_TRIGGER_FAILED: "published, but the trigger failed: it fires again next run",
+    EXIT_INCOMPLETE: "incomplete: some jobs' results could not be had; the next run fetches them",
+    EXIT_MISCONFIGURED: "nothing published: the configuration looks wrong (a template, "
+    "a model id...); the checkpoint did not move",
+    EXIT_LOCKED: "the dataset is held by another build: try again when it ends (a stale "
+    "lock is reclaimed by itself)",
+}
+
+
+def exit_codes_help() -> str:
+    """The table as ``--help`` shows it."""
+    return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
