@@ -430,6 +430,10 @@ class _Plan:
         self._scratch.close()
 
     def add(self, sample: Sample) -> None:
+        if sample.sha256 is not None:
+            first = self._scratch.first_with(sample.sha256, sample.job_id, sample.input_name)
+            if first is not None and (first[0], first[1]) != (sample.job_id, sample.input_name):
+                return  # the writer would skip it as a duplicate of that content
         self.samples += 1
         self.bytes += sample.size or 0
         self.by_model[sample.record.model_id] += 1
