@@ -304,7 +304,12 @@ def test_a_store_without_its_backend_fails_before_any_request(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import fsspec  # noqa: F401 - loads fsspec.registry
+
     monkeypatch.setitem(sys.modules, "s3fs", None)
+    # fsspec keeps the classes it imported: forget s3's, as a fresh process would.
+    registry = sys.modules["fsspec.registry"]._registry
+    monkeypatch.delitem(registry, "s3", raising=False)
     before = requests_to(env)
     assert main(args(world, tmp_path / "ds", "--out", "s3://bucket/ds")) == 2
     assert "modzy-retrain[s3]" in capsys.readouterr().err
