@@ -93,7 +93,7 @@ def expected(sample: Sample) -> PublishedSample:
         candidates=sample.candidates,
         predicted_label=r.predicted_label,
         predicted_score=r.top_score,
-        predictions=[{"label": p.label, "score": p.score} for p in r.predictions],  # type: ignore[arg-type]
+        predictions=[{"label": p.label, "score": p.score} for p in r.predictions],
         votes_up=r.voting.up,
         votes_down=r.voting.down,
         source_url=sample.source_url,
@@ -118,15 +118,18 @@ def cut(sandbox: Sandbox) -> datetime:
     return sorted(j.created_at for j in sandbox.jobs)[len(sandbox.jobs) // 2]
 
 
-@pytest.fixture(scope="module")
-def written(
-    sandbox: Sandbox, cut: datetime, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, bool, str], tuple[str, dict[str | None, set[PublishedSample]]]]:
-    """Write a layout once per module: its URL and what each version must read back
-    (``None``: the latest, or the unversioned dataset)."""
-    made: dict[tuple[str, bool, str], tuple[str, dict[str | None, set[PublishedSample]]]] = {}
+# A dataset's URL, and what each version must read back (``None``: the latest, or
+# the unversioned dataset).
+Written = tuple[str, dict[str | None, set[PublishedSample]]]
+Write = Callable[[str, bool, str], Written]
 
-    def write(fmt: str, versioned: bool, mode: str) -> tuple[str, dict[str | None, Any]]:
+
+@pytest.fixture(scope="module")
+def written(sandbox: Sandbox, cut: datetime, tmp_path_factory: pytest.TempPathFactory) -> Write:
+    """Write each layout once per module."""
+    made: dict[tuple[str, bool, str], Written] = {}
+
+    def write(fmt: str, versioned: bool, mode: str) -> Written:
         if (fmt, versioned, mode) not in made:
             url = str(tmp_path_factory.mktemp(f"{fmt}-{mode}-{versioned}") / "ds")
             writer = DatasetWriter(url, format=fmt, mode=mode, versioned=versioned)  # type: ignore[arg-type]
@@ -137,7 +140,10 @@ def written(
                 assert first
                 assert second
                 assert list_versions(url) == ["v0001", "v0002"]
-                want = {"v0001": first, None: first | second}
+                want: dict[str | None, set[PublishedSample]] = {
+                    "v0001": first,
+                    None: first | second,
+                }
             else:
                 want = {None: records(chain(sandbox, writer))}
             assert verify_dataset(url) == []
@@ -149,7 +155,7 @@ def written(
 
 @pytest.mark.parametrize(("fmt", "versioned", "mode"), LAYOUTS)
 def test_every_layout_reads_back_what_was_written(
-    fmt: str, versioned: bool, mode: str, written: Callable[..., Any]
+    fmt: str, versioned: bool, mode: str, written: Write
 ) -> None:
     url, want = written(fmt, versioned, mode)
     for version, samples in want.items():
@@ -177,7 +183,7 @@ def test_every_layout_reads_back_what_was_written(
     assert {"confirmed", "needs_label"} <= states
 
 
-def test_every_format_holds_the_same_records(written: Callable[..., Any]) -> None:
+def test_every_format_holds_the_same_records(written: Write) -> None:
     # The same history read back from each format: the same records, but for where
     # the copies are (an image folder files them by split and label).
     reads = {
@@ -190,7 +196,7 @@ def test_every_format_holds_the_same_records(written: Callable[..., Any]) -> Non
     assert all(got == first for got in reads.values())
 
 
-def test_the_dict_escape_hatch(written: Callable[..., Any]) -> None:
+def test_the_dict_escape_hatch(written: Write) -> None:
     rows = {
         fmt: list(read_samples(written(fmt, False, "copy")[0], as_dicts=True))
         for fmt in [*TABULAR, "imagefolder"]
@@ -217,7 +223,7 @@ def test_the_dict_escape_hatch(written: Callable[..., Any]) -> None:
         read_samples(url, as_dicts="yes")  # type: ignore[call-overload]
 
 
-def test_parquet_columns_are_typed(written: Callable[..., Any]) -> None:
+def test_parquet_columns_are_typed(written: Write) -> None:
     for versioned in (False, True):
         url = written("parquet", versioned, "copy")[0]
         table = "v0002/samples.parquet" if versioned else "samples.parquet"
@@ -261,7 +267,7 @@ def test_labels_are_text_even_when_none_is_set(
     assert set(read_samples(url)) == records(wrote)
 
 
-def test_parquet_tables_of_the_old_schema_still_read(written: Callable[..., Any]) -> None:
+def test_parquet_tables_of_the_old_schema_still_read(written: Write) -> None:
     # Before its columns were typed, the writer stored lists as JSON text and
     # timestamps as ISO text, and let pyarrow infer the rest.
     url = written("parquet", False, "reference")[0]
@@ -283,7 +289,10 @@ def test_parquet_tables_of_the_old_schema_still_read(written: Callable[..., Any]
 
 
 def test_a_missing_pyarrow_names_the_extra(
-    written: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    written: Write,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = written("parquet", False, "copy")[0]
     # A None entry in sys.modules makes the import fail, as if pyarrow were absent.
@@ -293,6 +302,28 @@ def test_a_missing_pyarrow_names_the_extra(
         read_samples(url)  # at the call, not at the first row
     # The other formats need no pyarrow.
     assert list(read_samples(written("csv", False, "copy")[0]))
+    # Writing fails at the first row, the same way.
+    with pytest.raises(MissingDependencyError, match=r"modzy-retrain\[parquet\]"):
+        chain(sandbox, DatasetWriter(str(tmp_path / "no-pyarrow"), format="parquet"))
+    assert not (tmp_path / "no-pyarrow" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "error"),
+    [
+        ("votes_up", "many", "does not fit the Parquet table's columns"),
+        ("submitted_at", "yesterday", "a row Parquet cannot hold: not an ISO-8601 timestamp"),
+    ],
+)
+def test_a_value_parquet_cannot_type_is_a_dataset_error(
+    column: str, value: str, error: str, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    class Wrong(DatasetWriter):
+        def serialize(self, sample: Sample) -> dict[str, Any]:
+            return {**super().serialize(sample), column: value}
+
+    with pytest.raises(DatasetError, match=error):
+        chain(sandbox, Wrong(str(tmp_path / "wrong"), format="parquet"))
 
 
 @pytest.mark.parametrize("fmt", TABULAR)
