@@ -10,6 +10,10 @@ and the data files (one per copied input) in a JSONL file table beside it, whose
 size, sha256 and entry count it records (``file_table``). Readers trust the table
 only once its hash matches (:func:`dataset_files`, :func:`verify_dataset`). Manifests
 of format 1 listed every file inline; they still read the same way.
+
+:func:`read_samples` reads the sample tables back through the manifest; each format's
+reader is in ``reading.py``, the row they all give in ``rows.py``. The format itself is
+documented in ``docs/dataset-format.md``.
 """
 
 from __future__ import annotations
