@@ -68,6 +68,7 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
+from ._dataset.rows import PublishedSample
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
@@ -169,6 +170,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PermissionDeniedError",
     "PredictedIn",
     "PredictionRecord",
+    "PublishedSample",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",

@@ -49,7 +49,7 @@ Key = tuple[str, str, str | None, str | None]
 
 
 def keys(url: str) -> set[Key]:
-    return {(s["job_id"], s["input_name"], s["label"], s["sha256"]) for s in read_samples(url)}
+    return {(s.job_id, s.input_name, s.label, s.sha256) for s in read_samples(url)}
 
 
 def settings(sandbox: Sandbox, out: Path, concurrency: int = 8) -> BuildSettings:
@@ -165,7 +165,7 @@ def test_jobs_out_of_retries_are_named_and_the_next_run_gets_them(
     assert not second.report.unavailable_jobs
     assert keys(str(out)) == healthy
     rows = list(read_samples(str(out)))
-    assert len(rows) == len({(r["job_id"], r["input_name"]) for r in rows})
+    assert len(rows) == len({r.key for r in rows})
 
 
 def test_over_real_http_with_faults(healthy: set[Key], tmp_path: Path) -> None:

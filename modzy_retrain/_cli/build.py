@@ -418,7 +418,9 @@ class _Plan:
             latest = latest_version(url, storage_options=storage_options)
             self._previous = latest is not None
             if latest is not None:
-                load_previous(self._scratch, url, latest, storage_options)
+                fs, root = url_to_fs(url, storage_options)
+                previous = load_manifest(url, storage_options=storage_options)
+                load_previous(self._scratch, fs, root, previous)
         except BaseException:
             self._scratch.close()
             raise

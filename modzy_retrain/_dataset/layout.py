@@ -8,7 +8,8 @@ Layouts (``format``):
 - ``jsonl`` (default): ``samples.jsonl``, one row per sample with its provenance; in
   ``copy`` mode the raw inputs go to ``data/<sha256[:2]>/<sha256><ext>``.
 - ``csv``: ``samples.csv``, the same columns (lists and objects JSON-encoded).
-- ``parquet``: ``samples.parquet`` (the ``parquet`` extra), the same columns.
+- ``parquet``: ``samples.parquet`` (the ``parquet`` extra), the same columns, typed
+  (see ``rows.py``).
 - ``imagefolder``: ``<split>/<label>/<name>`` plus ``<split>/metadata.jsonl``, the
   layout Hugging Face ``datasets`` loads as ``imagefolder``; samples without a label
   go to ``unlabeled/`` (with its own ``metadata.jsonl``), outside every split.
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .manifest import DatasetFormat
+from .rows import FILE_NAME
 
 DEFAULT_SPLITS: Mapping[str, float] = {"train": 0.8, "validation": 0.2}
 UNLABELED_DIR = "unlabeled"
@@ -136,4 +138,4 @@ def place(
 def imagefolder_row(data_path: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """An imagefolder metadata row: the file's name first, relative to the metadata
     file's folder, as Hugging Face expects."""
-    return {"file_name": data_path.split("/", 1)[1], **row}
+    return {FILE_NAME: data_path.split("/", 1)[1], **row}

@@ -10,6 +10,10 @@ and the data files (one per copied input) in a JSONL file table beside it, whose
 size, sha256 and entry count it records (``file_table``). Readers trust the table
 only once its hash matches (:func:`dataset_files`, :func:`verify_dataset`). Manifests
 of format 1 listed every file inline; they still read the same way.
+
+:func:`read_samples` reads the sample tables back through the manifest; each format's
+reader is in ``reading.py``, the row they all give in ``rows.py``. The format itself is
+documented in ``docs/dataset-format.md``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modzy_retrain._core.exceptions import DatasetError
+from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
 from modzy_retrain._core.fs import CHUNK, join, url_to_fs
+
+from .reading import published_samples, row_dicts, sample_rows
+from .rows import PublishedSample
 
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "_latest.json"
@@ -361,24 +368,56 @@ def verify_dataset(
     return problems
 
 
+@overload
 def read_samples(
-    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Yield the sample rows of a dataset, trusting only the manifest.
+    url: str,
+    *,
+    version: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    as_dicts: Literal[False] = False,
+) -> Iterator[PublishedSample]: ...
 
-    Reads JSONL and image-folder datasets, and versioned CSV or Parquet ones (through the
-    JSONL table each of their versions keeps).
+
+@overload
+def read_samples(
+    url: str,
+    *,
+    version: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    as_dicts: Literal[True],
+) -> Iterator[dict[str, Any]]: ...
+
+
+def read_samples(
+    url: str,
+    *,
+    version: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    as_dicts: bool = False,
+) -> Iterator[PublishedSample] | Iterator[dict[str, Any]]:
+    """Yield the samples of a dataset, trusting only the manifest, as typed records.
+
+    Reads every format: JSONL, CSV and Parquet (the ``parquet`` extra), versioned or
+    not, and image folders (every split and ``unlabeled/``). Each sample is the same
+    :class:`PublishedSample` whatever the format (see ``docs/dataset-format.md`` for
+    what a format cannot hold). The tables are streamed, in the manifest's order.
+
+    Args:
+        url: The dataset.
+        version: For a versioned dataset, the version to read (default: the latest).
+        storage_options: fsspec options for ``url``.
+        as_dicts: Yield each row as a plain dict instead, in its JSON form (what
+            ``DatasetWriter.serialize`` returned: timestamps as ISO text), without
+            validating it; an image folder's rows keep their ``file_name``.
+
+    Raises:
+        DatasetError: No dataset at ``url``, or a row that is not a published sample
+            (while iterating; ``as_dicts=True`` reads it).
+        MissingDependencyError: A Parquet dataset, without pyarrow.
     """
+    if not isinstance(as_dicts, bool):
+        raise ConfigurationError("read_samples(as_dicts=...): must be True or False")
     manifest = load_manifest(url, version=version, storage_options=storage_options)
-    tables = [name for name in manifest.samples_files if name.endswith(".jsonl")]
-    if manifest.format not in ("jsonl", "imagefolder") and not tables:
-        raise DatasetError(
-            f"read_samples reads jsonl and imagefolder datasets, not {manifest.format}"
-        )
     fs, root = url_to_fs(url, storage_options)
-    for name in tables:
-        with fs.open(join(root, name), "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    row: dict[str, Any] = json.loads(line)
-                    yield row
+    rows = sample_rows(fs, root, manifest.format, manifest.samples_files)
+    return row_dicts(rows) if as_dicts else published_samples(manifest.format, rows)

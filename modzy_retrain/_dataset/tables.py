@@ -21,9 +21,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
-from modzy_retrain._core.exceptions import DatasetError, MissingDependencyError
+from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.fs import ensure_parent, join
 
+from .rows import json_text, parquet_schema, pyarrow_modules, to_parquet
 from .spill import SpilledSet, SpillStore
 
 # Parquet rows are buffered and written a row group at a time.
@@ -63,17 +64,6 @@ class HashingWriter:
         return False
 
 
-def _pyarrow() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the parquet format needs pyarrow: pip install 'modzy-retrain[parquet]'"
-        ) from exc
-    return pa, pq
-
-
 class SampleTables:
     """The tables of one write, opened lazily, hashed as they are written."""
 
@@ -95,10 +85,7 @@ class SampleTables:
 
     @staticmethod
     def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v
-            for k, v in row.items()
-        }
+        return {k: json_text(v) for k, v in row.items()}
 
     def write(self, name: str, row: Mapping[str, Any]) -> None:
         # The table's own extension says how to write it: a versioned CSV or Parquet
@@ -118,10 +105,14 @@ class SampleTables:
             writer.writerow(["" if flat[k] is None else flat[k] for k in self.csv_fields])
             self._handle(name).write(buffer.getvalue().encode("utf-8"))
         else:
-            self._parquet_row(name, self._flat(row))
+            try:
+                parquet_row = to_parquet(row)
+            except ValueError as exc:
+                raise DatasetError(f"a row Parquet cannot hold: {exc}") from None
+            self._parquet_row(name, parquet_row)
 
     def _parquet_row(self, name: str, row: dict[str, Any]) -> None:
-        _pyarrow()  # fail on the first row, not at the end of the run
+        pyarrow_modules()  # fail on the first row, not at the end of the run
         writer, batch = self.parquet.get(name, (None, []))
         batch.append(row)
         if len(batch) >= PARQUET_BATCH:
@@ -130,9 +121,14 @@ class SampleTables:
         self.parquet[name] = (writer, batch)
 
     def _parquet_batch(self, name: str, writer: Any, batch: list[dict[str, Any]]) -> Any:
-        """Write one row group; the table's writer (made with the first one)."""
-        pa, pq = _pyarrow()
-        table = pa.Table.from_pylist(batch, schema=writer.schema if writer else None)
+        """Write one row group; the table's writer (made with the first one, whose
+        schema types the columns: see ``rows.parquet_schema``)."""
+        pa, pq = pyarrow_modules()
+        schema = writer.schema if writer else parquet_schema(pa, batch)
+        try:
+            table = pa.Table.from_pylist(batch, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DatasetError(f"a row does not fit the Parquet table's columns: {exc}") from None
         if writer is None:
             writer = pq.ParquetWriter(self._handle(name), table.schema)
         writer.write_table(table)

@@ -26,8 +26,8 @@ from .manifest import (
     TriggerState,
     latest_version,
     load_manifest,
-    read_samples,
 )
+from .reading import jsonl_rows
 from .tables import ScratchTables
 from .trigger import TriggerGate
 
@@ -84,18 +84,19 @@ def begin_version(
     previous = None
     if latest is not None:
         previous = load_manifest(url, storage_options=storage_options)
-        load_previous(scratch, url, previous.version, storage_options)
+        load_previous(scratch, fs, root, previous)
     return NextVersion(name, previous, resuming)
 
 
-def load_previous(
-    scratch: ScratchTables, url: str, version: str | None, storage_options: Mapping[str, Any]
-) -> None:
+def load_previous(scratch: ScratchTables, fs: Any, root: str, previous: Manifest) -> None:
     """Read the previous version once: its rows for the merge at commit, and the
     sha256 of each for deduplication (and to never copy its bytes again)."""
     rows: list[tuple[str, str, str]] = []
     contents: list[tuple[str, str, str]] = []
-    for row in read_samples(url, version=version, storage_options=storage_options):
+    # Its JSONL table (a CSV or Parquet version keeps one too), whose rows are carried
+    # over exactly as written: a custom serialize()'s columns and types included.
+    tables = [name for name in previous.samples_files if name.endswith(".jsonl")]
+    for _, row in jsonl_rows(fs, root, tables):
         job_id, name = str(row["job_id"]), str(row["input_name"])
         rows.append((job_id, name, json.dumps(row, ensure_ascii=False)))
         if row.get("sha256"):

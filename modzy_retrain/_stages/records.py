@@ -8,23 +8,14 @@ raw input lives (URL, sha256, size) and its split (what the writer writes).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Voting
 
-LabelState = Literal["confirmed", "corrected", "needs_label", "conflict"]
-"""How much a sample's label can be trusted.
-
-- ``confirmed``: users agreed with the prediction (up-voted), or a label file says so.
-- ``corrected``: users disagreed and the right class is known (binary flip, label file).
-- ``needs_label``: the prediction is wrong or uncertain and nobody said what is right;
-  ``candidates`` holds the likeliest classes for a human to pick from.
-- ``conflict``: users disagree with each other.
-"""
-
-LABEL_STATES: tuple[LabelState, ...] = ("confirmed", "corrected", "needs_label", "conflict")
+# Declared with the dataset row, which holds it (and whose reader cannot import stages).
+from modzy_retrain._dataset.rows import LabelState as LabelState
 
 
 class _Record(BaseModel):

@@ -112,10 +112,9 @@ def test_s3_inputs_to_a_gcs_dataset(fmt: str, s3_world: tuple[Sandbox, Store], g
     url = gcs.url("datasets", fmt)
     report = run_chain(sandbox, source, url, gcs, format=fmt)
     check(sandbox, report, url, gcs)
-    if fmt in ("jsonl", "imagefolder"):
-        rows = list(read_samples(url, storage_options=gcs.options))
-        assert len(rows) == report.delivered
-        assert all(str(r["source_url"]).startswith("s3://world-inputs/raw/") for r in rows)
+    rows = list(read_samples(url, storage_options=gcs.options))
+    assert len(rows) == report.delivered
+    assert all(str(r.source_url).startswith("s3://world-inputs/raw/") for r in rows)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "imagefolder"])

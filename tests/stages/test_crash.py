@@ -88,7 +88,7 @@ def build(
 
 def rows(out: Path) -> set[tuple[object, ...]]:
     return {
-        (r["job_id"], r["input_name"], r["label"], r["label_state"], r["sha256"], r["split"])
+        (r.job_id, r.input_name, r.label, r.label_state, r.sha256, r.split)
         for r in read_samples(str(out))
     }
 

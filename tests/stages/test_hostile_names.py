@@ -172,5 +172,5 @@ def test_every_layout_writes_safe_unique_names_under_its_root(tmp_path: Path, fm
     assert len(set(lowered)) == len(lowered)  # unique even on a case-blind file system
     assert verify_dataset(str(out)) == []
     rows = list(read_samples(str(out)))
-    assert sorted(r["input_name"] for r in rows) == sorted(written_names)
+    assert sorted(r.input_name for r in rows) == sorted(written_names)
     assert load_manifest(str(out)).counts.samples == len(written_names)

@@ -68,7 +68,7 @@ def run(
 
 def keys(url: str, version: str | None = None) -> set[tuple[object, ...]]:
     return {
-        (r["job_id"], r["input_name"], r["label"], r["sha256"], r["split"])
+        (r.job_id, r.input_name, r.label, r.sha256, r.split)
         for r in read_samples(url, version=version)
     }
 
@@ -181,18 +181,18 @@ def test_a_vote_reset_retracts_the_sample(sandbox: Sandbox, tmp_path: Path) -> N
     row = next(
         r
         for r in read_samples(url)
-        if r["label_state"] == "confirmed"
-        and sandbox.job(str(r["job_id"])).created_at > cut - timedelta(days=2)
+        if r.label_state == "confirmed"
+        and sandbox.job(r.job_id).created_at > cut - timedelta(days=2)
     )
     with client(sandbox) as c:
-        c.results.reset_vote(str(row["job_id"]), str(row["input_name"]))
+        c.results.reset_vote(row.job_id, row.input_name)
     report = run(sandbox, url, lag=timedelta(days=3))
     changes = load_manifest(url).changes
     assert changes is not None
     retracted = {(s["job_id"], s["input_name"]) for s in changes.retracted_samples}
-    assert (row["job_id"], row["input_name"]) in retracted
-    assert (row["job_id"], row["input_name"]) not in {(k[0], k[1]) for k in keys(url)}
-    assert (row["job_id"], row["input_name"]) in {(k[0], k[1]) for k in keys(url, "v0001")}
+    assert row.key in retracted
+    assert row.key not in {(k[0], k[1]) for k in keys(url)}
+    assert row.key in {(k[0], k[1]) for k in keys(url, "v0001")}
     assert "retracted" in str(report)
 
 
