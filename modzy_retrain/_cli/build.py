@@ -373,12 +373,15 @@ class _Plan:
         self.samples = 0
         self.bytes = 0
         self.by_model: Counter[str] = Counter()
+        self.model_names: dict[str, str] = {}
         self.by_state: Counter[str] = Counter()
 
     def add(self, sample: Sample) -> None:
         self.samples += 1
         self.bytes += sample.size or 0
         self.by_model[sample.record.model_id] += 1
+        if sample.record.model_name:
+            self.model_names.setdefault(sample.record.model_id, sample.record.model_name)
         self.by_state[sample.label_state] += 1
 
     def summary(self, report: RunReport) -> dict[str, Any]:
@@ -387,6 +390,7 @@ class _Plan:
             "inputs": report.inputs_seen,
             "samples": self.samples,
             "by_model": dict(self.by_model),
+            "model_names": dict(self.model_names),
             "by_label_state": dict(self.by_state),
             "excluded": report.drops_by_reason(),
             "estimated_bytes": self.bytes,
