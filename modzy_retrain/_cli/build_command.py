@@ -245,6 +245,16 @@ def run_build_command(args: Any) -> int:
         print(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     report = result.report
+    # Written before anything is printed: a stdout closed early (`| head`) ends the
+    # command there, and must not cost the report file.
+    if settings.report:
+        body = report.to_dict()
+        body["exit_code"] = result.exit_code
+        if result.plan is not None:
+            body["plan"] = result.plan
+        if result.firing is not None:
+            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
+        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
         print("dry run: nothing written")
         for line in plan_lines(result.plan):
@@ -269,14 +279,6 @@ def run_build_command(args: Any) -> int:
             jobs = report.unavailable_jobs
             shown = ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
             print(messages[result.exit_code].format(n=len(jobs), jobs=shown))
-    if settings.report:
-        body = report.to_dict()
-        body["exit_code"] = result.exit_code
-        if result.plan is not None:
-            body["plan"] = result.plan
-        if result.firing is not None:
-            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
-        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     return result.exit_code
 
 

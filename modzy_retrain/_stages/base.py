@@ -45,14 +45,12 @@ class StageIterator(Iterator[Out]):
     Attributes:
         report: The run report the stage records into.
         stats: This stage's statistics in that report.
-        finishes: Finish the report when the stream runs out (a chain's last stage).
     """
 
     def __init__(self, inner: Iterator[Out | Drop], report: RunReport, stats: StageStats) -> None:
         self._inner = inner
         self.report = report
         self.stats = stats
-        self.finishes = False
 
     def __iter__(self) -> StageIterator[Out]:
         return self
@@ -68,9 +66,7 @@ class StageIterator(Iterator[Out]):
                 self.stats.items_out += 1
                 return item
         except StopIteration:
-            if self.finishes:
-                self.finishes = False
-                self.report.finish()
+            self.report.stage_ended(self.stats)
             raise
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
@@ -91,7 +87,6 @@ class AsyncStageIterator(AsyncIterator[Out]):
         self._inner = inner
         self.report = report
         self.stats = stats
-        self.finishes = False
 
     def __aiter__(self) -> AsyncStageIterator[Out]:
         return self
@@ -107,9 +102,7 @@ class AsyncStageIterator(AsyncIterator[Out]):
                 self.stats.items_out += 1
                 return item
         except StopAsyncIteration:
-            if self.finishes:
-                self.finishes = False
-                self.report.finish()
+            self.report.stage_ended(self.stats)
             raise
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
@@ -287,23 +280,27 @@ class Stage(Generic[In, Out]):
         self, items: Iterable[In], *, report: RunReport | None = None
     ) -> StageIterator[Out]:
         """Run the stage over ``items``; records into ``report`` (or the upstream's)."""
-        report = report or _report_of(items) or RunReport()
         if not (_overrides(self, "process") or _overrides(self, "process_stream")):
             raise self._not_implemented(sync=True)
+        # The upstream's report is its iterator's: a chain starts a new run (and report)
+        # each time it is iterated, and its ``report`` is still the previous run's.
+        upstream = iter(items)
+        report = report or _report_of(upstream) or _report_of(items) or RunReport()
         stats = report.stage(self.name, self.unit)
-        results = self.process_stream(CountedInput(iter(items), report, stats))
+        results = self.process_stream(CountedInput(upstream, report, stats))
         return StageIterator(results, report, stats)
 
     def astream(
         self, items: AsyncIterable[In] | Iterable[In], *, report: RunReport | None = None
     ) -> AsyncStageIterator[Out]:
         """The async twin of calling the stage: takes and returns async iterators."""
-        report = report or _report_of(items) or RunReport()
-        source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
         if not any(_overrides(self, method) for method in _CONTRACT):
             raise self._not_implemented(sync=False)
+        source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
+        upstream = source.__aiter__()
+        report = report or _report_of(upstream) or _report_of(items) or RunReport()
         stats = report.stage(self.name, self.unit)
-        results = self.aprocess_stream(AsyncCountedInput(source.__aiter__(), report, stats))
+        results = self.aprocess_stream(AsyncCountedInput(upstream, report, stats))
         return AsyncStageIterator(results, report, stats)
 
     def _not_implemented(self, *, sync: bool) -> TypeError:
@@ -439,7 +436,6 @@ class Chain(Generic[Out]):
         it: StageIterator[Any] = self.source.stream(report)
         for stage in self.stages:
             it = stage(it, report=report)
-        it.finishes = True
         return it
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Out]:
@@ -447,7 +443,6 @@ class Chain(Generic[Out]):
         it: AsyncStageIterator[Any] = self.source.astream(report)
         for stage in self.stages:
             it = stage.astream(it, report=report)
-        it.finishes = True
         return it
 
     def __iter__(self) -> StageIterator[Out]:
@@ -461,7 +456,7 @@ class Chain(Generic[Out]):
         it = self.stream(report)
         for _ in it:
             pass
-        return it.report  # finished as the last stage ran out
+        return it.report  # finished as its last stage ran out
 
     async def arun(self, report: RunReport | None = None) -> RunReport:
         """The async twin of :meth:`run`."""

@@ -256,6 +256,12 @@ class RunReport:
             self._detail_counts[key] += 1
             self.drops.append(drop)
 
+    def stage_ended(self, stats: StageStats) -> None:
+        """A stage's output ran out: when it is the run's last stage, the run is over
+        (so ``list(chain)`` leaves a finished report, as ``chain.run()`` does)."""
+        if stats is self._last and self.finished_at is None:
+            self.finish()
+
     def finish(self) -> RunReport:
         self.finished_at = datetime.now(timezone.utc)
         self.elapsed = time.perf_counter() - self._t0
