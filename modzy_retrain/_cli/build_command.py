@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +303,7 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def counts_text(counts: dict[str, int], name: Any = str) -> str:
+def counts_text(counts: dict[str, int], name: Callable[[str], str] = str) -> str:
     """``"not_selected 40, source_missing 2"``: largest first, ``none`` when empty."""
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], name(kv[0])))
     return ", ".join(f"{name(key)} {n}" for key, n in ordered) or "none"
