@@ -82,10 +82,10 @@ def test_dry_run_writes_nothing(
     for key in (
         "jobs:",
         "inputs:",
-        "by_model:",
-        "by_label_state:",
-        "excluded:",
-        "estimated_bytes:",
+        "by model:",
+        "by label state:",
+        "excluded inputs:",
+        "estimated size:",
     ):
         assert key in text
     assert "not_selected" in text
@@ -278,8 +278,9 @@ def test_progress_lines_and_eta(tmp_path: Path) -> None:
         progress.done()
     assert tty.getvalue().startswith("\r")
     assert tty.getvalue().endswith("\n")
-    assert ci.getvalue().count("\n") == 1
+    assert ci.getvalue().count("\n") == 2  # the line, then the done line
     assert "jobs/s" in ci.getvalue()
+    assert ci.getvalue().splitlines()[-1].startswith("done: ")
     quiet = io.StringIO()
     Progress(quiet, quiet=True)(report)
     assert quiet.getvalue() == ""

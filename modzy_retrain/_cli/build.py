@@ -411,6 +411,7 @@ class _Plan:
         self.samples = 0
         self.bytes = 0
         self.by_model: Counter[str] = Counter()
+        self.model_names: dict[str, str] = {}
         self.by_state: Counter[str] = Counter()
         self._scratch = ScratchTables()
         try:
@@ -439,6 +440,8 @@ class _Plan:
         self.samples += 1
         self.bytes += sample.size or 0
         self.by_model[sample.record.model_id] += 1
+        if sample.record.model_name:
+            self.model_names.setdefault(sample.record.model_id, sample.record.model_name)
         self.by_state[sample.label_state] += 1
         self._scratch.add_sample(sample.job_id, sample.input_name, sample.label, sample.label_state)
 
@@ -460,6 +463,7 @@ class _Plan:
             "samples": self.samples,
             "new": self._new(),
             "by_model": dict(self.by_model),
+            "model_names": dict(self.model_names),
             "by_label_state": dict(self.by_state),
             "excluded": report.drops_by_reason(),
             "estimated_bytes": self.bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,11 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
 
 
 class Progress:
-    """Progress on stderr: one updating line on a terminal, a line a minute in CI."""
+    """Progress on stderr: one updating line on a terminal, a line a minute in CI.
+
+    Every count is followed by its unit (jobs, inputs, samples); :meth:`done` writes
+    the last line, which says done and has no ETA.
+    """
 
     def __init__(self, stream: Any, *, quiet: bool) -> None:
         self.stream = stream
@@ -186,35 +191,62 @@ class Progress:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.started = time_monotonic()
         self.last = 0.0
+        self.width = 0  # the longest line so far: a shorter one pads over its tail
+        self.report: RunReport | None = None
 
     def __call__(self, report: RunReport) -> None:
         if self.quiet:
             return
+        self.report = report
         now = time_monotonic()
         interval = 0.25 if self.tty else 60.0
         if now - self.last < interval:
             return
         self.last = now
-        fetch = report.stages.get("fetch")
-        jobs = fetch.items_in if fetch else 0
         elapsed = max(now - self.started, 1e-9)
         line = (
-            f"{jobs} jobs, {report.inputs_seen} inputs, {jobs / elapsed:.1f} jobs/s, "
-            f"{elapsed:.0f} s"
+            f"{progress_counts(report)}, {jobs_read(report) / elapsed:.1f} jobs/s, "
+            f"{seconds(elapsed)} elapsed"
         )
         eta = estimate_eta(report, elapsed)
         if eta is not None:
-            line += f", ETA {eta:.0f} s"
+            line += f", ETA {seconds(eta)}"
+        self._write(line, final=False)
+
+    def done(self) -> None:
+        """The final line: the run's totals, no ETA."""
+        report = self.report
+        if self.quiet or report is None:
+            return
+        elapsed = report.elapsed if report.finished_at else time_monotonic() - self.started
+        self._write(f"done: {progress_counts(report)} in {seconds(elapsed)}", final=True)
+
+    def _write(self, line: str, *, final: bool) -> None:
         if self.tty:
-            self.stream.write("\r" + line.ljust(70))
+            self.stream.write("\r" + line.ljust(self.width) + ("\n" if final else ""))
+            self.width = max(self.width, len(line))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
-    def done(self) -> None:
-        if self.tty and not self.quiet and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
+
+def seconds(value: float) -> str:
+    """``"0.4 s"``, ``"12 s"``: a tenth where it shows."""
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def jobs_read(report: RunReport) -> int:
+    """Jobs the fetcher has taken from the history so far."""
+    fetch = report.stages.get("fetch")
+    return fetch.items_in if fetch else 0
+
+
+def progress_counts(report: RunReport) -> str:
+    """``"120 jobs, 410 inputs, 63 samples"``: jobs read, inputs seen, samples out of
+    the last stage (written, or in a dry run, that would be)."""
+    stages = list(report.stages.values())
+    samples = stages[-1].items_out if stages else 0
+    return f"{jobs_read(report)} jobs, {report.inputs_seen} inputs, {samples} samples"
 
 
 def estimate_eta(report: RunReport, elapsed: float) -> float | None:
@@ -280,17 +312,29 @@ def run_build_command(args: Any) -> int:
         for problem in result.problems:
             print(f"  - {problem}", file=sys.stderr)
     report = result.report
+    # Written before anything is printed: a stdout closed early (`| head`) ends the
+    # command there, and must not cost the report file.
+    if settings.report:
+        body = report.to_dict()
+        body["exit_code"] = result.exit_code
+        if result.plan is not None:
+            body["plan"] = result.plan
+        if result.firing is not None:
+            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
+        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
         print("dry run: nothing written")
-        for key, value in result.plan.items():
-            print(f"  {key}: {value}")
+        for line in plan_lines(result.plan):
+            print(f"  {line}")
         print(report)
     else:
         print(report)
         for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
             if firing is not None and firing.fired:
                 state = "ok" if firing.ok else "FAILED"
-                print(f"{label} for {firing.version}: fired, {state} {firing.details}")
+                details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in firing.details.items())
+                line = f"{label} for {firing.version}: fired, {state}"
+                print(f"{line} ({details})" if details else line)
         messages = {
             EXIT_NOTHING_NEW: "nothing new: no version published",
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
@@ -302,12 +346,42 @@ def run_build_command(args: Any) -> int:
             jobs = report.unavailable_jobs
             shown = ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
             print(messages[result.exit_code].format(n=len(jobs), jobs=shown))
-    if settings.report:
-        body = report.to_dict()
-        body["exit_code"] = result.exit_code
-        if result.plan is not None:
-            body["plan"] = result.plan
-        if result.firing is not None:
-            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
-        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     return result.exit_code
+
+
+def plan_lines(plan: dict[str, Any]) -> list[str]:
+    """A dry run's plan as lines people read: counts with their units, models by name."""
+    names: dict[str, str] = plan.get("model_names", {})
+
+    def model(model_id: str) -> str:
+        name = names.get(model_id)
+        return f"{name} ({model_id})" if name and name != model_id else model_id
+
+    size = int(plan.get("estimated_bytes", 0))
+    return [
+        f"jobs: {plan.get('jobs', 0)}",
+        f"inputs: {plan.get('inputs', 0)}",
+        f"samples: {plan.get('samples', 0)}",
+        f"by model: {counts_text(plan.get('by_model', {}), model)}",
+        f"by label state: {counts_text(plan.get('by_label_state', {}))}",
+        f"excluded inputs: {counts_text(plan.get('excluded', {}))}",
+        f"estimated size: {human_bytes(size)}" + (f" ({size:,} bytes)" if size >= 1024 else ""),
+    ]
+
+
+def counts_text(counts: dict[str, int], name: Callable[[str], str] = str) -> str:
+    """``"not_selected 40, source_missing 2"``: largest first, ``none`` when empty."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], name(kv[0])))
+    return ", ".join(f"{name(key)} {n}" for key, n in ordered) or "none"
+
+
+def human_bytes(size: int) -> str:
+    """``"512 bytes"``, ``"1.5 KiB"``, ``"3.2 GiB"``."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"

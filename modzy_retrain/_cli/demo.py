@@ -72,13 +72,16 @@ class VoteTally(Stage[PredictionRecord, PredictionRecord]):
         return record
 
     def render(self) -> str:
+        rows = sorted(self.models.items(), key=lambda kv: kv[1].name)
+        labels = [f"{t.name} [{model_id}] v{','.join(sorted(t.versions))}" for model_id, t in rows]
+        width = max([len("model"), *(len(label) for label in labels)]) + 1  # never cut
         lines = [
-            f"{'model':<46}{'jobs':>6}{'inputs':>8}{'up':>6}{'down':>6}{'both':>6}{'votes +/-':>11}"
+            f"{'model':<{width}}{'jobs':>6}{'inputs':>8}{'up':>6}{'down':>6}{'both':>6}"
+            f"{'votes +/-':>11}"
         ]
-        for model_id, t in sorted(self.models.items(), key=lambda kv: kv[1].name):
-            label = f"{t.name} [{model_id}] v{','.join(sorted(t.versions))}"
+        for label, (_, t) in zip(labels, rows, strict=True):
             lines.append(
-                f"{label[:45]:<46}{len(t.jobs):>6}{t.inputs:>8}{t.up_voted:>6}"
+                f"{label:<{width}}{len(t.jobs):>6}{t.inputs:>8}{t.up_voted:>6}"
                 f"{t.down_voted:>6}{t.conflicting:>6}{f'{t.up_votes}/{t.down_votes}':>11}"
             )
         lines.append(

@@ -14,6 +14,8 @@ EXIT_TRIGGER_FAILED = 5
 EXIT_INCOMPLETE = 6
 EXIT_MISCONFIGURED = 7
 EXIT_LOCKED = 8
+# 128 + SIGPIPE: what a shell reports for a command a closed pipe ended.
+EXIT_BROKEN_PIPE = 141
 
 EXIT_CODES: dict[int, str] = {
     EXIT_PUBLISHED: "published a new version (and fired the trigger when it was ready)",
@@ -27,6 +29,8 @@ EXIT_CODES: dict[int, str] = {
     "a model id...); the checkpoint did not move",
     EXIT_LOCKED: "the dataset is held by another build: try again when it ends (a stale "
     "lock is reclaimed by itself)",
+    EXIT_BROKEN_PIPE: "the output was closed early (`modzy-retrain ... | head`): stopped "
+    "quietly, without a traceback",
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from modzy_retrain._version import __version__
 
-from .exit_codes import exit_codes_help
+from .exit_codes import EXIT_BROKEN_PIPE, exit_codes_help
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -97,13 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
+        try:
+            args = build_parser().parse_args(argv)
+            code: int = args.func(args)
+        finally:
+            # Flushed here, where a closed pipe is handled, not at exit, where Python
+            # would print a BrokenPipeError traceback for what is still buffered.
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _discard_closed_pipes()
+        return EXIT_BROKEN_PIPE
     return code
+
+
+def _discard_closed_pipes() -> None:
+    """Point stdout and stderr at devnull where their pipe is closed, so what they still
+    buffer is dropped at exit instead of raising again (the "Note on SIGPIPE" in the
+    ``signal`` module's documentation)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):
+                continue  # not a file descriptor (a test's capture): nothing left at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):
+            pass  # no such stream, or already closed: nothing to flush at exit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,8 +11,9 @@ base class counts items in and out, times the stage, and records every drop in t
 report under the stage's name.
 
 ``query | fetch | select | resolve | write`` builds a :class:`Chain`; iterating it runs
-every stage lazily against one shared report, and :meth:`Chain.run` drains it and
-returns the report. Types stay precise: ``Chain[Sample]`` after a ``VoteFilter``.
+every stage lazily against one shared report (``chain.report``, the latest run's), and
+:meth:`Chain.run` drains it and returns the report. Types stay precise:
+``Chain[Sample]`` after a ``VoteFilter``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class StageIterator(Iterator[Out]):
                     continue
                 self.stats.items_out += 1
                 return item
+        except StopIteration:
+            self.report.stage_ended(self.stats)
+            raise
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
 
@@ -97,6 +101,9 @@ class AsyncStageIterator(AsyncIterator[Out]):
                     continue
                 self.stats.items_out += 1
                 return item
+        except StopAsyncIteration:
+            self.report.stage_ended(self.stats)
+            raise
         finally:
             self.stats.inclusive_seconds += time.perf_counter() - started
 
@@ -239,6 +246,8 @@ class Stage(Generic[In, Out]):
     """
 
     name = "stage"
+    #: What one output counts (``"inputs"``), when it is not what came in.
+    unit: str | None = None
 
     # -- the contract: implement process or process_stream -------------------------------
 
@@ -271,23 +280,27 @@ class Stage(Generic[In, Out]):
         self, items: Iterable[In], *, report: RunReport | None = None
     ) -> StageIterator[Out]:
         """Run the stage over ``items``; records into ``report`` (or the upstream's)."""
-        report = report or _report_of(items) or RunReport()
         if not (_overrides(self, "process") or _overrides(self, "process_stream")):
             raise self._not_implemented(sync=True)
-        stats = report.stage(self.name)
-        results = self.process_stream(CountedInput(iter(items), report, stats))
+        # The upstream's report is its iterator's: a chain starts a new run (and report)
+        # each time it is iterated, and its ``report`` is still the previous run's.
+        upstream = iter(items)
+        report = report or _report_of(upstream) or _report_of(items) or RunReport()
+        stats = report.stage(self.name, self.unit)
+        results = self.process_stream(CountedInput(upstream, report, stats))
         return StageIterator(results, report, stats)
 
     def astream(
         self, items: AsyncIterable[In] | Iterable[In], *, report: RunReport | None = None
     ) -> AsyncStageIterator[Out]:
         """The async twin of calling the stage: takes and returns async iterators."""
-        report = report or _report_of(items) or RunReport()
-        source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
         if not any(_overrides(self, method) for method in _CONTRACT):
             raise self._not_implemented(sync=False)
-        stats = report.stage(self.name)
-        results = self.aprocess_stream(AsyncCountedInput(source.__aiter__(), report, stats))
+        source: AsyncIterable[In] = items if isinstance(items, AsyncIterable) else aiter_sync(items)
+        upstream = source.__aiter__()
+        report = report or _report_of(upstream) or _report_of(items) or RunReport()
+        stats = report.stage(self.name, self.unit)
+        results = self.aprocess_stream(AsyncCountedInput(upstream, report, stats))
         return AsyncStageIterator(results, report, stats)
 
     def _not_implemented(self, *, sync: bool) -> TypeError:
@@ -369,6 +382,7 @@ class Source(Generic[Out]):
     """Base of a chain's first stage (the history query): iterable on its own."""
 
     name = "source"
+    unit = "items"  # what one output counts (the history query's are "jobs")
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Out]:
         raise NotImplementedError
@@ -396,13 +410,15 @@ class Source(Generic[Out]):
 class Chain(Generic[Out]):
     """A source and the stages after it. Iterate it, or :meth:`run` it to the end.
 
-    Each iteration (or run) is a new run with a new :class:`RunReport`; a chain holds
-    no state between runs.
+    Each iteration (or run) is a new run with a new :class:`RunReport`; the chain keeps
+    only the latest run's, as ``report`` (``None`` before any run), so ``list(chain)``
+    in a notebook leaves it there: filled in as the run goes, finished when it ends.
     """
 
     def __init__(self, source: Source[Any], stages: tuple[Stage[Any, Any], ...]) -> None:
         self.source = source
         self.stages = stages
+        self.report: RunReport | None = None
 
     def __or__(self, stage: Stage[Out, U]) -> Chain[U]:
         return Chain(self.source, (*self.stages, stage))
@@ -411,6 +427,7 @@ class Chain(Generic[Out]):
         report = report or RunReport()
         report.query = self.source.describe()
         report.pipeline = [self.source.describe(), *(stage.describe() for stage in self.stages)]
+        self.report = report
         return report
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Out]:
@@ -439,14 +456,14 @@ class Chain(Generic[Out]):
         it = self.stream(report)
         for _ in it:
             pass
-        return it.report.finish()
+        return it.report  # finished as its last stage ran out
 
     async def arun(self, report: RunReport | None = None) -> RunReport:
         """The async twin of :meth:`run`."""
         it = self.astream(report)
         async for _ in it:
             pass
-        return it.report.finish()
+        return it.report
 
     def __repr__(self) -> str:
         parts = [repr(self.source), *(repr(s) for s in self.stages)]

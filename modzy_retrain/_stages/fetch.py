@@ -78,6 +78,7 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
     """
 
     name = "fetch"
+    unit = "inputs"  # takes jobs, gives one record per input
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ class JobHistoryQuery(Source[Job]):
     """
 
     name = "query"
+    unit = "jobs"
 
     def __init__(
         self,
@@ -155,7 +156,7 @@ class JobHistoryQuery(Source[Job]):
         report = report or RunReport()
         if report.query is None:
             report.query = self.describe()
-        stats = report.stage(self.name)
+        stats = report.stage(self.name, self.unit, unit_in=self.unit)
         items = CountedInput(self._history(self.client, report), report, stats)
         return StageIterator(items, report, stats)
 
@@ -174,7 +175,7 @@ class JobHistoryQuery(Source[Job]):
         report = report or RunReport()
         if report.query is None:
             report.query = self.describe()
-        stats = report.stage(self.name)
+        stats = report.stage(self.name, self.unit, unit_in=self.unit)
         items = AsyncCountedInput(self._ahistory(self.client, report), report, stats)
         return AsyncStageIterator(items, report, stats)
 

@@ -164,11 +164,16 @@ class StageStats:
     """Counts and time for one stage of a run.
 
     ``seconds`` is the time spent in this stage itself (upstream time excluded).
+    ``unit_in`` and ``unit_out`` say what ``items_in`` and ``items_out`` count (the
+    query gives jobs, the fetcher takes jobs and gives inputs); ``dropped`` always
+    counts inputs.
     """
 
     name: str
     items_in: int = 0
     items_out: int = 0
+    unit_in: str = "items"
+    unit_out: str = "items"
     dropped: Counter[str] = field(default_factory=Counter)
     inclusive_seconds: float = 0.0
     upstream: StageStats | None = field(default=None, repr=False)
@@ -183,6 +188,8 @@ class StageStats:
             "name": self.name,
             "items_in": self.items_in,
             "items_out": self.items_out,
+            "unit_in": self.unit_in,
+            "unit_out": self.unit_out,
             "dropped": dict(self.dropped),
             "seconds": round(self.seconds, 6),
         }
@@ -225,13 +232,21 @@ class RunReport:
 
     # -- recording (used by the stages) ---------------------------------------------------
 
-    def stage(self, name: str) -> StageStats:
-        """Register the next stage of the chain; names are made unique (``fetch-2``)."""
+    def stage(
+        self, name: str, unit: str | None = None, *, unit_in: str | None = None
+    ) -> StageStats:
+        """Register the next stage of the chain; names are made unique (``fetch-2``).
+
+        ``unit``: what the stage's outputs count, when it is not what came in;
+        ``unit_in``: what it takes, by default what the stage before it gives.
+        """
         unique, n = name, 1
         while unique in self.stages:
             n += 1
             unique = f"{name}-{n}"
-        stats = StageStats(unique, upstream=self._last)
+        if unit_in is None:
+            unit_in = self._last.unit_out if self._last is not None else "items"
+        stats = StageStats(unique, unit_in=unit_in, unit_out=unit or unit_in, upstream=self._last)
         self.stages[unique] = stats
         self._last = stats
         return stats
@@ -248,6 +263,12 @@ class RunReport:
         if self._detail_counts[key] < self.max_details:
             self._detail_counts[key] += 1
             self.drops.append(drop)
+
+    def stage_ended(self, stats: StageStats) -> None:
+        """A stage's output ran out: when it is the run's last stage, the run is over
+        (so ``list(chain)`` leaves a finished report, as ``chain.run()`` does)."""
+        if stats is self._last and self.finished_at is None:
+            self.finish()
 
     def finish(self) -> RunReport:
         self.finished_at = datetime.now(timezone.utc)
@@ -322,26 +343,42 @@ class RunReport:
             raise MissingDependencyError("to_pandas() needs pandas: pip install pandas") from exc
         return pd.DataFrame([d.to_dict() for d in self.drops])
 
-    def _rows(self) -> list[tuple[str, int, int, int, float]]:
-        return [
-            (s.name, s.items_in, s.items_out, sum(s.dropped.values()), s.seconds)
-            for s in self.stages.values()
+    def _table(self) -> list[str]:
+        # Each count sits beside its unit: a row may take jobs in and give inputs out.
+        stats = list(self.stages.values())
+        counts = [str(n) for st in stats for n in (st.items_in, st.items_out)]
+        units = [u for st in stats for u in (st.unit_in, st.unit_out)]
+        name_w = max([5, *(len(st.name) for st in stats)])
+        num_w = max([2, *(len(c) for c in counts)])
+        unit_w = max([0, *(len(u) for u in units)])
+        cell_w = num_w + 1 + unit_w
+        lines = [
+            f"{'stage':<{name_w}}  {'in':<{cell_w}}  {'out':<{cell_w}}"
+            f"  {'dropped inputs':>14}  {'seconds':>7}"
         ]
+        for st in stats:
+            lines.append(
+                f"{st.name:<{name_w}}  {st.items_in:>{num_w}} {st.unit_in:<{unit_w}}"
+                f"  {st.items_out:>{num_w}} {st.unit_out:<{unit_w}}"
+                f"  {sum(st.dropped.values()):>14}  {st.seconds:>7.2f}"
+            )
+        return lines
 
     def __str__(self) -> str:
-        lines = [f"run {self.run_id} ({self.elapsed:.2f} s)"]
-        lines.append(f"{'stage':<12}{'in':>9}{'out':>9}{'dropped':>9}{'seconds':>9}")
-        for name, n_in, n_out, n_drop, secs in self._rows():
-            lines.append(f"{name:<12}{n_in:>9}{n_out:>9}{n_drop:>9}{secs:>9.2f}")
+        lines = [f"run {self.run_id} ({self.elapsed:.2f} s)", *self._table()]
         if self.drop_counts:
             lines.append("drops (inputs):")
-            for (stage, reason), n in sorted(self.drop_counts.items()):
-                lines.append(f"  {stage + '/' + reason:<40}{n:>8}")
+            keys = {
+                f"{stage}/{reason}": n for (stage, reason), n in sorted(self.drop_counts.items())
+            }
+            key_w = max(40, *(len(k) for k in keys))
+            lines.extend(f"  {key:<{key_w}}{n:>8}" for key, n in keys.items())
         unresolved = self.unresolved
         if unresolved:
             lines.append(f"unresolved inputs (first {min(5, len(unresolved))}):")
             for d in unresolved[:5]:
-                lines.append(f"  {d.job_id} {d.input_name!r}: {d.reason}: {d.detail}")
+                name = d.input_name if d.input_name is not None else "(unnamed)"
+                lines.append(f"  job {d.job_id}, input {name}: {d.reason}: {d.detail}")
         mark = "ok" if self.reconciled else "MISMATCH"
         lines.append(
             f"reconciled: {self.inputs_seen} inputs = {self.delivered} delivered"
@@ -374,9 +411,10 @@ class RunReport:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{i}</td><td>{o}</td><td>{d}</td>"
-            f"<td>{s:.2f}</td></tr>"
-            for n, i, o, d, s in self._rows()
+            f"<tr><td>{html.escape(s.name)}</td><td>{s.items_in} {html.escape(s.unit_in)}</td>"
+            f"<td>{s.items_out} {html.escape(s.unit_out)}</td>"
+            f"<td>{sum(s.dropped.values())}</td><td>{s.seconds:.2f}</td></tr>"
+            for s in self.stages.values()
         )
         drops = "".join(
             f"<tr><td>{html.escape(st)}</td><td>{html.escape(r)}</td><td>{n}</td></tr>"
@@ -387,7 +425,7 @@ class RunReport:
             f"<div><b>RunReport</b> {html.escape(self.run_id)} ({self.elapsed:.2f} s): "
             f"{self.inputs_seen} inputs, {self.delivered} delivered, "
             f"{self.dropped_inputs} dropped, {ok}"
-            "<table><tr><th>stage</th><th>in</th><th>out</th><th>dropped</th>"
+            "<table><tr><th>stage</th><th>in</th><th>out</th><th>dropped inputs</th>"
             f"<th>seconds</th></tr>{rows}</table>"
             "<table><tr><th>stage</th><th>reason</th><th>inputs</th></tr>"
             f"{drops}</table></div>"
