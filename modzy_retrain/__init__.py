@@ -8,6 +8,7 @@ change without notice. Importing this package does no I/O and loads no optional 
 import contextlib as _contextlib
 
 from ._client.base import InsecureBaseURLWarning
+from ._cli.build import BuildResult, BuildSettings, build, load_settings
 from ._client.client import AsyncModzyClient, ModzyClient
 from ._client.history import HistoryFilters
 from ._client.models import (
@@ -79,6 +80,7 @@ from ._stages.base import (
     pipeline,
 )
 from ._stages.fetch import ResultFetcher
+from ._stages.guard import MisconfigurationGuard
 from ._stages.labels import LabelDecision, LabelPolicy, load_label_file
 from ._stages.lineage import LineageResolver
 from ._stages.query import JobHistoryQuery
@@ -119,6 +121,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "AsyncStageIterator",
     "AuthenticationError",
     "BadRequestError",
+    "BuildResult",
+    "BuildSettings",
     "Chain",
     "Changes",
     "Checkpoint",
@@ -158,6 +162,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "ManifestFile",
     "Many",
     "MinVotes",
+    "MisconfigurationGuard",
     "MissingDependencyError",
     "ModelRef",
     "ModelSummary",
@@ -195,12 +200,14 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "VoteValue",
     "Voting",
     "__version__",
+    "build",
     "dataset_files",
     "latest_version",
     "list_versions",
     "load_checkpoint",
     "load_label_file",
     "load_manifest",
+    "load_settings",
     "pipeline",
     "read_samples",
     "selector_by_name",

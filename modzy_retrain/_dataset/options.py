@@ -91,7 +91,8 @@ class WriterOptions(FrozenOptions):
     @classmethod
     def _format(cls, value: Any) -> Any:
         if value not in get_args(DatasetFormat):
-            raise ValueError(f"unknown format {value!r}")
+            valid = ", ".join(get_args(DatasetFormat))
+            raise ValueError(f"unknown format {value!r}; use one of {valid}")
         return value
 
     @field_validator("mode", mode="before")
