@@ -7,8 +7,8 @@ change without notice. Importing this package does no I/O and loads no optional 
 
 import contextlib as _contextlib
 
-from ._client.base import InsecureBaseURLWarning
 from ._cli.build import BuildResult, BuildSettings, build, load_settings
+from ._client.base import InsecureBaseURLWarning
 from ._client.client import AsyncModzyClient, ModzyClient
 from ._client.history import HistoryFilters
 from ._client.models import (

@@ -71,7 +71,9 @@ def test_a_wrong_template_publishes_nothing_and_the_fixed_one_gets_every_sample_
     wrong[IMAGES] = wrong[IMAGES].replace(".png", ".jpg")
     out = tmp_path / "nightly"
     assert main(args(world, out, templates=wrong)) == 7
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
+    assert "nothing published, the configuration looks wrong" in printed.out
     assert f"inputs of model {IMAGES} missing" in err
     assert ".jpg" in err  # an example of where it looked
     assert "check the input template" in err
@@ -185,7 +187,10 @@ def test_start_in_the_config_file_is_the_first_windows_and_says_so_later(
 
 
 def test_thresholds_count_trainable_samples_not_rows(
-    world: tuple[Sandbox, SandboxServer], env: Sandbox, tmp_path: Path
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     reference = tmp_path / "reference"
     assert main(args(world, reference)) == 0
@@ -195,8 +200,10 @@ def test_thresholds_count_trainable_samples_not_rows(
     )
     assert trainable < counts.samples  # some rows wait for a human
     out = tmp_path / "ds"
+    capsys.readouterr()
     # More rows than the threshold, fewer trainable samples: below the threshold.
     assert main(args(world, out, "--min-new", str(trainable + 1))) == 4
+    assert f"{trainable} trainable (confirmed or corrected) new" in capsys.readouterr().out
     manifest = load_manifest(str(out))
     assert manifest.trigger is not None
     assert manifest.trigger.new == trainable

@@ -384,7 +384,14 @@ class RunReport:
             f"reconciled: {self.inputs_seen} inputs = {self.delivered} delivered"
             f" + {self.dropped_inputs} dropped ({mark})"
         )
-        if self.dataset and self.dataset.get("published") is False:
+        if self.dataset and self.dataset.get("refused"):
+            latest = self.dataset.get("version") or "no version"
+            lines.append(
+                f"dataset: {self.dataset.get('url')}: nothing published, the configuration "
+                f"looks wrong; {latest} is still the latest"
+            )
+            lines.extend(f"  - {problem}" for problem in self.dataset["refused"])
+        elif self.dataset and self.dataset.get("published") is False:
             lines.append(
                 f"dataset: {self.dataset.get('url')}: nothing new, nothing published; "
                 f"{self.dataset.get('version')} is still the latest"
@@ -399,7 +406,8 @@ class RunReport:
                 lines.append(
                     f"version {self.dataset.get('version')}: {changes['added']} added, "
                     f"{changes['retracted']} retracted, {changes['relabelled']} relabelled, "
-                    f"{changes['carried']} carried over"
+                    f"{changes['carried']} carried over; "
+                    f"{changes.get('trainable', 0)} trainable (confirmed or corrected) new"
                 )
         return "\n".join(lines)
 
