@@ -17,9 +17,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 # Label states a training run can use as they are: what retraining thresholds count.
-# ``needs_label`` and ``conflict`` rows wait for a human; a human-labelled state joins
-# this set when it exists.
-TRAINABLE_LABEL_STATES: frozenset[str] = frozenset({"confirmed", "corrected"})
+# ``needs_label`` and ``conflict`` rows wait for a human; ``labelled`` is a human's.
+TRAINABLE_LABEL_STATES: frozenset[str] = frozenset({"confirmed", "corrected", "labelled"})
 
 API_KEY_ENV = "MODZY_API_KEY"
 BASE_URL_ENV = "MODZY_BASE_URL"

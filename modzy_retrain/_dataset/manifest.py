@@ -115,7 +115,7 @@ class Changes(BaseModel):
     retracted: int = 0
     relabelled: int = 0
     carried: int = 0
-    # Added or relabelled into a confirmed or corrected label (a trainable one).
+    # Added or relabelled into a confirmed, corrected or labelled label (a trainable one).
     trainable: int = 0
     trainable_by_label: dict[str, int] = Field(default_factory=dict)
     retracted_samples: list[dict[str, Any]] = Field(default_factory=list)
@@ -132,7 +132,7 @@ class TriggerState(BaseModel):
     Attributes:
         ready: Whether this version passed the gate; the trigger fires once for it.
         reason: Why it is or is not ready.
-        new: Trainable samples this version brings (a confirmed or corrected label,
+        new: Trainable samples this version brings (a confirmed, corrected or labelled label,
             added, or relabelled into such a label): what the thresholds count.
         new_by_label: The same, per label.
         new_rows: Rows this version added, whatever their label state.
@@ -161,6 +161,9 @@ class Manifest(BaseModel):
             dataset with :func:`dataset_files`.
         samples_files: The sample tables (one per split for ``imagefolder``).
         counts: Samples per label, label state, split and model; duplicates skipped.
+        classes: Per model id, its classes in a stable order: a class keeps its index
+            in every later version, new ones are appended (empty in manifests
+            written before it).
         query: The history query that produced the data.
         stages: The settings of each stage of the run.
     """
@@ -180,6 +183,7 @@ class Manifest(BaseModel):
     files: list[ManifestFile]
     file_table: FileTable | None = None
     counts: ManifestCounts
+    classes: dict[str, list[str]] = Field(default_factory=dict)
     query: dict[str, Any] | None = None
     stages: list[dict[str, Any]] = Field(default_factory=list)
     version: str | None = None

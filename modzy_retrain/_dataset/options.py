@@ -60,6 +60,7 @@ class WriterOptions(FrozenOptions):
     trigger: InstanceOf[TriggerGate] | None = None
     journal: InstanceOf[ResultJournal] | None = None
     dedupe: bool = True
+    allow_new_classes: bool = False
     concurrency: int = DEFAULT_WRITE_CONCURRENCY
     storage_options: dict[str, Any] = Field(default_factory=dict)
     source_storage_options: dict[str, Any] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from modzy_retrain._core.exceptions import DatasetExistsError
 from modzy_retrain._core.fs import FileSystems, atomic_write, join, url_to_fs
 from modzy_retrain._version import __version__
 
+from .classes import ClassLists
 from .copy import CopyFailure, copy_input
 from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
 from .lock import DatasetLock
@@ -39,6 +40,7 @@ from .manifest import (
     TriggerState,
 )
 from .options import WriterOptions
+from .rows import upgrade_row
 from .tables import SampleTables, ScratchTables
 from .versions import begin_version, carry_over, checkpoint, evaluate_trigger, first_changes
 
@@ -96,6 +98,9 @@ class DatasetDraft:
         }
         self.samples = 0
         self.data_files = 0
+        # Each model's classes, carried over from the previous version (if any), then
+        # grown as samples pass: the writer feeds it in input order.
+        self.classes = ClassLists()
         try:
             self._open()
         except BaseException:
@@ -145,6 +150,7 @@ class DatasetDraft:
             scratch=scratch,
         )
         self.version, self.previous = version.name, version.previous
+        self.classes = version.classes
         self.resuming = version.resuming
         self.prefix = version.prefix
         self.canonical = canonical_table(o.format, self.prefix)
@@ -256,6 +262,7 @@ class DatasetDraft:
 
     def _keep(self, row: dict[str, Any]) -> None:
         """Carry one row of the previous version over into this one."""
+        row = upgrade_row(row)  # a row from before a column existed gets it
         for table in (self.prefix + SAMPLE_TABLES[self.options.format], self.canonical):
             if table:
                 self.tables.write(table, row)
@@ -324,6 +331,7 @@ class DatasetDraft:
                 by_split=dict(self.counts["split"]),
                 by_model=dict(self.counts["model"]),
             ),
+            classes=self.classes.to_dict(),
             query=query,
             stages=stages,
             version=self.version,

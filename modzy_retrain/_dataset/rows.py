@@ -22,23 +22,35 @@ from pydantic import BaseModel, ConfigDict
 from modzy_retrain._core.exceptions import MissingDependencyError
 from modzy_retrain._core.timestamps import parse_timestamp
 
-LabelState = Literal["confirmed", "corrected", "needs_label", "conflict"]
+LabelState = Literal["confirmed", "corrected", "labelled", "needs_label", "conflict"]
 """How much a sample's label can be trusted.
 
-- ``confirmed``: users agreed with the prediction (up-voted), or a label file says so.
-- ``corrected``: users disagreed and the right class is known (binary flip, label file).
+- ``confirmed``: users agreed with the prediction (up-voted).
+- ``corrected``: users disagreed and the right class is known (binary flip).
+- ``labelled``: a human gave the label (a label file); the rule names the source
+  (``human:label-file``) and ``annotations`` each annotator's choice.
 - ``needs_label``: the prediction is wrong or uncertain and nobody said what is right;
   ``candidates`` holds the likeliest classes for a human to pick from.
-- ``conflict``: users disagree with each other.
+- ``conflict``: users disagree with each other, or annotators do (``annotations``).
 """
 
-LABEL_STATES: tuple[LabelState, ...] = ("confirmed", "corrected", "needs_label", "conflict")
+LABEL_STATES: tuple[LabelState, ...] = (
+    "confirmed",
+    "corrected",
+    "labelled",
+    "needs_label",
+    "conflict",
+)
 
 # The column an imagefolder metadata row starts with: the file's name relative to the
 # metadata file's folder, as Hugging Face expects (``file`` holds it from the root).
 FILE_NAME = "file_name"
 
-ColumnKind = Literal["text", "integer", "number", "timestamp", "texts", "predictions"]
+ColumnKind = Literal[
+    "text", "integer", "number", "timestamp", "texts", "predictions", "annotations"
+]
+# Kinds held as JSON text by CSV (and by Parquet tables written before they were typed).
+_LISTS = ("texts", "predictions", "annotations")
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ COLUMNS: Mapping[str, Column] = {
     "label_state": Column("text"),
     "rule": Column("text"),
     "candidates": Column("texts"),
+    "annotations": Column("annotations"),
     "predicted_label": Column("text", nullable=True),
     "predicted_score": Column("number", nullable=True),
     "predictions": Column("predictions"),
@@ -71,6 +84,34 @@ COLUMNS: Mapping[str, Column] = {
     "split": Column("text", nullable=True),
     "file": Column("text", nullable=True),
 }
+
+
+# Columns added after a format's first release: the column they follow, and the value
+# a row written before them holds (a previous version's rows, carried over, get it).
+ADDED_COLUMNS: Mapping[str, tuple[str, Any]] = {"annotations": ("candidates", [])}
+
+
+def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row written before some columns existed, with them in their place (every row
+    of a table must have the same columns); any other row as it is."""
+    if all(name in row for name in ADDED_COLUMNS):
+        return row
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        out[name] = value
+        for added, (after, default) in ADDED_COLUMNS.items():
+            if after == name and added not in row:
+                out[added] = default
+    return out
+
+
+class PublishedAnnotation(BaseModel):
+    """One human's label for a published sample (``annotator`` ``None`` when unnamed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    annotator: str | None
+    label: str
 
 
 class PublishedPrediction(BaseModel):
@@ -94,6 +135,8 @@ class PublishedSample(BaseModel):
         label_state: How much the label can be trusted (see :data:`LabelState`).
         rule: The rule that decided the label (``down-voted:binary-flip``...).
         candidates: Likely labels for a human to choose from.
+        annotations: The human labels behind a ``human:`` rule, each annotator's
+            choice (empty otherwise, and in datasets written before the column).
         predicted_label, predicted_score: The model's top class and its score.
         predictions: Every class the model scored, highest first.
         votes_up, votes_down: The votes on the prediction when it was read.
@@ -121,6 +164,7 @@ class PublishedSample(BaseModel):
     label_state: LabelState
     rule: str
     candidates: tuple[str, ...]
+    annotations: tuple[PublishedAnnotation, ...] = ()
     predicted_label: str | None
     predicted_score: float | None
     predictions: tuple[PublishedPrediction, ...]
@@ -172,6 +216,8 @@ def _arrow_type(pa: Any, kind: ColumnKind) -> Any:
         return pa.list_(pa.string())
     if kind == "predictions":
         return pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+    if kind == "annotations":
+        return pa.list_(pa.struct([("annotator", pa.string()), ("label", pa.string())]))
     return pa.string()
 
 
@@ -214,7 +260,7 @@ def from_parquet(name: str, value: Any) -> Any:
         return value
     if column.kind == "timestamp" and isinstance(value, datetime):
         return value.isoformat()
-    if column.kind in ("texts", "predictions") and isinstance(value, str):
+    if column.kind in _LISTS and isinstance(value, str):
         return json.loads(value)
     return value
 
@@ -235,6 +281,6 @@ def from_csv(name: str, text: str) -> Any:
         return int(text)
     if column.kind == "number":
         return float(text)
-    if column.kind in ("texts", "predictions"):
+    if column.kind in _LISTS:
         return json.loads(text)  # a ValueError for an empty cell, too
     return text

@@ -18,6 +18,7 @@ from typing import Any
 from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.fs import join
 
+from .classes import ClassLists
 from .journal import ResultJournal
 from .manifest import (
     Changes,
@@ -49,11 +50,13 @@ class NextVersion:
         name: ``v0001``, ``v0002``...
         previous: The latest published version's manifest (``None`` for the first).
         resuming: A killed run may have left finished data files to keep.
+        classes: The class lists this version starts from: the previous version's.
     """
 
     name: str
     previous: Manifest | None
     resuming: bool
+    classes: ClassLists
 
     @property
     def prefix(self) -> str:
@@ -82,15 +85,36 @@ def begin_version(
         fs.rm(stale, recursive=True)
         resuming = True
     previous = None
+    classes = ClassLists()
     if latest is not None:
         previous = load_manifest(url, storage_options=storage_options)
-        load_previous(scratch, fs, root, previous)
-    return NextVersion(name, previous, resuming)
+        classes = ClassLists(previous.classes)
+        load_previous(scratch, fs, root, previous, classes)
+    return NextVersion(name, previous, resuming, classes)
 
 
-def load_previous(scratch: ScratchTables, fs: Any, root: str, previous: Manifest) -> None:
-    """Read the previous version once: its rows for the merge at commit, and the
-    sha256 of each for deduplication (and to never copy its bytes again)."""
+def row_classes(row: Mapping[str, Any]) -> list[str]:
+    """The classes one written row shows: every class scored, and its label."""
+    found = [
+        str(p["label"])
+        for p in row.get("predictions") or ()
+        if isinstance(p, Mapping) and p.get("label") is not None
+    ]
+    if row.get("label") is not None:
+        found.append(str(row["label"]))
+    return found
+
+
+def load_previous(
+    scratch: ScratchTables,
+    fs: Any,
+    root: str,
+    previous: Manifest,
+    classes: ClassLists | None = None,
+) -> None:
+    """Read the previous version once: its rows for the merge at commit, the sha256 of
+    each for deduplication (and to never copy its bytes again), and their classes
+    (what a version written before class lists seeds them from; else none is new)."""
     rows: list[tuple[str, str, str]] = []
     contents: list[tuple[str, str, str]] = []
     # Its JSONL table (a CSV or Parquet version keeps one too), whose rows are carried
@@ -98,6 +122,8 @@ def load_previous(scratch: ScratchTables, fs: Any, root: str, previous: Manifest
     tables = [name for name in previous.samples_files if name.endswith(".jsonl")]
     for _, row in jsonl_rows(fs, root, tables):
         job_id, name = str(row["job_id"]), str(row["input_name"])
+        if classes is not None:
+            classes.see(str(row.get("model_id")), row_classes(row))
         rows.append((job_id, name, json.dumps(row, ensure_ascii=False)))
         if row.get("sha256"):
             contents.append((str(row["sha256"]), job_id, name))

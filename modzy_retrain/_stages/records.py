@@ -17,6 +17,8 @@ from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Votin
 # Declared with the dataset row, which holds it (and whose reader cannot import stages).
 from modzy_retrain._dataset.rows import LabelState as LabelState
 
+from .aggregation import Annotation
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -136,6 +138,8 @@ class Sample(_Record):
         label_state: How trustworthy the label is (see :data:`LabelState`).
         rule: The name of the rule that produced the label (e.g. ``down-voted:binary-flip``).
         candidates: Likely labels for a human to choose from (runner-up first).
+        annotations: The human labels behind a ``human:`` rule, each annotator's
+            choice (empty for a label decided from the votes).
         source_url: Where the raw input lives (set by :class:`LineageResolver`).
         sha256: The raw input's content hash (hex).
         size: The raw input's size in bytes.
@@ -148,6 +152,7 @@ class Sample(_Record):
     label_state: LabelState
     rule: str
     candidates: tuple[str, ...] = ()
+    annotations: tuple[Annotation, ...] = ()
     source_url: str | None = None
     sha256: str | None = None
     size: int | None = None

@@ -36,6 +36,7 @@ SOURCE_TOO_LARGE = "source_too_large"
 SOURCE_CHANGED = "source_changed"
 NOT_RESOLVED = "not_resolved"
 DUPLICATE_CONTENT = "duplicate_content"
+LABEL_NOT_IN_CLASSES = "label_not_in_classes"
 ALREADY_PUBLISHED = "already_published"
 
 # Reasons that mean "the raw input could not be found": the report lists them as

@@ -13,6 +13,7 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError
 
+from .aggregation import LabelAggregation
 from .base import Stage
 from .labels import LabelPolicy, load_label_file
 from .records import PredictionRecord, Sample
@@ -29,7 +30,10 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
         select: Which records become samples (default: any record with votes).
         policy: How they are labelled (default: :class:`LabelPolicy`).
         label_file: A CSV or JSONL file of labels keyed by ``job_id`` and
-            ``input_name``; records it labels are selected whatever ``select`` says.
+            ``input_name`` (and optionally ``annotator``); records it labels are
+            selected whatever ``select`` says.
+        aggregation: How several rows for one input become one label (default
+            :class:`Majority`); only with ``label_file``.
         storage_options: fsspec options to read ``label_file``.
 
     Records not selected are reported as ``not_selected``.
@@ -45,6 +49,7 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
         *,
         policy: LabelPolicy | None = None,
         label_file: str | None = None,
+        aggregation: LabelAggregation | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.selector = check_selector(select, "VoteFilter") if select is not None else AnyVotes()
@@ -55,9 +60,14 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
                 f"VoteFilter(policy=) takes a LabelPolicy instance, not {what}"
             )
         self.policy = policy if policy is not None else LabelPolicy()
+        if aggregation is not None and label_file is None:
+            raise ConfigurationError("VoteFilter(aggregation=...) needs a label_file")
         self.label_file = label_file
+        self.aggregation = aggregation
         if label_file is not None:
-            loaded = load_label_file(label_file, storage_options=storage_options)
+            loaded = load_label_file(
+                label_file, aggregation=aggregation, storage_options=storage_options
+            )
             self.policy.labels = {**loaded, **self.policy.labels}
         self._labelled: AbstractSet[tuple[str, str]] = frozenset(self.policy.labels)
 
@@ -71,6 +81,7 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
             "select": repr(self.selector),
             "policy": repr(self.policy),
             "label_file": self.label_file,
+            "aggregation": repr(self.aggregation) if self.aggregation is not None else None,
         }
 
     def process(self, record: PredictionRecord) -> Sample | Drop:
@@ -86,4 +97,5 @@ class VoteFilter(Stage[PredictionRecord, Sample]):
             label_state=decision.state,
             rule=decision.rule,
             candidates=decision.candidates,
+            annotations=decision.annotations,
         )

@@ -33,6 +33,7 @@ from .guard import MisconfigurationGuard
 from .records import Sample
 from .report import (
     DUPLICATE_CONTENT,
+    LABEL_NOT_IN_CLASSES,
     NOT_RESOLVED,
     SOURCE_CHANGED,
     SOURCE_MISSING,
@@ -103,6 +104,10 @@ class DatasetWriter(Stage[Sample, Sample]):
         journal: The run's :class:`ResultJournal` (versioned datasets only): cleared
             once a version is published or nothing new was found.
         dedupe: Write identical contents once (default).
+        allow_new_classes: Write a human label (``labelled``) that is not in its
+            model's class list, appending it to the list. By default such a sample is
+            dropped (``label_not_in_classes``): a label file naming a class the model
+            never output is more often a typo than a new class.
         concurrency: Files copied at once (default 16).
         storage_options: fsspec options for ``url``.
         source_storage_options: fsspec options to read the inputs, when a copy must
@@ -130,6 +135,7 @@ class DatasetWriter(Stage[Sample, Sample]):
     trigger = _Option[TriggerGate | None]()
     journal = _Option[ResultJournal | None]()
     dedupe = _Option[bool]()
+    allow_new_classes = _Option[bool]()
     concurrency = _Option[int]()
     storage_options = _Option[dict[str, Any]]()
     source_storage_options = _Option[dict[str, Any]]()
@@ -147,6 +153,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         trigger: TriggerGate | None = None,
         journal: ResultJournal | None = None,
         dedupe: bool = True,
+        allow_new_classes: bool = False,
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
         storage_options: Mapping[str, Any] | None = None,
         source_storage_options: Mapping[str, Any] | None = None,
@@ -170,6 +177,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             trigger=trigger,
             journal=journal,
             dedupe=dedupe,
+            allow_new_classes=allow_new_classes,
             concurrency=concurrency,
             storage_options=storage_options,
             source_storage_options=source_storage_options,
@@ -201,6 +209,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             "splits": self.splits,
             "group_by": self.group_by_description,
             "versioned": self.versioned,
+            "allow_new_classes": self.allow_new_classes,
         }
 
     def serialize(self, sample: Sample) -> dict[str, Any]:
@@ -217,6 +226,9 @@ class DatasetWriter(Stage[Sample, Sample]):
             "label_state": sample.label_state,
             "rule": sample.rule,
             "candidates": list(sample.candidates),
+            "annotations": [
+                {"annotator": a.annotator, "label": a.label} for a in sample.annotations
+            ],
             "predicted_label": r.predicted_label,
             "predicted_score": r.top_score,
             "predictions": [{"label": p.label, "score": p.score} for p in r.predictions],
@@ -246,6 +258,10 @@ class DatasetWriter(Stage[Sample, Sample]):
         o = draft.options
         job_id, name = sample.job_id, sample.input_name
         draft.received[sample.record.model_id] += 1
+        unknown = self._see_classes(draft, sample)
+        if unknown is not None:
+            model_id = sample.record.model_id
+            return Drop(self.name, LABEL_NOT_IN_CLASSES, job_id, name, unknown, model_id=model_id)
         if o.mode == "copy" and (sample.source_url is None or sample.sha256 is None):
             return Drop(
                 self.name,
@@ -275,6 +291,31 @@ class DatasetWriter(Stage[Sample, Sample]):
             source_url=sample.source_url,
         )
         return _Plan(sample, data_path, table, in_previous)
+
+    def _see_classes(self, draft: DatasetDraft, sample: Sample) -> str | None:
+        """Caller's thread, in input order: add the sample's classes to its model's list;
+        why its label is refused, if it is (``None``: it is not).
+
+        Only a human label is checked: a label from the votes is one of the model's
+        outputs, or the other class of a binary model the policy was told about.
+        """
+        model_id, label = sample.record.model_id, sample.label
+        outputs = [p.label for p in sample.record.predictions]
+        if (
+            label is not None
+            and sample.label_state == "labelled"
+            and not draft.options.allow_new_classes
+            and (draft.classes.known(model_id) or outputs)
+            and not draft.classes.has(model_id, label)
+            and label not in outputs
+        ):
+            draft.classes.see(model_id, outputs)
+            return (
+                f"label {label!r} is not in model {model_id}'s class list "
+                "(DatasetWriter(allow_new_classes=True) adds it)"
+            )
+        draft.classes.see(model_id, [*outputs, *([label] if label is not None else [])])
+        return None
 
     def _put(self, draft: DatasetDraft, plan: _Plan | Drop) -> _Plan | Drop:
         """Worker thread: copy the input, if it is to be copied."""

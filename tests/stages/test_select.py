@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from modzy_retrain import (
+    Annotation,
     AnyVotes,
     ClassPrediction,
     ConfigurationError,
@@ -139,8 +140,13 @@ def test_label_files(tmp_path: Path) -> None:
     csv_file.write_text("job_id,input_name,label\nj,a,dog\nj,b,cat\n")
     jsonl = tmp_path / "labels.jsonl"
     jsonl.write_text(json.dumps({"job_id": "j", "input_name": "a", "label": "dog"}) + "\n\n")
-    assert load_label_file(str(csv_file)) == {("j", "a"): "dog", ("j", "b"): "cat"}
-    assert load_label_file(f"file://{jsonl}") == {("j", "a"): "dog"}
+    loaded = load_label_file(str(csv_file))
+    assert {key: human.label for key, human in loaded.items()} == {
+        ("j", "a"): "dog",
+        ("j", "b"): "cat",
+    }
+    assert loaded[("j", "a")].annotations == (Annotation("dog"),)
+    assert load_label_file(f"file://{jsonl}")[("j", "a")].label == "dog"
     bad = tmp_path / "bad.csv"
     bad.write_text("job,input_name,label\n")
     with pytest.raises(ConfigurationError, match="job_id"):
@@ -155,11 +161,12 @@ def test_label_files(tmp_path: Path) -> None:
         load_label_file(str(tmp_path / "labels.txt"))
 
     stage = VoteFilter(DownVoted(), label_file=str(csv_file))
-    # "b" has no votes, but the label file labels it: selected, and confirmed.
+    # "b" has no votes, but the label file labels it: selected, and labelled by a human
+    # whether or not the label equals the prediction.
     samples = list(stage([rec(0, 0, name="a"), rec(0, 0, name="b"), rec(0, 0, name="c")]))
     assert [(s.input_name, s.label, s.label_state, s.rule) for s in samples] == [
-        ("a", "dog", "corrected", "label-file"),
-        ("b", "cat", "confirmed", "label-file"),
+        ("a", "dog", "labelled", "human:label-file"),
+        ("b", "cat", "labelled", "human:label-file"),
     ]
 
 

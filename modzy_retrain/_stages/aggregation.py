@@ -1,0 +1,217 @@
+"""Aggregating human labels: several annotators' labels for one input become one label,
+or a recorded disagreement.
+
+Pure decisions, no I/O: a label file (``labels.load_label_file``) uses them today, and
+any other source of human labels (a labelling tool) can reuse them as they are. A
+policy is a :class:`LabelAggregation`; subclass it and implement :meth:`decide`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from modzy_retrain._core.exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One human's label for one input.
+
+    Attributes:
+        label: The label they chose.
+        annotator: Who chose it (``None`` when the source does not say).
+    """
+
+    label: str
+    annotator: str | None = None
+
+
+@dataclass(frozen=True)
+class HumanLabel:
+    """What the annotations of one input come to.
+
+    Attributes:
+        label: The agreed label, or ``None`` when the annotators disagree (the
+            sample is then in ``conflict``).
+        annotations: Every annotation, in the order the source listed them.
+        candidates: On disagreement, the labels chosen, most support first (ties by
+            name); empty when they agree.
+        source: Where the labels come from (``label-file``): the sample's rule is
+            ``human:<source>``.
+    """
+
+    label: str | None
+    annotations: tuple[Annotation, ...]
+    candidates: tuple[str, ...] = ()
+    source: str = "label-file"
+
+    @property
+    def agreed(self) -> bool:
+        return self.label is not None
+
+
+def _ranked(support: Mapping[str, float]) -> tuple[str, ...]:
+    """Labels by support, highest first; ties by name (so the order is stable)."""
+    return tuple(sorted(support, key=lambda label: (-support[label], label)))
+
+
+def _share(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) <= 1:
+        raise ConfigurationError(f"{what} must be a number above 0 and at most 1")
+    return float(value)
+
+
+def _weight(value: object, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0 <= float(value) < float("inf")
+    ):
+        raise ConfigurationError(f"Weighted({what}=...) must be a non-negative number")
+    return float(value)
+
+
+def _leader(support: Mapping[str, float], min_agreement: float) -> str | None:
+    """The label with the most support, if it holds ``min_agreement`` of the total and
+    no other label ties it; else ``None``."""
+    total = sum(support.values())
+    if total <= 0:
+        return None
+    ranked = _ranked(support)
+    top = ranked[0]
+    if len(ranked) > 1 and support[ranked[1]] == support[top]:
+        return None
+    return top if support[top] / total >= min_agreement else None
+
+
+class LabelAggregation(ABC):
+    """How the annotations of one input become one label (or a disagreement).
+
+    Subclass hook: implement :meth:`decide`; :meth:`aggregate` wraps its answer in a
+    :class:`HumanLabel` with every annotation and, on disagreement, the candidates.
+    """
+
+    def aggregate(
+        self, annotations: Sequence[Annotation], *, source: str = "label-file"
+    ) -> HumanLabel:
+        """Aggregate one input's annotations (at least one)."""
+        found = tuple(annotations)
+        if not found:
+            raise ConfigurationError("aggregate() needs at least one annotation")
+        label = self.decide(found)
+        if label is not None:
+            return HumanLabel(label, found, (), source)
+        support = Counter(a.label for a in found)
+        return HumanLabel(None, found, _ranked(support), source)
+
+    @abstractmethod
+    def decide(self, annotations: tuple[Annotation, ...]) -> str | None:
+        """The agreed label, or ``None`` when the annotators disagree."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Majority(LabelAggregation):
+    """The most chosen label, if it holds ``min_agreement`` of the annotations and no
+    other label ties it (the default policy; a single annotation gives its label).
+
+    Args:
+        min_agreement: The share of annotations the leading label needs (default 0.5:
+            2 of 3 agree, 1 and 1 is a conflict).
+    """
+
+    def __init__(self, min_agreement: float = 0.5) -> None:
+        self.min_agreement = _share(min_agreement, "Majority(min_agreement=...)")
+
+    def decide(self, annotations: tuple[Annotation, ...]) -> str | None:
+        return _leader(Counter(a.label for a in annotations), self.min_agreement)
+
+    def __repr__(self) -> str:
+        return f"Majority(min_agreement={self.min_agreement})"
+
+
+class Unanimous(LabelAggregation):
+    """A label only when every annotation agrees."""
+
+    def decide(self, annotations: tuple[Annotation, ...]) -> str | None:
+        labels = {a.label for a in annotations}
+        return labels.pop() if len(labels) == 1 else None
+
+
+class TrustedAnnotator(LabelAggregation):
+    """One annotator's label wins: the others are ignored whenever it labelled the
+    input; inputs it did not label are decided by ``fallback``.
+
+    Args:
+        annotator: The trusted annotator's name.
+        fallback: The policy for inputs the trusted annotator did not label (default
+            :class:`Majority`).
+    """
+
+    def __init__(self, annotator: str, *, fallback: LabelAggregation | None = None) -> None:
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise ConfigurationError("TrustedAnnotator(annotator=...) must be a non-empty name")
+        given: object = fallback  # typed callers cannot get this wrong; notebooks can
+        if given is not None and not isinstance(given, LabelAggregation):
+            raise ConfigurationError(
+                f"TrustedAnnotator(fallback=...) takes a LabelAggregation, not {given!r}"
+            )
+        self.annotator = annotator
+        self.fallback = fallback if fallback is not None else Majority()
+
+    def decide(self, annotations: tuple[Annotation, ...]) -> str | None:
+        trusted = {a.label for a in annotations if a.annotator == self.annotator}
+        if trusted:
+            # Two different labels from the trusted annotator itself: no winner.
+            return trusted.pop() if len(trusted) == 1 else None
+        return self.fallback.decide(annotations)
+
+    def __repr__(self) -> str:
+        return f"TrustedAnnotator({self.annotator!r}, fallback={self.fallback!r})"
+
+
+class Weighted(LabelAggregation):
+    """Each annotation counts its annotator's weight: the label with the most weight
+    wins if it holds ``min_agreement`` of the total and no other label ties it.
+
+    Args:
+        weights: Weight per annotator (non-negative numbers).
+        default: The weight of an annotator not in ``weights``, or of an annotation
+            without an annotator (default 1; 0 ignores them).
+        min_agreement: The share of the total weight the leading label needs
+            (default 0.5).
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        *,
+        default: float = 1.0,
+        min_agreement: float = 0.5,
+    ) -> None:
+        if not isinstance(weights, Mapping):
+            raise ConfigurationError("Weighted(weights=...) must map annotators to weights")
+        self.weights = {str(k): _weight(v, f"weights[{k!r}]") for k, v in weights.items()}
+        self.default = _weight(default, "default")
+        self.min_agreement = _share(min_agreement, "Weighted(min_agreement=...)")
+
+    def weight(self, annotator: str | None) -> float:
+        """How much one annotator's label counts."""
+        return self.weights.get(annotator, self.default) if annotator else self.default
+
+    def decide(self, annotations: tuple[Annotation, ...]) -> str | None:
+        support: dict[str, float] = {}
+        for a in annotations:
+            support[a.label] = support.get(a.label, 0.0) + self.weight(a.annotator)
+        return _leader(support, self.min_agreement)
+
+    def __repr__(self) -> str:
+        return (
+            f"Weighted({dict(sorted(self.weights.items()))}, default={self.default}, "
+            f"min_agreement={self.min_agreement})"
+        )
