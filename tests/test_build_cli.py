@@ -339,3 +339,35 @@ def test_max_input_bytes_refuses_larger_inputs_unread(
     assert rows
     assert all(r["size"] <= limit for r in rows)
     assert body["reconciled"] is True
+
+
+def test_a_label_file_class_outside_the_list_needs_allow_new_classes(
+    world: tuple[Sandbox, SandboxServer],
+    env: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A successful input whose raw file is there and whose content is not a duplicate.
+    unusable = {ref for pair in env.duplicate_inputs for ref in pair} | set(env.missing_inputs)
+    job, item = next(
+        (j, i)
+        for j in env.jobs
+        if j.status == "COMPLETED"
+        for i in j.inputs
+        if i.status == "SUCCESSFUL" and (j.id, i.name) not in unusable
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"job_id,input_name,label,annotator\n{job.id},{item.name},platypus,al\n")
+    lists = []
+    for flag, present in (((), False), (("--allow-new-classes",), True)):
+        out, report = tmp_path / f"ds-{present}", tmp_path / f"report-{present}.json"
+        extra = ("--label-file", str(labels), "--report", str(report), *flag)
+        assert main(args(world, out, *extra)) == 0
+        capsys.readouterr()
+        drops = json.loads(report.read_text())["drop_counts"]
+        assert ("label_not_in_classes" in json.dumps(drops)) is not present
+        classes = load_manifest(str(out)).classes[job.model.id]
+        assert ("platypus" in classes) is present
+        lists.append(classes)
+    # The new class is one more in the list; the others keep their order.
+    assert [c for c in lists[1] if c != "platypus"] == lists[0]

@@ -203,7 +203,8 @@ def test_thresholds_count_trainable_samples_not_rows(
     capsys.readouterr()
     # More rows than the threshold, fewer trainable samples: below the threshold.
     assert main(args(world, out, "--min-new", str(trainable + 1))) == 4
-    assert f"{trainable} trainable (confirmed or corrected) new" in capsys.readouterr().out
+    states = "(confirmed, corrected or labelled)"
+    assert f"{trainable} trainable {states} new" in capsys.readouterr().out
     manifest = load_manifest(str(out))
     assert manifest.trigger is not None
     assert manifest.trigger.new == trainable

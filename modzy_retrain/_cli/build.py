@@ -346,6 +346,7 @@ class _Run:
                 trigger=gate,
                 journal=journal,
                 guard=guard,
+                allow_new_classes=s.allow_new_classes,
             )
             it = (chain | writer).stream(self.report)
             for _ in _tap(it, self.progress):

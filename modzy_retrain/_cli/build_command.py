@@ -62,6 +62,12 @@ def add_build_arguments(parser: Any) -> None:
     add("--min-agreement", type=float, help="share of votes that makes them agree (0.5-1)")
     add("--label-file", help="CSV or JSONL of labels by job_id and input_name (any URL)")
     add(
+        "--allow-new-classes",
+        action="store_true",
+        default=None,
+        help="write a label-file label its model never output (else dropped, reported)",
+    )
+    add(
         "--input-template",
         action="append",
         metavar="[MODEL_ID=]TEMPLATE",
@@ -139,6 +145,7 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "min_votes": args.min_votes,
         "min_agreement": args.min_agreement,
         "label_file": args.label_file,
+        "allow_new_classes": args.allow_new_classes,
         "max_failure_share": args.max_failure_share,
         "out": args.out,
         "format": args.format,

@@ -88,6 +88,7 @@ class BuildSettings(BaseModel):
     min_votes: int | None = Field(default=None, ge=0)
     min_agreement: float = Field(default=0.75, ge=0.5, le=1.0)
     label_file: str | None = None
+    allow_new_classes: bool = False
     input_template: str | None = None
     input_templates: dict[str, str] = Field(default_factory=dict)
     out: str | None = None

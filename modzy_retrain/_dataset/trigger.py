@@ -37,7 +37,7 @@ TRIGGERS_DIR = "_triggers"
 class TriggerGate:
     """When a new version is worth training on.
 
-    Every threshold counts trainable samples: those with a confirmed or corrected
+    Every threshold counts trainable samples: those with a confirmed, corrected or labelled
     label, added by the version or relabelled into such a label. ``needs_label`` and
     ``conflict`` rows never make a version ready on their own.
 

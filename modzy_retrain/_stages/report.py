@@ -408,7 +408,8 @@ class RunReport:
                     f"version {self.dataset.get('version')}: {changes['added']} added, "
                     f"{changes['retracted']} retracted, {changes['relabelled']} relabelled, "
                     f"{changes['carried']} carried over; "
-                    f"{changes.get('trainable', 0)} trainable (confirmed or corrected) new"
+                    f"{changes.get('trainable', 0)} trainable "
+                    "(confirmed, corrected or labelled) new"
                 )
         return "\n".join(lines)
 
