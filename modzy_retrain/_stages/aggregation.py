@@ -38,8 +38,8 @@ class HumanLabel:
         label: The agreed label, or ``None`` when the annotators disagree (the
             sample is then in ``conflict``).
         annotations: Every annotation, in the order the source listed them.
-        candidates: On disagreement, the labels chosen, most support first (ties by
-            name); empty when they agree.
+        candidates: On disagreement, the labels chosen, most often chosen first (ties
+            by name); empty when they agree.
         source: Where the labels come from (``label-file``): the sample's rule is
             ``human:<source>``.
     """
