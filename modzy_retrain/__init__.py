@@ -41,6 +41,12 @@ from ._core.exceptions import (
     DatasetExistsError,
     InternalServerError,
     InvalidQueryError,
+    LabelStudioAuthError,
+    LabelStudioConnectionError,
+    LabelStudioError,
+    LabelStudioNotFoundError,
+    LabelStudioResponseError,
+    LabelStudioStatusError,
     LineageError,
     MissingDependencyError,
     ModzyRetrainError,
@@ -54,6 +60,14 @@ from ._core.exceptions import (
     UnsafeNameError,
 )
 from ._dataset.journal import ResultJournal
+from ._labels.client import LabelStudioClient
+from ._labels.models import (
+    LabelStudioAnnotation,
+    LabelStudioProject,
+    LabelStudioTask,
+    LabelStudioUser,
+)
+from ._labels.retry import LabelStudioRetry
 from ._dataset.lock import DatasetLockedError
 from ._dataset.manifest import (
     Changes,
@@ -156,6 +170,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "LabelDecision",
     "LabelPolicy",
     "LabelState",
+    "LabelStudioAnnotation",
+    "LabelStudioAuthError",
+    "LabelStudioClient",
+    "LabelStudioConnectionError",
+    "LabelStudioError",
+    "LabelStudioNotFoundError",
+    "LabelStudioProject",
+    "LabelStudioResponseError",
+    "LabelStudioRetry",
+    "LabelStudioStatusError",
+    "LabelStudioTask",
+    "LabelStudioUser",
     "LineageError",
     "LineageResolver",
     "Manifest",
