@@ -60,14 +60,6 @@ from ._core.exceptions import (
     UnsafeNameError,
 )
 from ._dataset.journal import ResultJournal
-from ._labels.client import LabelStudioClient
-from ._labels.models import (
-    LabelStudioAnnotation,
-    LabelStudioProject,
-    LabelStudioTask,
-    LabelStudioUser,
-)
-from ._labels.retry import LabelStudioRetry
 from ._dataset.lock import DatasetLockedError
 from ._dataset.manifest import (
     Changes,
@@ -84,6 +76,14 @@ from ._dataset.manifest import (
     verify_dataset,
 )
 from ._dataset.rows import PublishedSample
+from ._labels.client import LabelStudioClient
+from ._labels.models import (
+    LabelStudioAnnotation,
+    LabelStudioProject,
+    LabelStudioTask,
+    LabelStudioUser,
+)
+from ._labels.retry import LabelStudioRetry
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
