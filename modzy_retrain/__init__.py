@@ -41,6 +41,12 @@ from ._core.exceptions import (
     DatasetExistsError,
     InternalServerError,
     InvalidQueryError,
+    LabelStudioAuthError,
+    LabelStudioConnectionError,
+    LabelStudioError,
+    LabelStudioNotFoundError,
+    LabelStudioResponseError,
+    LabelStudioStatusError,
     LineageError,
     MissingDependencyError,
     ModzyRetrainError,
@@ -70,6 +76,14 @@ from ._dataset.manifest import (
     verify_dataset,
 )
 from ._dataset.rows import PublishedSample
+from ._labels.client import LabelStudioClient
+from ._labels.models import (
+    LabelStudioAnnotation,
+    LabelStudioProject,
+    LabelStudioTask,
+    LabelStudioUser,
+)
+from ._labels.retry import LabelStudioRetry
 from ._stages.aggregation import (
     Annotation,
     HumanLabel,
@@ -168,6 +182,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "LabelDecision",
     "LabelPolicy",
     "LabelState",
+    "LabelStudioAnnotation",
+    "LabelStudioAuthError",
+    "LabelStudioClient",
+    "LabelStudioConnectionError",
+    "LabelStudioError",
+    "LabelStudioNotFoundError",
+    "LabelStudioProject",
+    "LabelStudioResponseError",
+    "LabelStudioRetry",
+    "LabelStudioStatusError",
+    "LabelStudioTask",
+    "LabelStudioUser",
     "LineageError",
     "LineageResolver",
     "Majority",

@@ -14,6 +14,7 @@ ALLOWED: dict[str, set[str]] = {
     "_core": set(),
     "_client": {"_core"},
     "_dataset": {"_core"},
+    "_labels": {"_core"},
     "_stages": {"_core", "_client", "_dataset"},
     "_cli": {"_core", "_client", "_dataset", "_stages", "sandbox"},
     "sandbox": {"_core"},

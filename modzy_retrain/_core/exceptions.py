@@ -25,6 +25,12 @@ ModzyRetrainError                      anything from modzy_retrain
     └── ResponseValidationError         a 2xx body that is not what the API documents
         ├── ResultParseError            one job's (or one input's) result could not be parsed
         └── ResponseTooLargeError       a body over the client's max_response_bytes
+└── LabelStudioError                    anything that went wrong talking to Label Studio
+    ├── LabelStudioConnectionError      no usable response (refused, reset, timeout)
+    ├── LabelStudioStatusError          Label Studio answered with an error status
+    │   ├── LabelStudioAuthError        401, 403: the token is wrong, expired or lacks rights
+    │   └── LabelStudioNotFoundError    404: no such project, task or route
+    └── LabelStudioResponseError        a 2xx body that is not JSON or not the documented shape
 ```
 
 Exceptions carry their context as attributes (``method``, ``path``, ``status_code``,
@@ -50,6 +56,12 @@ __all__ = [
     "DatasetExistsError",
     "InternalServerError",
     "InvalidQueryError",
+    "LabelStudioAuthError",
+    "LabelStudioConnectionError",
+    "LabelStudioError",
+    "LabelStudioNotFoundError",
+    "LabelStudioResponseError",
+    "LabelStudioStatusError",
     "LineageError",
     "MissingDependencyError",
     "ModzyRetrainError",
@@ -256,3 +268,63 @@ class DatasetExistsError(DatasetError):
 
 class LineageError(ConfigurationError):
     """A lineage template or convention is malformed (raised when the stage is built)."""
+
+
+class LabelStudioError(ModzyRetrainError):
+    """Something went wrong talking to a Label Studio server.
+
+    Kept apart from :class:`APIError` (the Modzy API) so that ``except APIError`` around
+    a harvest never swallows a labelling failure, and the other way round.
+
+    Attributes:
+        method: The HTTP method of the failed request.
+        path: The request path, e.g. ``/api/projects/7``.
+        status_code: The HTTP status, or 0 when there was no response.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", status_code: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+
+
+class LabelStudioConnectionError(LabelStudioError):
+    """No usable response from Label Studio: refused, reset, timed out or cut short."""
+
+
+class LabelStudioStatusError(LabelStudioError):
+    """Label Studio answered with a 4xx or 5xx status.
+
+    Attributes:
+        body: The decoded error body (a dict for its JSON errors, else text), redacted.
+        retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int = 0,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, status_code=status_code)
+        self.body = body
+        self.retry_after = retry_after
+
+
+class LabelStudioAuthError(LabelStudioStatusError):
+    """401 or 403: the token is unknown, expired, of the wrong kind, or lacks the rights."""
+
+
+class LabelStudioNotFoundError(LabelStudioStatusError):
+    """404: no such project or task (or a route this server does not have)."""
+
+
+class LabelStudioResponseError(LabelStudioError):
+    """A successful response whose body is not JSON or not the shape Label Studio documents."""
