@@ -83,6 +83,7 @@ from ._labels.models import (
     LabelStudioTask,
     LabelStudioUser,
 )
+from ._labels.push import PushResult, push_to_label_studio
 from ._labels.retry import LabelStudioRetry
 from ._stages.aggregation import (
     Annotation,
@@ -215,6 +216,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PredictedIn",
     "PredictionRecord",
     "PublishedSample",
+    "PushResult",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -251,6 +253,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "load_manifest",
     "load_settings",
     "pipeline",
+    "push_to_label_studio",
     "read_samples",
     "selector_by_name",
     "verify_dataset",

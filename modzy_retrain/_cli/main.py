@@ -38,6 +38,12 @@ def _inspect(args: argparse.Namespace) -> int:
     return run_inspect_command(args)
 
 
+def _label(args: argparse.Namespace) -> int:
+    from .label_command import run_label_command
+
+    return run_label_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from modzy_retrain.sandbox._cli import add_sandbox_parser
 
@@ -92,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show a dataset's versions, counts and manifest")
     add_inspect_arguments(inspect)
     inspect.set_defaults(func=_inspect)
+
+    from .label_command import add_label_arguments
+
+    label = sub.add_parser(
+        "label",
+        help="human labels with Label Studio: push the samples that need a person",
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_label_arguments(label)
+    label.set_defaults(func=_label)
 
     add_sandbox_parser(sub)
     return parser

@@ -48,6 +48,7 @@ class LabelStudioServer:
     token: str
     data_dir: Path
     log: Path
+    files_root: Path  # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: datasets under it are served
 
 
 def _venv_dir() -> Path:
@@ -121,6 +122,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def files_root(data_dir: Path) -> Path:
+    """The local-files document root of a server keeping its data in ``data_dir``."""
+    return data_dir / "local-files"
+
+
 def server_env(data_dir: Path) -> dict[str, str]:
     """The environment that keeps Label Studio offline, on loopback and in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
@@ -136,6 +142,10 @@ def server_env(data_dir: Path) -> dict[str, str]:
             "COLLECT_ANALYTICS": "false",
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
+            # Local files under this folder are served to annotators (a local-files
+            # storage on a subfolder, as the push connects for a local dataset).
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root(data_dir)),
             # Its own venv's packages only, whatever the test process runs under.
             "PYTHONPATH": "",
             "HOME": str(data_dir),
@@ -175,6 +185,7 @@ def run_label_studio(data_dir: Path) -> Iterator[LabelStudioServer]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "label-studio.log"
+    files_root(data_dir).mkdir(parents=True, exist_ok=True)
     argv = [
         str(_executable(venv)),
         "start",
@@ -196,7 +207,7 @@ def run_label_studio(data_dir: Path) -> Iterator[LabelStudioServer]:
         )
     try:
         _wait_healthy(url, proc, log, FIRST_START_DEADLINE_S)
-        yield LabelStudioServer(url, LEGACY_TOKEN, data_dir, log)
+        yield LabelStudioServer(url, LEGACY_TOKEN, data_dir, log, files_root(data_dir))
     finally:
         _stop(proc)
 

@@ -1,0 +1,134 @@
+"""``modzy-retrain label push``: the samples that need a human, as Label Studio tasks."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from modzy_retrain._core.exceptions import (
+    ConfigurationError,
+    DatasetError,
+    LabelStudioError,
+    MissingDependencyError,
+)
+from modzy_retrain._core.key_values import parse_key_values
+from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
+from modzy_retrain._labels.client import IMPORT_CHUNK, LabelStudioClient
+from modzy_retrain._labels.push import (
+    DEFAULT_STATES,
+    LOCAL_FILES_ROOT_ENV,
+    ProjectRef,
+    PushResult,
+    push_to_label_studio,
+)
+
+from .exit_codes import EXIT_ERROR, EXIT_PUBLISHED, EXIT_USAGE
+
+
+def add_label_arguments(parser: Any) -> None:
+    sub = parser.add_subparsers(dest="label_command", metavar="ACTION")
+    sub.required = True
+    push = sub.add_parser(
+        "push",
+        help="make Label Studio tasks of the samples that need a human",
+        description="Push the samples of a published version that need a human "
+        "(needs_label and conflict by default) to Label Studio, one project per model, "
+        "once each: the dataset's ledger (_labels/label-studio.jsonl) and the project's "
+        "tasks are checked first. The token comes from LABEL_STUDIO_API_KEY.",
+    )
+    push.add_argument("url", metavar="DATASET_URL", help="the dataset (any fsspec URL)")
+    push.add_argument(
+        "--label-studio-url", help="the Label Studio server (default: LABEL_STUDIO_URL)"
+    )
+    push.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="[MODEL_ID=]TITLE_OR_ID",
+        help="the project (a title, or an id); one per model as MODEL_ID=TITLE_OR_ID "
+        "(default: '<dataset folder> - <model id>', created when absent)",
+    )
+    push.add_argument("--version", help="the version to push (default: the latest)")
+    push.add_argument(
+        "--state",
+        action="append",
+        choices=LABEL_STATES,
+        help=f"push samples in this label state (repeatable; default: {', '.join(DEFAULT_STATES)})",
+    )
+    push.add_argument(
+        "--model", action="append", metavar="MODEL_ID", help="push only this model's samples"
+    )
+    push.add_argument(
+        "--local-files-root",
+        help=f"the server's local-files document root (default: {LOCAL_FILES_ROOT_ENV})",
+    )
+    push.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK, help="tasks per request")
+    push.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+
+
+def _projects(values: list[str]) -> ProjectRef | dict[str, ProjectRef] | None:
+    def ref(text: str) -> ProjectRef:
+        return int(text) if text.isdigit() else text
+
+    if not values:
+        return None
+    keyed = ["=" in v for v in values]
+    if all(keyed):
+        pairs = [v.split("=", 1) for v in values]
+        return {model.strip(): ref(target.strip()) for model, target in pairs}
+    if len(values) == 1:
+        return ref(values[0])
+    raise ConfigurationError("--project: give one project, or one MODEL_ID=TITLE_OR_ID per model")
+
+
+def _summary(result: PushResult) -> list[str]:
+    lines = [f"dataset: {result.dataset} (version {result.version or 'unversioned'})"]
+    for model_id, project in sorted(result.projects.items()):
+        made = " (created)" if project.id in result.created_projects else ""
+        lines.append(f"project {project.id} {project.title!r}{made}: model {model_id}")
+    lines.append(f"selected: {result.selected}")
+    lines.append(f"tasks created: {result.created} ({result.import_requests} import requests)")
+    recovered = f" ({result.recovered} found in the project, now in the ledger)"
+    lines.append(
+        f"already present: {result.already_present}" + (recovered if result.recovered else "")
+    )
+    skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(result.skipped.items()))
+    lines.append(f"skipped: {sum(result.skipped.values())}" + (f" ({skipped})" if skipped else ""))
+    return lines
+
+
+def run_label_command(args: Any) -> int:
+    try:
+        options = parse_key_values(args.storage_option)
+        project = _projects(args.project)
+        states = set(args.state or DEFAULT_STATES)
+        models = set(args.model or ())
+
+        def select(sample: PublishedSample) -> bool:
+            return sample.label_state in states and (not models or sample.model_id in models)
+
+        client = LabelStudioClient(args.label_studio_url)
+    except (ConfigurationError, ValueError) as exc:
+        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
+            result = push_to_label_studio(
+                args.url,
+                client=client,
+                version=args.version,
+                select=select,
+                project=project,
+                local_files_root=args.local_files_root,
+                storage_options=options,
+                chunk_size=args.chunk_size,
+            )
+    except ConfigurationError as exc:
+        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DatasetError, LabelStudioError, MissingDependencyError, OSError) as exc:
+        # Every LabelStudioError is redacted at its source: the token never shows.
+        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print("\n".join(_summary(result)))
+    return EXIT_PUBLISHED
