@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 from modzy_retrain._dataset.rows import PublishedSample
 from modzy_retrain._version import __version__
@@ -63,7 +63,9 @@ def label_config(kind: InputKind, classes: Sequence[str]) -> str:
         if kind == "image"
         else '<Text name="text" value="$text"/>'
     )
-    choices = "".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
+    # Always double-quoted (quoteattr would switch to single quotes), so that
+    # config_choices reads back what it wrote.
+    choices = "".join(f'<Choice value="{escape(c, {chr(34): "&quot;"})}"/>' for c in classes)
     return (
         f'<View>{shown}<Choices name="{CONTROL}" toName="{kind}" choice="single" '
         f'showInline="true">{choices}</Choices></View>'

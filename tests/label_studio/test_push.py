@@ -286,3 +286,32 @@ def test_cli_push_summary_and_rerun(
     assert f"already present: {n}" in second.out
     for text in (first.out, first.err, second.out, second.err):
         assert label_studio.token not in text
+
+
+def test_reference_mode_texts_inline_and_local_images_skipped_with_a_reason(
+    label_studio: LabelStudioServer, sandbox: Sandbox, counted: tuple[LabelStudioClient, Counter]
+) -> None:
+    client, _ = counted
+    url = str(label_studio.files_root / f"ref-{uuid.uuid4().hex[:8]}")
+    with ModzyClient(
+        api_key=sandbox.api_key, base_url=sandbox.base_url, transport=sandbox.transport()
+    ) as c:
+        (
+            JobHistoryQuery(c, start=EPOCH, end=middle(sandbox))
+            | ResultFetcher(c)
+            | VoteFilter(AnyVotes())
+            | LineageResolver(templates=sandbox.input_templates)
+            | DatasetWriter(url, mode="reference")
+        ).run()
+    wanted = needing(url)
+    result = push_to_label_studio(url, client=client)
+    images = {k for k, s in wanted.items() if s.source_url and s.source_url.endswith(".png")}
+    assert images
+    # A local source path is no URL the server serves (only a dataset's copy is).
+    assert result.skipped == {"no_url_label_studio_can_serve": len(images)}
+    assert {(j, i) for j, i, _ in result.skipped_samples} == images
+    assert result.created == len(wanted) - len(images)
+    for key, task in tasks_by_key(client, result).items():
+        source = wanted[key].source_url
+        assert source is not None
+        assert task.data["text"] == Path(source).read_text(encoding="utf-8")
