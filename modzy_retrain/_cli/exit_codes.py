@@ -34,6 +34,16 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def exit_codes_help() -> str:
-    """The table as ``--help`` shows it."""
-    return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+# ``label push`` uses the same numbers, with their meaning for a push (docs/human-labels.md).
+LABEL_EXIT_CODES: dict[int, str] = {
+    EXIT_PUBLISHED: "the push completed (the summary counts created, already present, skipped)",
+    EXIT_ERROR: "error: the dataset or Label Studio failed (the message says which)",
+    EXIT_USAGE: "invalid arguments: nothing was requested or written",
+    EXIT_BROKEN_PIPE: EXIT_CODES[EXIT_BROKEN_PIPE],
+}
+
+
+def exit_codes_help(table: dict[int, str] | None = None) -> str:
+    """The table as ``--help`` shows it (the build's, unless another is given)."""
+    rows = EXIT_CODES if table is None else table
+    return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in rows.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -22,7 +23,7 @@ from modzy_retrain._labels.push import (
     push_to_label_studio,
 )
 
-from .exit_codes import EXIT_ERROR, EXIT_PUBLISHED, EXIT_USAGE
+from .exit_codes import EXIT_ERROR, EXIT_PUBLISHED, EXIT_USAGE, LABEL_EXIT_CODES, exit_codes_help
 
 
 def add_label_arguments(parser: Any) -> None:
@@ -35,6 +36,8 @@ def add_label_arguments(parser: Any) -> None:
         "(needs_label and conflict by default) to Label Studio, one project per model, "
         "once each: the dataset's ledger (_labels/label-studio.jsonl) and the project's "
         "tasks are checked first. The token comes from LABEL_STUDIO_API_KEY.",
+        epilog=exit_codes_help(LABEL_EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     push.add_argument("url", metavar="DATASET_URL", help="the dataset (any fsspec URL)")
     push.add_argument(
@@ -82,7 +85,8 @@ def _projects(values: list[str]) -> ProjectRef | dict[str, ProjectRef] | None:
 
 
 def _summary(result: PushResult) -> list[str]:
-    lines = [f"dataset: {result.dataset} (version {result.version or 'unversioned'})"]
+    version = f"version {result.version}" if result.version else "unversioned"
+    lines = [f"dataset: {result.dataset} ({version})"]
     for model_id, project in sorted(result.projects.items()):
         made = " (created)" if project.id in result.created_projects else ""
         lines.append(f"project {project.id} {project.title!r}{made}: model {model_id}")

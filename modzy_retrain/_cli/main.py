@@ -102,10 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .label_command import add_label_arguments
 
     label = sub.add_parser(
-        "label",
-        help="human labels with Label Studio: push the samples that need a person",
-        epilog=exit_codes_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "label", help="human labels with Label Studio: push the samples that need a person"
     )
     add_label_arguments(label)
     label.set_defaults(func=_label)

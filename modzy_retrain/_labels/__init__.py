@@ -1,5 +1,6 @@
-"""Human labels: a typed client for Label Studio (projects, tasks, annotations).
+"""Human labels: a typed client for Label Studio (projects, tasks, annotations), and the
+push of a dataset's samples that need a person.
 
-Imports only ``_core``: the stages that push samples to annotators and pull their
-labels back build on it, and it knows nothing of Modzy or datasets.
+The REST client imports only ``_core`` and knows nothing of Modzy or datasets; the push
+(``push.py`` and its helpers) also reads published datasets through ``_dataset``.
 """

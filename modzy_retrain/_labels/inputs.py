@@ -99,7 +99,8 @@ class InputResolver:
                 raw = self._read(fs, path)
             else:
                 return None, SKIP_INPUT_MISSING
-        except (OSError, ValueError):
+        except (OSError, ValueError, ImportError):
+            # Gone, unreadable, or a store whose fsspec backend is not installed.
             return None, SKIP_INPUT_MISSING
         if raw is None:
             return None, SKIP_TEXT_TOO_LARGE

@@ -89,8 +89,8 @@ def _selector(select: Select) -> Callable[[PublishedSample], bool]:
             "push: select must be label states (a list of names) or a callable on PublishedSample"
         )
     states = set(select)
-    unknown = sorted(s for s in states if s not in LABEL_STATES)
-    if unknown or not states or not all(isinstance(s, str) for s in states):
+    unknown = sorted(repr(s) for s in states if s not in LABEL_STATES)
+    if unknown or not states:
         raise ConfigurationError(
             f"push: select names label states among {', '.join(LABEL_STATES)} (got {unknown})"
         )

@@ -32,7 +32,7 @@ from modzy_retrain import (
 )
 from modzy_retrain._cli.main import main
 from modzy_retrain._labels.ledger import LEDGER_PATH
-from modzy_retrain._labels.projects import config_choices
+from modzy_retrain._labels.projects import config_choices, local_storage_paths
 from modzy_retrain._labels.tasks import label_config
 from modzy_retrain.sandbox import Sandbox
 
@@ -207,6 +207,10 @@ def test_push_rerun_and_next_version(
     tasks = tasks_by_key(client, second)
     assert set(tasks) == set(later)
     assert {k for k, t in tasks.items() if t.data["dataset_version"] == "v0002"} == new
+    # The images' local-files storage was connected once, on the dataset's folder.
+    (image_model,) = {s.model_id for s in later.values() if s.file and s.file.endswith(".png")}
+    paths = local_storage_paths(client, second.projects[image_model].id)
+    assert [p.rstrip("/") for p in paths] == [str(root.resolve())]
 
 
 def test_tasks_missing_from_the_ledger_are_found_and_recorded(

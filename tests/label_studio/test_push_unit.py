@@ -25,6 +25,7 @@ from modzy_retrain import (
     push_to_label_studio,
     read_samples,
 )
+from modzy_retrain._cli.exit_codes import EXIT_CODES, LABEL_EXIT_CODES
 from modzy_retrain._cli.main import main
 from modzy_retrain._core.fs import url_to_fs
 from modzy_retrain._labels.inputs import MAX_TEXT_BYTES, InputResolver
@@ -83,6 +84,7 @@ def silent() -> Iterator[tuple[LabelStudioClient, list[httpx.Request]]]:
         {"select": ["needs_label", "nonsense"]},
         {"select": "needs_label"},
         {"select": []},
+        {"select": [1, "needs_label"]},
         {"project": "ab"},
         {"project": "x" * (TITLE_MAX + 1)},
         {"project": True},
@@ -229,3 +231,17 @@ def test_cli_usage_errors_exit_2_without_the_key(
     assert "LABEL_STUDIO_API_KEY" in out.err
     models = {s.model_id for s in read_samples(dataset)}
     assert len(models) > 1
+
+
+def test_the_push_help_shows_its_exit_codes_as_the_docs_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["label", "push", "--help"])
+    shown = capsys.readouterr().out
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "human-labels.md").read_text()
+    for code, text in LABEL_EXIT_CODES.items():
+        assert f"  {code}  {text}" in shown
+        if code != 141:
+            assert f"| {code} | {text} |" in docs
+    assert set(LABEL_EXIT_CODES) <= set(EXIT_CODES)
