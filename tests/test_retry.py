@@ -20,7 +20,8 @@ from modzy_retrain import (
     RetryEvent,
     RetryPolicy,
 )
-from modzy_retrain._client.retry import compute_wait, is_retryable, parse_retry_after
+from modzy_retrain._client.retry import compute_wait, is_retryable
+from modzy_retrain._core.backoff import parse_retry_after
 
 KEY = "AbCdEfGhIj0123456789.ZyXwVuTsRq9876543210"
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)

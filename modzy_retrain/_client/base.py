@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from modzy_retrain._core.backoff import parse_retry_after
 from modzy_retrain._core.constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -42,7 +43,7 @@ from modzy_retrain._core.exceptions import (
 from modzy_retrain._core.secrets import ApiKey, redact, redact_obj
 from modzy_retrain._version import __version__
 
-from .retry import RetryHook, RetryPolicy, parse_retry_after
+from .retry import RetryHook, RetryPolicy
 
 logger = logging.getLogger("modzy_retrain")
 

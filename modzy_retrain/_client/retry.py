@@ -13,17 +13,16 @@ total budget. Users always see this library's exception from the last attempt, n
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import tenacity
 from pydantic import Field
 
+from modzy_retrain._core.backoff import wait_seconds
 from modzy_retrain._core.exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -86,36 +85,6 @@ class RetryEvent:
 RetryHook = Callable[[RetryEvent], None]
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``.
-
-    Anything unparseable gives ``None``; a date in the past gives ``0``.
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
 def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     """Whether another attempt could succeed where this one failed."""
     if isinstance(exc, APIConnectionError):
@@ -132,10 +101,15 @@ def compute_wait(
     retry_after: float | None = None
     if isinstance(exc, (RateLimitError, InternalServerError)):
         retry_after = exc.retry_after
-    if retry_after is not None:
-        return min(retry_after, policy.max_retry_after)
-    backoff = min(policy.max_wait, policy.initial_wait * (2.0 ** (attempt - 1)))
-    return backoff + (rng.uniform(0, policy.jitter) if policy.jitter else 0.0)
+    return wait_seconds(
+        attempt,
+        retry_after,
+        initial_wait=policy.initial_wait,
+        max_wait=policy.max_wait,
+        jitter=policy.jitter,
+        max_retry_after=policy.max_retry_after,
+        rng=rng,
+    )
 
 
 class _Stop(tenacity.stop.stop_base):

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from modzy_retrain._core.backoff import parse_retry_after
 from modzy_retrain._core.exceptions import (
     ConfigurationError,
     LabelStudioAuthError,
@@ -86,13 +87,6 @@ def _positive_int(name: str, value: object, limit: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
         raise ConfigurationError(f"LabelStudioClient: {name} must be an int in 1..{limit}")
     return value
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: the backoff decides instead
 
 
 class LabelStudioClient:
@@ -184,7 +178,7 @@ class LabelStudioClient:
                 method="POST",
                 path=REFRESH_PATH,
                 status_code=exc.status_code,
-                retry_after=_parse_retry_after(exc.retry_after),
+                retry_after=parse_retry_after({"Retry-After": exc.retry_after or ""}),
             ) from None
         except httpx.TransportError as exc:
             detail = self._redact(str(exc)) or type(exc).__name__
@@ -227,7 +221,7 @@ class LabelStudioClient:
             "path": path,
             "status_code": status,
             "body": body,
-            "retry_after": _parse_retry_after(response.headers.get("Retry-After")),
+            "retry_after": parse_retry_after(response.headers),
         }
         if status in (401, 403):
             hint = f" (the {self.token_kind} token was refused)"

@@ -17,6 +17,7 @@ import httpx
 import tenacity
 from pydantic import Field
 
+from modzy_retrain._core.backoff import wait_seconds
 from modzy_retrain._core.exceptions import (
     LabelStudioConnectionError,
     LabelStudioStatusError,
@@ -68,10 +69,16 @@ def _wait(
 ) -> Callable[[tenacity.RetryCallState], float]:
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, LabelStudioStatusError) and exc.retry_after is not None:
-            return min(exc.retry_after, policy.max_retry_after)
-        backoff = min(policy.max_wait, policy.initial_wait * 2.0 ** (state.attempt_number - 1))
-        return backoff + (rng.uniform(0, policy.jitter) if policy.jitter else 0.0)
+        retry_after = exc.retry_after if isinstance(exc, LabelStudioStatusError) else None
+        return wait_seconds(
+            state.attempt_number,
+            retry_after,
+            initial_wait=policy.initial_wait,
+            max_wait=policy.max_wait,
+            jitter=policy.jitter,
+            max_retry_after=policy.max_retry_after,
+            rng=rng,
+        )
 
     return wait
 
