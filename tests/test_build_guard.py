@@ -50,10 +50,7 @@ def keys(url: Path) -> set[tuple[str, str]]:
 
 
 def _rows(url: Path) -> list[dict[str, object]]:
-    out = []
-    for row in read_samples(str(url)):
-        out.append(row if isinstance(row, dict) else row.model_dump())  # type: ignore[attr-defined]
-    return out
+    return [row.model_dump() for row in read_samples(str(url))]
 
 
 def requests_to(sb: Sandbox) -> int:

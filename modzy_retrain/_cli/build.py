@@ -54,7 +54,7 @@ from .exit_codes import (
     EXIT_TRIGGER_FAILED,
     EXIT_USAGE,
 )
-from .settings import BuildSettings, TriggerSettings, load_settings, parse_duration, read_api_key
+from .settings import BuildSettings, load_settings, read_api_key
 
 __all__ = [
     "EXIT_BELOW_THRESHOLD",
@@ -68,10 +68,8 @@ __all__ = [
     "EXIT_USAGE",
     "BuildResult",
     "BuildSettings",
-    "TriggerSettings",
     "build",
     "load_settings",
-    "parse_duration",
     "read_api_key",
 ]
 
