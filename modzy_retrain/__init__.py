@@ -59,6 +59,15 @@ from ._core.exceptions import (
     UnprocessableEntityError,
     UnsafeNameError,
 )
+from ._dataset.human import (
+    Annotation,
+    HumanLabel,
+    LabelAggregation,
+    Majority,
+    TrustedAnnotator,
+    Unanimous,
+    Weighted,
+)
 from ._dataset.journal import ResultJournal
 from ._dataset.lock import DatasetLockedError
 from ._dataset.manifest import (
@@ -76,6 +85,8 @@ from ._dataset.manifest import (
     verify_dataset,
 )
 from ._dataset.rows import PublishedSample
+from ._dataset.trigger import TriggerGate
+from ._labels.annotations import PullProblem
 from ._labels.client import LabelStudioClient
 from ._labels.models import (
     LabelStudioAnnotation,
@@ -83,17 +94,9 @@ from ._labels.models import (
     LabelStudioTask,
     LabelStudioUser,
 )
+from ._labels.pull import PullResult, pull_from_label_studio
 from ._labels.push import PushResult, push_to_label_studio
 from ._labels.retry import LabelStudioRetry
-from ._stages.aggregation import (
-    Annotation,
-    HumanLabel,
-    LabelAggregation,
-    Majority,
-    TrustedAnnotator,
-    Unanimous,
-    Weighted,
-)
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
@@ -216,6 +219,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PredictedIn",
     "PredictionRecord",
     "PublishedSample",
+    "PullProblem",
+    "PullResult",
     "PushResult",
     "RateLimitError",
     "ResponseTooLargeError",
@@ -234,6 +239,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "StageIterator",
     "StageStats",
     "TopScoreBelow",
+    "TriggerGate",
     "TrustedAnnotator",
     "Unanimous",
     "UnprocessableEntityError",
@@ -253,6 +259,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "load_manifest",
     "load_settings",
     "pipeline",
+    "pull_from_label_studio",
     "push_to_label_studio",
     "read_samples",
     "selector_by_name",

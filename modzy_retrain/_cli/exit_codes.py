@@ -43,6 +43,21 @@ LABEL_EXIT_CODES: dict[int, str] = {
 }
 
 
+# ``label pull`` publishes a version, as a build does: the build's numbers, for a pull.
+LABEL_PULL_EXIT_CODES: dict[int, str] = {
+    EXIT_PUBLISHED: "published a new version (and, with --settings, fired the trigger "
+    "when it was ready)",
+    EXIT_ERROR: "error: the dataset or Label Studio failed (nothing was written)",
+    EXIT_USAGE: "invalid arguments: nothing was requested or written",
+    EXIT_NOTHING_NEW: "nothing new: no label changed, no version published",
+    EXIT_BELOW_THRESHOLD: "published, below the retraining threshold of --settings: "
+    "trigger not fired",
+    EXIT_TRIGGER_FAILED: "published, but the trigger failed: it fires again next run",
+    EXIT_LOCKED: "the dataset is held by a build or another pull: try again when it ends",
+    EXIT_BROKEN_PIPE: EXIT_CODES[EXIT_BROKEN_PIPE],
+}
+
+
 def exit_codes_help(table: dict[int, str] | None = None) -> str:
     """The table as ``--help`` shows it (the build's, unless another is given)."""
     rows = EXIT_CODES if table is None else table

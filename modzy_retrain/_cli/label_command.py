@@ -1,4 +1,5 @@
-"""``modzy-retrain label push``: the samples that need a human, as Label Studio tasks."""
+"""``modzy-retrain label push`` (the samples that need a human, as Label Studio tasks)
+and ``label pull`` (in ``label_pull_command.py``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from modzy_retrain._labels.push import (
 )
 
 from .exit_codes import EXIT_ERROR, EXIT_PUBLISHED, EXIT_USAGE, LABEL_EXIT_CODES, exit_codes_help
+from .label_pull_command import add_pull_arguments, run_pull_command
 
 
 def add_label_arguments(parser: Any) -> None:
@@ -67,6 +69,7 @@ def add_label_arguments(parser: Any) -> None:
     )
     push.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK, help="tasks per request")
     push.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    add_pull_arguments(sub)
 
 
 def _projects(values: list[str]) -> ProjectRef | dict[str, ProjectRef] | None:
@@ -102,6 +105,8 @@ def _summary(result: PushResult) -> list[str]:
 
 
 def run_label_command(args: Any) -> int:
+    if args.label_command == "pull":
+        return run_pull_command(args)
     try:
         options = parse_key_values(args.storage_option)
         project = _projects(args.project)

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .label_command import add_label_arguments
 
     label = sub.add_parser(
-        "label", help="human labels with Label Studio: push the samples that need a person"
+        "label",
+        help="human labels with Label Studio: push the samples that need a person, "
+        "pull their labels into a new version",
     )
     add_label_arguments(label)
     label.set_defaults(func=_label)

@@ -163,6 +163,12 @@ class DatasetDraft:
 
     # -- caller's thread -------------------------------------------------------------
 
+    def human_row(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The previous version's row of this sample, if a human labelled it."""
+        if self.previous is None:
+            return None
+        return self._scratch.human_row(*key)
+
     def first_with(self, sha256: str, job_id: str, name: str) -> tuple[str, str, int] | None:
         """The first sample with this content, ``(job_id, input_name, in a previous
         version)``, or ``None`` (this one is now the first)."""

@@ -27,8 +27,9 @@ LabelState = Literal["confirmed", "corrected", "labelled", "needs_label", "confl
 
 - ``confirmed``: users agreed with the prediction (up-voted).
 - ``corrected``: users disagreed and the right class is known (binary flip).
-- ``labelled``: a human gave the label (a label file); the rule names the source
-  (``human:label-file``) and ``annotations`` each annotator's choice.
+- ``labelled``: a human gave the label (a label file, Label Studio); the rule names
+  the source (``human:label-file``, ``human:label-studio``) and ``annotations`` each
+  annotator's choice.
 - ``needs_label``: the prediction is wrong or uncertain and nobody said what is right;
   ``candidates`` holds the likeliest classes for a human to pick from.
 - ``conflict``: users disagree with each other, or annotators do (``annotations``).
@@ -106,12 +107,23 @@ def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class PublishedAnnotation(BaseModel):
-    """One human's label for a published sample (``annotator`` ``None`` when unnamed)."""
+    """One human's label for a published sample.
+
+    Attributes:
+        annotator: Who chose it (``None`` when unnamed); a Label Studio user id for
+            ``label-studio``.
+        label: What they chose.
+        source: Where it comes from (``label-file``, ``label-studio``); ``None`` in
+            datasets written before the field.
+        at: When the annotation was made or last changed, when the source says.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     annotator: str | None
     label: str
+    source: str | None = None
+    at: datetime | None = None
 
 
 class PublishedPrediction(BaseModel):
@@ -217,7 +229,10 @@ def _arrow_type(pa: Any, kind: ColumnKind) -> Any:
     if kind == "predictions":
         return pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
     if kind == "annotations":
-        return pa.list_(pa.struct([("annotator", pa.string()), ("label", pa.string())]))
+        # ``at`` as ISO text, as in the JSON form; tables written before ``source`` and
+        # ``at`` existed read back without them.
+        fields = [(name, pa.string()) for name in ("annotator", "label", "source", "at")]
+        return pa.list_(pa.struct(fields))
     return pa.string()
 
 

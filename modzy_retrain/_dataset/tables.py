@@ -164,6 +164,9 @@ SCHEMA = (
     "CREATE TABLE previous_rows (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
     " input_name TEXT NOT NULL, row TEXT NOT NULL)",
     "CREATE INDEX previous_key ON previous_rows (job_id, input_name)",
+    # The previous rows a human labelled: a later run keeps their label (``human.py``).
+    "CREATE TABLE previous_human (job_id TEXT NOT NULL, input_name TEXT NOT NULL,"
+    " row TEXT NOT NULL, PRIMARY KEY (job_id, input_name)) WITHOUT ROWID",
 )
 # This run's samples that the previous version did not hold.
 _ADDED = (
@@ -219,6 +222,20 @@ class ScratchTables:
             )
             # The first sample of each content wins, as in the version itself.
             self.store.db.executemany("INSERT OR IGNORE INTO content VALUES (?, ?, ?, 1)", contents)
+
+    def add_human(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Add the previous version's human-labelled ``(job_id, input_name, row JSON)``."""
+        with self.store.lock:
+            self.store.db.executemany(
+                "INSERT OR REPLACE INTO previous_human VALUES (?, ?, ?)", rows
+            )
+
+    def human_row(self, job_id: str, name: str) -> dict[str, Any] | None:
+        """The previous version's row of this sample, if a human labelled it."""
+        found = self.store.one(
+            "SELECT row FROM previous_human WHERE job_id = ? AND input_name = ?", (job_id, name)
+        )
+        return json.loads(found[0]) if found else None
 
     def add_sample(self, job_id: str, name: str, label: str | None, label_state: str) -> None:
         """Remember one sample of this run, for a versioned write's merge."""

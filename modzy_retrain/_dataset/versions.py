@@ -19,6 +19,7 @@ from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.fs import join
 
 from .classes import ClassLists
+from .human import is_human
 from .journal import ResultJournal
 from .manifest import (
     Changes,
@@ -116,6 +117,7 @@ def load_previous(
     each for deduplication (and to never copy its bytes again), and their classes
     (what a version written before class lists seeds them from; else none is new)."""
     rows: list[tuple[str, str, str]] = []
+    human: list[tuple[str, str, str]] = []
     contents: list[tuple[str, str, str]] = []
     # Its JSONL table (a CSV or Parquet version keeps one too), whose rows are carried
     # over exactly as written: a custom serialize()'s columns and types included.
@@ -124,14 +126,20 @@ def load_previous(
         job_id, name = str(row["job_id"]), str(row["input_name"])
         if classes is not None:
             classes.see(str(row.get("model_id")), row_classes(row))
-        rows.append((job_id, name, json.dumps(row, ensure_ascii=False)))
+        text = json.dumps(row, ensure_ascii=False)
+        rows.append((job_id, name, text))
+        if is_human(row.get("rule")):
+            human.append((job_id, name, text))
         if row.get("sha256"):
             contents.append((str(row["sha256"]), job_id, name))
         if len(rows) >= _BATCH:
             scratch.add_previous(rows, contents)
+            scratch.add_human(human)
             rows.clear()
+            human.clear()
             contents.clear()
     scratch.add_previous(rows, contents)
+    scratch.add_human(human)
 
 
 def carry_over(
@@ -142,7 +150,8 @@ def carry_over(
 
     A previous sample is carried over unless this run has the final word on its job
     (the job was read again and is complete): then it is replaced by the new sample,
-    relabelled, or retracted when the votes no longer select it.
+    relabelled, or retracted when the votes no longer select it. A sample a human
+    labelled is never retracted by the votes: it is carried over.
     """
     retracted: list[dict[str, Any]] = []
     relabelled: list[dict[str, Any]] = []
@@ -166,7 +175,7 @@ def carry_over(
                         "label_state": new_state,
                     }
                 )
-        elif reread:
+        elif reread and not is_human(row.get("rule")):
             retracted.append(
                 {
                     "job_id": job_id,

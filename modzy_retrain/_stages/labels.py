@@ -18,8 +18,8 @@ from typing import Any
 import fsspec
 
 from modzy_retrain._core.exceptions import ConfigurationError
+from modzy_retrain._dataset.human import Annotation, HumanLabel, LabelAggregation, Majority
 
-from .aggregation import Annotation, HumanLabel, LabelAggregation, Majority
 from .records import LabelState, PredictionRecord
 
 # -- labels -------------------------------------------------------------------------

@@ -13,11 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Voting
+from modzy_retrain._dataset.human import Annotation
 
 # Declared with the dataset row, which holds it (and whose reader cannot import stages).
 from modzy_retrain._dataset.rows import LabelState as LabelState
-
-from .aggregation import Annotation
 
 
 class _Record(BaseModel):

@@ -12,8 +12,8 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError
+from modzy_retrain._dataset.human import LabelAggregation
 
-from .aggregation import LabelAggregation
 from .base import Stage
 from .labels import LabelPolicy, load_label_file
 from .records import PredictionRecord, Sample

@@ -17,6 +17,14 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import ConfigurationError
+from modzy_retrain._dataset.human import (
+    HumanLabel,
+    annotation_row,
+    combine,
+    from_row,
+    is_human,
+    rule_sources,
+)
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import assign_split, public_url
 from modzy_retrain._dataset.manifest import MANIFEST_NAME, DatasetFormat, Manifest, latest_version
@@ -215,6 +223,8 @@ class DatasetWriter(Stage[Sample, Sample]):
     def serialize(self, sample: Sample) -> dict[str, Any]:
         """The row written for one sample: its label and full provenance."""
         r = sample.record
+        sources = rule_sources(sample.rule)
+        source = sources[0] if len(sources) == 1 else None
         return {
             "job_id": r.job_id,
             "input_name": r.input_name,
@@ -226,9 +236,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             "label_state": sample.label_state,
             "rule": sample.rule,
             "candidates": list(sample.candidates),
-            "annotations": [
-                {"annotator": a.annotator, "label": a.label} for a in sample.annotations
-            ],
+            "annotations": [annotation_row(a, source) for a in sample.annotations],
             "predicted_label": r.predicted_label,
             "predicted_score": r.top_score,
             "predictions": [{"label": p.label, "score": p.score} for p in r.predictions],
@@ -258,6 +266,7 @@ class DatasetWriter(Stage[Sample, Sample]):
         o = draft.options
         job_id, name = sample.job_id, sample.input_name
         draft.received[sample.record.model_id] += 1
+        sample = self._keep_human(draft, sample)
         unknown = self._see_classes(draft, sample)
         if unknown is not None:
             model_id = sample.record.model_id
@@ -291,6 +300,41 @@ class DatasetWriter(Stage[Sample, Sample]):
             source_url=sample.source_url,
         )
         return _Plan(sample, data_path, table, in_previous)
+
+    @staticmethod
+    def _keep_human(draft: DatasetDraft, sample: Sample) -> Sample:
+        """A label a human gave in an earlier version wins over one from the votes.
+
+        Each source has the last word on its own label only: this run's label file
+        replaces the label file's earlier label, never Label Studio's (the two are
+        combined; where they disagree the sample is in ``conflict``, listing both).
+        """
+        row = draft.human_row(sample.key)
+        if row is None:
+            return sample
+        parts = from_row(row)
+        sources = rule_sources(sample.rule)
+        if len(sources) == 1 and is_human(sample.rule):
+            agreed = sample.label_state == "labelled" and sample.label is not None
+            own = HumanLabel(
+                sample.label if agreed else None,
+                sample.annotations,
+                () if agreed else sample.candidates,
+                sources[0],
+            )
+            parts[own.source] = own
+        if not parts:
+            return sample
+        human = combine(parts.values())
+        return sample.model_copy(
+            update={
+                "label": human.label,
+                "label_state": human.state,
+                "rule": human.rule,
+                "candidates": human.candidates,
+                "annotations": human.sourced(),
+            }
+        )
 
     def _see_classes(self, draft: DatasetDraft, sample: Sample) -> str | None:
         """Caller's thread, in input order: add the sample's classes to its model's list;

@@ -1,9 +1,15 @@
-"""Aggregating human labels: several annotators' labels for one input become one label,
-or a recorded disagreement.
+"""Human labels: several annotators' labels for one input become one label, or a
+recorded disagreement; labels from several sources (a label file, Label Studio) are
+combined; and a dataset row's human label is read back.
 
-Pure decisions, no I/O: a label file (``labels.load_label_file``) uses them today, and
-any other source of human labels (a labelling tool) can reuse them as they are. A
-policy is a :class:`LabelAggregation`; subclass it and implement :meth:`decide`.
+Pure decisions, no I/O. A label file (``_stages/labels.load_label_file``) and a Label
+Studio pull (``_labels/pull.py``) aggregate with the same policies, and the writer and
+the pull combine sources with the same :func:`combine`. A policy is a
+:class:`LabelAggregation`; subclass it and implement :meth:`decide`.
+
+Rules name the sources: ``human:label-file``, ``human:label-studio``, and
+``human:label-file+label-studio`` when both have a say; ``:conflict`` is appended when
+the humans disagree (within a source, or the sources with each other).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import numbers
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError
 
@@ -23,11 +31,17 @@ class Annotation:
 
     Attributes:
         label: The label they chose.
-        annotator: Who chose it (``None`` when the source does not say).
+        annotator: Who chose it (``None`` when the source does not say); for Label
+            Studio, the annotator's user id.
+        source: Where it comes from (``label-file``, ``label-studio``); ``None``: the
+            source of the :class:`HumanLabel` it belongs to.
+        at: When it was made or last changed, when the source says.
     """
 
     label: str
     annotator: str | None = None
+    source: str | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,26 @@ class HumanLabel:
     @property
     def agreed(self) -> bool:
         return self.label is not None
+
+    @property
+    def state(self) -> str:
+        """The label state it gives a sample: ``labelled``, or ``conflict``."""
+        return "labelled" if self.agreed else "conflict"
+
+    @property
+    def rule(self) -> str:
+        """``human:<source>``, with ``:conflict`` when the humans disagree."""
+        return HUMAN + self.source + ("" if self.agreed else CONFLICT)
+
+    def sourced(self) -> tuple[Annotation, ...]:
+        """The annotations, each naming its source."""
+        return tuple(
+            a if a.source is not None else replace(a, source=self.source) for a in self.annotations
+        )
+
+
+HUMAN = "human:"
+CONFLICT = ":conflict"
 
 
 def _ranked(support: Mapping[str, float]) -> tuple[str, ...]:
@@ -215,3 +249,133 @@ class Weighted(LabelAggregation):
             f"Weighted({dict(sorted(self.weights.items()))}, default={self.default}, "
             f"min_agreement={self.min_agreement})"
         )
+
+
+# -- sources combined, and read back from a row ------------------------------------------
+
+
+def is_human(rule: object) -> bool:
+    """Whether a rule is a human label's (``human:...``)."""
+    return isinstance(rule, str) and rule.startswith(HUMAN)
+
+
+def rule_sources(rule: str) -> tuple[str, ...]:
+    """The sources a human rule names (``human:label-file+label-studio:conflict`` gives
+    ``("label-file", "label-studio")``); empty for any other rule."""
+    if not is_human(rule):
+        return ()
+    body = rule[len(HUMAN) :]
+    if body.endswith(CONFLICT):
+        body = body[: -len(CONFLICT)]
+    return tuple(s for s in body.split("+") if s)
+
+
+def combine(parts: Iterable[HumanLabel]) -> HumanLabel:
+    """One human label from the labels several sources give one input.
+
+    One source: its label as it is. Several: the label they all agree on, or a
+    disagreement (``conflict``) listing every source's annotations, whose candidates
+    are each source's label (then its own candidates), in the sources' name order.
+    """
+    by_source = {p.source: p for p in parts}
+    if not by_source:
+        raise ConfigurationError("combine() needs at least one human label")
+    ordered = [by_source[name] for name in sorted(by_source)]
+    if len(ordered) == 1:
+        return ordered[0]
+    annotations = tuple(a for p in ordered for a in p.sourced())
+    source = "+".join(p.source for p in ordered)
+    labels = {p.label for p in ordered}
+    if len(labels) == 1 and None not in labels:
+        return HumanLabel(ordered[0].label, annotations, (), source)
+    seen: dict[str, None] = {}
+    for p in ordered:
+        for label in ((p.label,) if p.label is not None else ()) + p.candidates:
+            seen.setdefault(label, None)
+    return HumanLabel(None, annotations, tuple(seen), source)
+
+
+def _annotation(value: object, source: str | None) -> Annotation | None:
+    if isinstance(value, Mapping):
+        raw = dict(value)
+    elif hasattr(value, "model_dump"):  # a PublishedAnnotation
+        raw = value.model_dump()
+    else:
+        return None
+    label = raw.get("label")
+    if not isinstance(label, str):
+        return None
+    at = raw.get("at")
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            at = None
+    annotator = raw.get("annotator")
+    return Annotation(
+        label,
+        annotator if isinstance(annotator, str) else None,
+        raw.get("source") if isinstance(raw.get("source"), str) else source,
+        at if isinstance(at, datetime) else None,
+    )
+
+
+def from_row(
+    row: Mapping[str, Any], policy: LabelAggregation | None = None
+) -> dict[str, HumanLabel]:
+    """The human label of each source behind a written row (empty unless its rule is
+    ``human:...``).
+
+    A row of one source gives that source's label exactly as written. A row where
+    several sources met keeps only their annotations (each naming its source): each
+    source's label is aggregated again from them, by ``policy`` (default
+    :class:`Majority`).
+    """
+    rule = row.get("rule")
+    sources = rule_sources(rule) if isinstance(rule, str) else ()
+    if not sources:
+        return {}
+    single = sources[0] if len(sources) == 1 else None
+    found = [_annotation(a, single) for a in row.get("annotations") or ()]
+    annotations = tuple(a for a in found if a is not None)
+    if single is not None:
+        label = row.get("label")
+        candidates = tuple(str(c) for c in row.get("candidates") or ())
+        agreed = isinstance(label, str) and row.get("label_state") == "labelled"
+        return {
+            single: HumanLabel(
+                label if agreed else None,
+                annotations,
+                () if agreed else candidates,
+                single,
+            )
+        }
+    chosen = policy if policy is not None else Majority()
+    out: dict[str, HumanLabel] = {}
+    for name in sources:
+        own = tuple(a for a in annotations if a.source == name)
+        if own:
+            out[name] = chosen.aggregate(own, source=name)
+    return out
+
+
+def annotation_row(annotation: Annotation, source: str | None = None) -> dict[str, Any]:
+    """One annotation as a dataset row holds it (see ``rows.COLUMNS``)."""
+    return {
+        "annotator": annotation.annotator,
+        "label": annotation.label,
+        "source": annotation.source or source,
+        "at": annotation.at.isoformat() if annotation.at is not None else None,
+    }
+
+
+def decided_row(row: Mapping[str, Any], human: HumanLabel) -> dict[str, Any]:
+    """``row`` with ``human``'s label, label state, rule, candidates and annotations."""
+    return {
+        **row,
+        "label": human.label,
+        "label_state": human.state,
+        "rule": human.rule,
+        "candidates": list(human.candidates),
+        "annotations": [annotation_row(a) for a in human.sourced()],
+    }
