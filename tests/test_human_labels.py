@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ from modzy_retrain import (
     Voting,
     Weighted,
     load_label_file,
+)
+from modzy_retrain._dataset.human import (
+    annotation_row,
+    combine,
+    decided_row,
+    from_row,
+    is_human,
+    rule_sources,
 )
 
 
@@ -221,3 +230,85 @@ def test_vote_filter_aggregates_the_label_file(tmp_path: Path) -> None:
     assert unanimous.describe()["aggregation"] == "Unanimous()"
     with pytest.raises(ConfigurationError, match="label_file"):
         VoteFilter(aggregation=Majority())
+
+
+# -- sources combined, and read back from a written row ------------------------------
+
+
+def test_rules_name_their_sources() -> None:
+    assert rule_sources("human:label-file") == ("label-file",)
+    assert rule_sources("human:label-file+label-studio:conflict") == ("label-file", "label-studio")
+    assert rule_sources("down-voted:binary-flip") == ()
+    assert is_human("human:label-studio:conflict")
+    assert not is_human("up-voted")
+    assert not is_human(None)
+
+
+def test_one_source_is_kept_as_it_is() -> None:
+    studio = HumanLabel("cat", (Annotation("cat", "3"),), (), "label-studio")
+    assert combine([studio]) is studio
+    with pytest.raises(ConfigurationError):
+        combine([])
+
+
+def test_sources_that_agree_give_one_label_with_every_annotation() -> None:
+    at = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    studio = HumanLabel("cat", (Annotation("cat", "3", at=at),), (), "label-studio")
+    file = HumanLabel("cat", (Annotation("cat", "al"),), (), "label-file")
+    both = combine([studio, file])
+    assert (both.label, both.state, both.rule) == (
+        "cat",
+        "labelled",
+        "human:label-file+label-studio",
+    )
+    assert [(a.annotator, a.source) for a in both.annotations] == [
+        ("al", "label-file"),
+        ("3", "label-studio"),
+    ]
+
+
+def test_sources_that_disagree_are_a_conflict_listing_both() -> None:
+    studio = HumanLabel("cat", (Annotation("cat", "3"),), (), "label-studio")
+    file = HumanLabel("dog", (Annotation("dog", "al"),), (), "label-file")
+    both = combine([studio, file])
+    assert (both.label, both.state) == (None, "conflict")
+    assert both.rule == "human:label-file+label-studio:conflict"
+    assert both.candidates == ("dog", "cat")
+    # One source in conflict is enough: its candidates join the other's label.
+    torn = HumanLabel(None, notes("1:cat", "2:fox"), ("cat", "fox"), "label-studio")
+    assert combine([torn, file]).candidates == ("dog", "cat", "fox")
+
+
+def test_a_row_gives_back_each_source() -> None:
+    at = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
+    studio = HumanLabel("cat", (Annotation("cat", "3", at=at),), (), "label-studio")
+    file = HumanLabel("dog", (Annotation("dog", "al"), Annotation("dog", "bo")), (), "label-file")
+    base = {"job_id": "j", "input_name": "a", "label": None, "label_state": "needs_label"}
+    row = decided_row(base, combine([studio, file]))
+    assert row["annotations"][0] == {
+        "annotator": "al",
+        "label": "dog",
+        "source": "label-file",
+        "at": None,
+    }
+    assert row["annotations"][2]["at"] == at.isoformat()
+    back = from_row(json.loads(json.dumps(row)))
+    assert back["label-studio"].label == "cat"
+    assert back["label-studio"].annotations[0].at == at
+    assert back["label-file"].label == "dog"
+    # One source: exactly as written, its conflict and candidates too.
+    single = decided_row(
+        base, HumanLabel(None, notes("1:cat", "2:fox"), ("cat", "fox"), "label-studio")
+    )
+    (only,) = from_row(single).values()
+    assert (only.label, only.candidates, only.source) == (None, ("cat", "fox"), "label-studio")
+    # Rows written before annotations named their source: the rule's source.
+    old = {
+        "rule": "human:label-file",
+        "label": "dog",
+        "label_state": "labelled",
+        "annotations": [{"annotator": "al", "label": "dog"}],
+    }
+    assert from_row(old)["label-file"].sourced()[0].source == "label-file"
+    assert from_row({"rule": "up-voted"}) == {}
+    assert annotation_row(Annotation("x"), "label-file")["source"] == "label-file"

@@ -127,7 +127,8 @@ def summary(result: PullResult) -> list[str]:
     )
     published = f"version {result.version}" if result.version else "nothing new: no version"
     lines.append(
-        f"published: {published} (relabelled {result.relabelled}, unchanged {result.unchanged})"
+        f"published: {published} (relabelled {result.relabelled}, annotations updated "
+        f"{result.updated}, unchanged {result.unchanged})"
     )
     if result.trigger is not None:
         lines.append(

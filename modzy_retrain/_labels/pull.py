@@ -67,8 +67,11 @@ class PullResult:
             annotations that give no label (skipped, cancelled, or empty).
         labelled: Samples whose annotations agree on a label (``agreed``... by the policy);
             ``conflicts``: samples whose annotators disagree.
-        relabelled: Samples the published version changed (a new label, a label changed
-            in Label Studio since the last pull, or a new disagreement).
+        relabelled: Samples whose label or label state the pull changed (a new label, a
+            label changed in Label Studio since the last pull, a new disagreement): the
+            version's ``changes.relabelled``. A pull without any publishes nothing.
+        updated: Samples whose label stays but whose annotations changed (another
+            annotator agreeing...): written with the version, when one is published.
         unchanged: Samples whose human label was already in the dataset.
         problems: What was read and not written, with the reason (edited provenance, a
             class outside the class list, a task the ledger does not know...).
@@ -86,6 +89,7 @@ class PullResult:
     labelled: int = 0
     conflicts: int = 0
     relabelled: int = 0
+    updated: int = 0
     unchanged: int = 0
     problems: tuple[PullProblem, ...] = ()
     trigger: TriggerState | None = None
@@ -178,6 +182,15 @@ def _read(
     return out
 
 
+@dataclass
+class _Written:
+    manifest: Manifest | None = None
+    relabelled: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    missing: list[PullProblem] = field(default_factory=list)
+
+
 def _publish(
     url: str,
     storage_options: Mapping[str, Any],
@@ -187,9 +200,8 @@ def _publish(
     gate: TriggerGate,
     run_id: str,
     stage: dict[str, Any],
-) -> tuple[Manifest | None, int, int, list[PullProblem]]:
-    """Write and publish the relabelled version: ``(manifest, relabelled, unchanged,
-    problems)``."""
+) -> _Written:
+    """Write the changed rows, carry the others over, publish if a label changed."""
     try:
         options = WriterOptions(
             url=url,
@@ -213,7 +225,7 @@ def _publish(
             storage_options=storage_options,
         )
     draft = DatasetDraft(options, run_id=run_id, progress=_NoJobs())
-    relabelled = unchanged = 0
+    out = _Written()
     seen: set[tuple[str, str]] = set()
     try:
         previous = draft.previous
@@ -231,15 +243,18 @@ def _publish(
             parts[SOURCE] = found
             new = decided_row(row, combine(parts.values()))
             if all(new.get(k) == row.get(k) for k in _DECIDED):
-                unchanged += 1
+                out.unchanged += 1
                 continue
-            relabelled += 1
+            if (new["label"], new["label_state"]) == (row.get("label"), row.get("label_state")):
+                out.updated += 1
+            else:
+                out.relabelled += 1
             _write(draft, new)
-        result = draft.commit(query=previous.query, stages=[stage])
+        out.manifest = draft.commit(query=previous.query, stages=[stage])
     except BaseException:
         draft.abort()
         raise
-    missing = [
+    out.missing = [
         PullProblem(
             SAMPLE_NOT_IN_DATASET,
             read.task_of[key],
@@ -248,7 +263,7 @@ def _publish(
         )
         for key in sorted(set(read.decisions) - seen)
     ]
-    return result, relabelled, unchanged, missing
+    return out
 
 
 def _write(draft: DatasetDraft, row: dict[str, Any]) -> None:
@@ -336,9 +351,8 @@ def pull(
             if current.trigger is not None and current.trigger.ready:
                 recovered = fire(dataset, current, actions, storage_options=storage_options)
         gate = trigger if trigger is not None else _CountOnly()
-        manifest, relabelled, unchanged, missing = _publish(
-            dataset_url, storage_options, latest, read, policy, gate, run_id, stage
-        )
+        written = _publish(dataset_url, storage_options, latest, read, policy, gate, run_id, stage)
+        manifest = written.manifest
         firing = None
         if manifest is not None and trigger is not None and actions.any:
             firing = fire(dataset, manifest, actions, storage_options=storage_options)
@@ -347,9 +361,10 @@ def pull(
     return replace(
         base,
         version=manifest.version if manifest is not None else None,
-        relabelled=relabelled,
-        unchanged=unchanged,
-        problems=tuple(read.problems) + tuple(missing),
+        relabelled=written.relabelled,
+        updated=written.updated,
+        unchanged=written.unchanged,
+        problems=tuple(read.problems) + tuple(written.missing),
         trigger=manifest.trigger if manifest is not None else None,
         firing=firing,
         recovered=recovered,
