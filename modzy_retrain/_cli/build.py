@@ -20,6 +20,7 @@ import httpx
 from modzy_retrain._client.client import ModzyClient
 from modzy_retrain._core.exceptions import ConfigurationError, NotFoundError
 from modzy_retrain._core.fs import check_backend, require_module, url_to_fs
+from modzy_retrain._dataset.human import rule_sources
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
@@ -442,7 +443,13 @@ class _Plan:
         if sample.record.model_name:
             self.model_names.setdefault(sample.record.model_id, sample.record.model_name)
         self.by_state[sample.label_state] += 1
-        self._scratch.add_sample(sample.job_id, sample.input_name, sample.label, sample.label_state)
+        self._scratch.add_sample(
+            sample.job_id,
+            sample.input_name,
+            sample.label,
+            sample.label_state,
+            "+".join(rule_sources(sample.rule)),
+        )
 
     def _new(self) -> int:
         """Samples added, or relabelled against the latest version (retractions are
@@ -450,8 +457,8 @@ class _Plan:
         added = self._scratch.added()
         relabelled = sum(
             1
-            for row, is_new, label, state, _ in self._scratch.merged()
-            if is_new and _label_of(row) != (label, state)
+            for row, is_new, label, state, human, _ in self._scratch.merged()
+            if is_new and _label_of(row) != (label, state, human)
         )
         return added + relabelled
 
@@ -469,6 +476,8 @@ class _Plan:
         }
 
 
-def _label_of(row: str) -> tuple[Any, Any]:
+def _label_of(row: str) -> tuple[Any, Any, str]:
+    """What a relabelling changes (as ``versions.carry_over`` compares it)."""
     data = json.loads(row)
-    return data.get("label"), data.get("label_state")
+    human = "+".join(rule_sources(str(data.get("rule") or "")))
+    return data.get("label"), data.get("label_state"), human

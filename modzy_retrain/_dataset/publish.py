@@ -25,6 +25,7 @@ from modzy_retrain._version import __version__
 
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
+from .human import rule_sources
 from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
 from .lock import DatasetLock
 from .manifest import (
@@ -214,6 +215,7 @@ class DatasetDraft:
         label_state: str,
         split: str | None,
         model_id: str,
+        rule: str = "",
     ) -> None:
         """Write one sample's row (list its data file first, with :meth:`list_file`).
 
@@ -223,6 +225,8 @@ class DatasetDraft:
             data_path: Where its input was copied (``None``: a reference).
             key, label, label_state, split, model_id: The sample, for the counts and
                 a version's merge.
+            rule: Its rule: a change of human sources (a label that a human now gave,
+                or that Label Studio gave too) is a relabelling, as a new label is.
         """
         if self.options.format == "imagefolder" and data_path is not None:
             row = imagefolder_row(data_path, row)
@@ -231,7 +235,7 @@ class DatasetDraft:
             self.tables.write(self.canonical, row)
         self._count(label, label_state, split, model_id)
         if self.version is not None:
-            self._scratch.add_sample(*key, label, label_state)
+            self._scratch.add_sample(*key, label, label_state, "+".join(rule_sources(rule)))
 
     def _count(self, label: str | None, state: str, split: str | None, model: str) -> None:
         self.samples += 1

@@ -159,8 +159,10 @@ class SampleTables:
 SCHEMA = (
     "CREATE TABLE content (sha256 TEXT PRIMARY KEY, job_id TEXT NOT NULL,"
     " input_name TEXT NOT NULL, previous INTEGER NOT NULL) WITHOUT ROWID",
+    # ``human``: the sources of a human label (``label-file``...), empty for the votes'.
     "CREATE TABLE new_samples (job_id TEXT NOT NULL, input_name TEXT NOT NULL,"
-    " label TEXT, label_state TEXT NOT NULL, PRIMARY KEY (job_id, input_name)) WITHOUT ROWID",
+    " label TEXT, label_state TEXT NOT NULL, human TEXT NOT NULL,"
+    " PRIMARY KEY (job_id, input_name)) WITHOUT ROWID",
     "CREATE TABLE previous_rows (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
     " input_name TEXT NOT NULL, row TEXT NOT NULL)",
     "CREATE INDEX previous_key ON previous_rows (job_id, input_name)",
@@ -237,19 +239,22 @@ class ScratchTables:
         )
         return json.loads(found[0]) if found else None
 
-    def add_sample(self, job_id: str, name: str, label: str | None, label_state: str) -> None:
+    def add_sample(
+        self, job_id: str, name: str, label: str | None, label_state: str, human: str = ""
+    ) -> None:
         """Remember one sample of this run, for a versioned write's merge."""
         self.store.execute(
-            "INSERT OR REPLACE INTO new_samples VALUES (?, ?, ?, ?)",
-            (job_id, name, label, label_state),
+            "INSERT OR REPLACE INTO new_samples VALUES (?, ?, ?, ?, ?)",
+            (job_id, name, label, label_state, human),
         )
 
-    def merged(self) -> Iterator[tuple[str, int, str | None, str | None, int]]:
+    def merged(self) -> Iterator[tuple[str, int, str | None, str | None, str | None, int]]:
         """The previous version's rows in their order, joined on disk with this run:
-        ``(row JSON, this run has the sample, its label, its label state, this run
-        read the sample's job in full)``; the flags are sqlite's 0 or 1."""
+        ``(row JSON, this run has the sample, its label, its label state, its human
+        sources, this run read the sample's job in full)``; the flags are sqlite's 0 or 1."""
         return self.store.rows(
-            "SELECT p.row, n.job_id IS NOT NULL, n.label, n.label_state, c.item IS NOT NULL"
+            "SELECT p.row, n.job_id IS NOT NULL, n.label, n.label_state, n.human,"
+            " c.item IS NOT NULL"
             " FROM previous_rows p"
             " LEFT JOIN new_samples n ON n.job_id = p.job_id AND n.input_name = p.input_name"
             " LEFT JOIN complete_jobs c ON c.item = p.job_id"

@@ -19,7 +19,7 @@ from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.fs import join
 
 from .classes import ClassLists
-from .human import is_human
+from .human import is_human, rule_sources
 from .journal import ResultJournal
 from .manifest import (
     Changes,
@@ -157,14 +157,21 @@ def carry_over(
     relabelled: list[dict[str, Any]] = []
     trainable = scratch.added_trainable_by_label()
     carried = 0
-    for text, is_new, new_label, new_state, reread in scratch.merged():
+    for text, is_new, new_label, new_state, new_human, reread in scratch.merged():
         row: dict[str, Any] = json.loads(text)
         job_id, name = str(row["job_id"]), str(row["input_name"])
         label, state = row.get("label"), row.get("label_state")
+        human = "+".join(rule_sources(str(row.get("rule") or "")))
         if is_new:
-            if (new_label, new_state) != (label, state):
-                if new_state in TRAINABLE_LABEL_STATES and new_label is not None:
-                    # A new training signal: a label where there was none, or another.
+            if (new_label, new_state, new_human) != (label, state, human):
+                trainable_before = state in TRAINABLE_LABEL_STATES and label == new_label
+                # A new training signal: a label where there was none, or another (a
+                # human confirming the label the votes gave is not one).
+                if (
+                    new_state in TRAINABLE_LABEL_STATES
+                    and new_label is not None
+                    and not trainable_before
+                ):
                     trainable[new_label] += 1
                 relabelled.append(
                     {
@@ -173,6 +180,8 @@ def carry_over(
                         "was": label,
                         "now": new_label,
                         "label_state": new_state,
+                        "was_label_state": state,
+                        "human": new_human or None,
                     }
                 )
         elif reread and not is_human(row.get("rule")):

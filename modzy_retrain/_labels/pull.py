@@ -28,6 +28,7 @@ from modzy_retrain._dataset.human import (
     combine,
     decided_row,
     from_row,
+    rule_sources,
 )
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
@@ -245,7 +246,7 @@ def _publish(
             if all(new.get(k) == row.get(k) for k in _DECIDED):
                 out.unchanged += 1
                 continue
-            if (new["label"], new["label_state"]) == (row.get("label"), row.get("label_state")):
+            if _decision(new) == _decision(row):
                 out.updated += 1
             else:
                 out.relabelled += 1
@@ -266,6 +267,12 @@ def _publish(
     return out
 
 
+def _decision(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes a change a relabelling (``versions.carry_over`` compares the same):
+    the label, its state, and which humans gave it."""
+    return (row.get("label"), row.get("label_state"), rule_sources(str(row.get("rule") or "")))
+
+
 def _write(draft: DatasetDraft, row: dict[str, Any]) -> None:
     _, table = draft.place(
         input_name=str(row["input_name"]),
@@ -284,6 +291,7 @@ def _write(draft: DatasetDraft, row: dict[str, Any]) -> None:
         key=(str(row["job_id"]), str(row["input_name"])),
         label=row.get("label"),
         label_state=str(row["label_state"]),
+        rule=str(row["rule"]),
         split=row.get("split"),
         model_id=str(row["model_id"]),
     )

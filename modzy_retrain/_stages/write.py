@@ -400,6 +400,7 @@ class DatasetWriter(Stage[Sample, Sample]):
             key=sample.key,
             label=sample.label,
             label_state=sample.label_state,
+            rule=sample.rule,
             split=sample.split,
             model_id=sample.record.model_id,
         )
