@@ -42,6 +42,7 @@ from modzy_retrain import (
     pull_from_label_studio,
     read_samples,
 )
+from modzy_retrain._cli.exit_codes import EXIT_CODES, LABEL_PULL_EXIT_CODES
 from modzy_retrain._cli.main import main
 from modzy_retrain._dataset.lock import LOCK_NAME, DatasetLockedError
 from modzy_retrain._labels.ledger import Ledger, entry
@@ -412,3 +413,18 @@ def test_annotations_that_change_no_label_wait_for_a_version(
     assert (both.version, both.relabelled, both.updated) == ("v0003", 1, 1)
     first = {s.key: s for s in read_samples(url)}[samples[0].key]
     assert [a.annotator for a in first.annotations] == ["1", "2"]
+
+
+def test_the_pull_help_shows_its_exit_codes_as_the_docs_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["label", "pull", "--help"])
+    shown = capsys.readouterr().out
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "human-labels.md").read_text()
+    pull_section = docs.split("## Pull:", 1)[1]
+    for code, text in LABEL_PULL_EXIT_CODES.items():
+        assert f"  {code}  {text}" in shown
+        if code != 141:
+            assert f"| {code} | {text} |" in pull_section
+    assert set(LABEL_PULL_EXIT_CODES) <= set(EXIT_CODES)
