@@ -41,6 +41,7 @@ from modzy_retrain import (
     load_manifest,
     pull_from_label_studio,
     read_samples,
+    verify_dataset,
 )
 from modzy_retrain._cli.exit_codes import EXIT_CODES, LABEL_PULL_EXIT_CODES
 from modzy_retrain._cli.main import main
@@ -55,7 +56,7 @@ AT = "2026-11-30T10:00:00Z"
 Fault = Callable[[httpx.Request, int], httpx.Response | None]
 
 
-def _build(url: str, data: Path) -> None:
+def _build(url: str, data: Path, fmt: str = "jsonl") -> None:
     sb = Sandbox(seed=3, jobs=40, data_url=str(data))
     sb.write_inputs()
     with ModzyClient(api_key=sb.api_key, base_url=sb.base_url, transport=sb.transport()) as c:
@@ -64,7 +65,7 @@ def _build(url: str, data: Path) -> None:
             | ResultFetcher(c)
             | VoteFilter(AnyVotes())
             | LineageResolver(templates=sb.input_templates)
-            | DatasetWriter(url, versioned=True)
+            | DatasetWriter(url, versioned=True, format=fmt)  # type: ignore[arg-type]
         ).run()
 
 
@@ -428,3 +429,26 @@ def test_the_pull_help_shows_its_exit_codes_as_the_docs_do(
         if code != 141:
             assert f"| {code} | {text} |" in pull_section
     assert set(LABEL_PULL_EXIT_CODES) <= set(EXIT_CODES)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_pull_publishes_csv_and_parquet_versions(tmp_path: Path, fmt: str) -> None:
+    url = str(tmp_path / "ds")
+    _build(url, tmp_path / "inputs", fmt)
+    samples = _needing(url)
+    Ledger(*_fs(url)).append(
+        entry(SERVER, PROJECT, n, s.key, s.model_id, "v0001") for n, s in enumerate(samples, 1)
+    )
+    classes = load_manifest(url).classes[samples[0].model_id]
+    fake = FakeLabelStudio(samples)
+    fake.annotate(1, classes[0], 1)
+    with client_for(fake) as client:
+        assert pull_from_label_studio(url, client=client).version == "v0002"
+    manifest = load_manifest(url)
+    assert manifest.format == fmt
+    assert any(name.endswith("." + fmt) for name in manifest.samples_files)
+    got = {s.key: s for s in read_samples(url)}
+    assert got[samples[0].key].label == classes[0]
+    assert got[samples[0].key].annotations[0].source == "label-studio"
+    assert len(got) == len(list(read_samples(url, version="v0001")))
+    assert verify_dataset(url) == []
