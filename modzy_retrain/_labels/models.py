@@ -135,3 +135,23 @@ class LabelStudioTask(_Model):
         if isinstance(data, dict):
             data = {**data, **{k: {} for k in ("data", "meta") if data.get(k, {}) is None}}
         return data
+
+
+class LabelStudioS3Storage(_Model):
+    """An S3 source storage connected to a project, as Label Studio lists it.
+
+    The server never sends its credentials back (1.23.2 drops ``aws_access_key_id``,
+    ``aws_secret_access_key`` and ``aws_session_token`` from every answer), so none is
+    kept here.
+    """
+
+    id: int
+    project: int | None = None
+    title: str | None = None
+    bucket: str | None = None
+    prefix: str | None = None
+    s3_endpoint: str | None = None
+    region_name: str | None = None
+    presign: bool = True
+    presign_ttl: int | None = None
+    use_blob_urls: bool = False
