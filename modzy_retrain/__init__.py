@@ -94,6 +94,7 @@ from ._labels.models import (
     LabelStudioTask,
     LabelStudioUser,
 )
+from ._labels.projects import S3StorageSettings
 from ._labels.pull import PullResult, pull_from_label_studio
 from ._labels.push import PushResult, push_to_label_studio
 from ._labels.retry import LabelStudioRetry
@@ -231,6 +232,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "RetryEvent",
     "RetryPolicy",
     "RunReport",
+    "S3StorageSettings",
     "SELECTORS",
     "Sample",
     "Selector",

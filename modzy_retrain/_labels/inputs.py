@@ -7,7 +7,8 @@ Images are shown from a URL Label Studio can serve, tried in this order:
    the root>`` (the push connects a local-files storage on the dataset's folder);
 2. the dataset's own copy in a bucket: ``s3://bucket/<root>/<file>`` or
    ``gs://...``, which Label Studio serves through a cloud source storage connected
-   to the project (its credentials are Label Studio's, not ours);
+   to the project (its credentials are Label Studio's, not ours; the push connects
+   an S3 one on ``bucket/<root>`` when given its settings);
 3. the sample's ``source_url`` when it is ``http(s)://``, ``s3://`` or ``gs://``.
 
 Texts are read (the copy first, else the source) and put in the task itself, which is
@@ -44,6 +45,11 @@ def _protocol(url: str) -> str:
     return fsspec.core.split_protocol(url)[0] or "file"
 
 
+def is_s3(url: str) -> bool:
+    """Whether ``url`` is in S3 (``s3://`` or ``s3a://``)."""
+    return _CLOUD.get(_protocol(url)) == "s3"
+
+
 def _safe_relative(path: str) -> str | None:
     """``path`` normalised, if it stays inside the root it is relative to."""
     normal = posixpath.normpath(path.replace("\\", "/"))
@@ -74,6 +80,19 @@ class InputResolver:
             if relative != "." and not relative.startswith(".."):
                 self.local_folder = folder
                 self._local_prefix = relative.replace(os.sep, "/")
+        # The dataset's bucket and folder in it, when its copies are s3:// URLs.
+        self.s3_folder: tuple[str, str] | None = None
+        if is_s3(dataset_url):
+            bucket, _, prefix = self.root.strip("/").partition("/")
+            self.s3_folder = (bucket, prefix)
+
+    def in_s3_folder(self, url: str) -> bool:
+        """Whether ``url`` is an ``s3://`` URL under the dataset's own folder."""
+        if self.s3_folder is None:
+            return False
+        bucket, prefix = self.s3_folder
+        folder = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        return url.startswith(folder + "/")
 
     def image(self, sample: PublishedSample) -> tuple[str | None, str | None, bool]:
         """``(url, skip reason, served as local files)`` for an image sample."""

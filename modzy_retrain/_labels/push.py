@@ -7,10 +7,15 @@ configuration). Idempotent: a sample already in the dataset's ledger
 ``data.input_name``) is counted as already present and never imported again, so a
 rerun, or the push of a later version, adds only what is new. Tasks are imported in
 chunks (one request per ``chunk_size`` tasks) and the ledger is rewritten after each.
+
+A project whose images are served from where the dataset lives gets the storage Label
+Studio serves them through, once: a local-files storage on the dataset's folder, or,
+given ``s3_storage``, an S3 source storage on the dataset's folder in its bucket.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -23,10 +28,19 @@ from modzy_retrain._dataset.manifest import load_manifest, read_samples
 from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
 
 from .client import IMPORT_CHUNK, MAX_CHUNK, LabelStudioClient
-from .inputs import InputResolver
+from .inputs import InputResolver, is_s3
 from .ledger import Ledger, LedgerEntry, entry
 from .models import LabelStudioProject
-from .projects import config_choices, create_local_storage, local_storage_paths, update_label_config
+from .projects import (
+    S3StorageSettings,
+    config_choices,
+    create_local_storage,
+    create_s3_storage,
+    local_storage_paths,
+    s3_storages,
+    storage_covers,
+    update_label_config,
+)
 from .tasks import (
     CONTROL,
     SKIP_KIND_MISMATCH,
@@ -46,6 +60,7 @@ DEFAULT_STATES = ("needs_label", "conflict")
 LOCAL_FILES_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 Select = Iterable[str] | Callable[[PublishedSample], bool] | None
 ProjectRef = str | int
+logger = logging.getLogger("modzy_retrain")
 
 
 @dataclass(frozen=True)
@@ -140,12 +155,14 @@ class _Push:
         version: str | None,
         resolver: InputResolver,
         chunk_size: int,
+        s3_storage: S3StorageSettings | None = None,
     ) -> None:
         self.ls = ls
         self.dataset = public_url(dataset_url) or dataset_url
         self.version = version
         self.resolver = resolver
         self.chunk_size = chunk_size
+        self.s3_storage = s3_storage
         self.ledger = Ledger(resolver.fs, resolver.root)
         self.projects: dict[str, LabelStudioProject] = {}
         self.created_projects: list[int] = []
@@ -205,6 +222,28 @@ class _Push:
                 return
         create_local_storage(self.ls, project_id, folder, title="modzy-retrain dataset")
 
+    def ensure_s3_storage(self, project_id: int) -> None:
+        settings, where = self.s3_storage, self.resolver.s3_folder
+        # Only called for the dataset's own s3:// copies, with s3_storage given.
+        assert settings is not None
+        assert where is not None
+        bucket, prefix = where
+        found = s3_storages(self.ls, project_id)
+        if any(storage_covers(s, bucket, prefix) for s in found):
+            return
+        others = [s.id for s in found if s.bucket == bucket]
+        if others:
+            # Label Studio resolves s3:// URLs with the first storage on their bucket.
+            logger.warning(
+                "Label Studio project %d has S3 storages %s on bucket %r whose prefix does "
+                "not hold %r: it presigns the images with the first of them",
+                project_id,
+                others,
+                bucket,
+                prefix,
+            )
+        create_s3_storage(self.ls, project_id, bucket=bucket, prefix=prefix, settings=settings)
+
     def push_model(
         self,
         model_id: str,
@@ -231,7 +270,7 @@ class _Push:
             entry(self.ls.url, project.id, present[k], k, model_id, self.version) for k in lost
         )
         self.recovered += len(lost)
-        local_checked = False
+        local_checked = s3_checked = False
         chunk: list[tuple[PublishedSample, dict[str, Any]]] = []
         for sample in samples:
             if sample.key in done or sample.key in present:
@@ -246,6 +285,10 @@ class _Push:
                 if local and not local_checked:
                     self.ensure_local_storage(project.id)
                     local_checked = True
+                served_from_s3 = value is not None and self.resolver.in_s3_folder(value)
+                if self.s3_storage is not None and served_from_s3 and not s3_checked:
+                    self.ensure_s3_storage(project.id)
+                    s3_checked = True
             else:
                 value, reason = self.resolver.text(sample)
             if value is None:
@@ -285,6 +328,7 @@ def push_to_label_studio(
     local_files_root: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     chunk_size: int = IMPORT_CHUNK,
+    s3_storage: S3StorageSettings | None = None,
 ) -> PushResult:
     """Make Label Studio tasks of the samples of a published version that need a human.
 
@@ -301,6 +345,11 @@ def push_to_label_studio(
             (default: that variable), so a local dataset under it is served to annotators.
         storage_options: fsspec options for the dataset.
         chunk_size: Tasks per import request.
+        s3_storage: For a dataset in S3: how Label Studio reaches its bucket
+            (:class:`S3StorageSettings`). Each project whose images are the dataset's
+            ``s3://`` copies then gets an S3 source storage on the dataset's folder,
+            unless one of its S3 storages already holds that folder; without it, connect
+            one yourself.
 
     Raises:
         ConfigurationError: An invalid argument (before any request).
@@ -320,6 +369,12 @@ def push_to_label_studio(
         local_files_root = os.environ.get(LOCAL_FILES_ROOT_ENV) or None
     if local_files_root is not None and not os.path.isabs(local_files_root):
         raise ConfigurationError("push: local_files_root must be an absolute path")
+    if s3_storage is not None and not isinstance(s3_storage, S3StorageSettings):
+        raise ConfigurationError("push: s3_storage must be an S3StorageSettings")
+    if s3_storage is not None and not is_s3(dataset_url):
+        raise ConfigurationError(
+            "push: s3_storage serves a dataset in an S3 bucket (s3://...); this one is not"
+        )
 
     manifest = load_manifest(dataset_url, version=version, storage_options=storage_options)
     by_model: dict[str, list[PublishedSample]] = {}
@@ -340,7 +395,7 @@ def push_to_label_studio(
     resolver = InputResolver(dataset_url, storage_options, local_files_root)
     ls = client or LabelStudioClient(url, api_key)
     try:
-        run = _Push(ls, dataset_url, manifest.version, resolver, chunk_size)
+        run = _Push(ls, dataset_url, manifest.version, resolver, chunk_size, s3_storage)
         for model_id in sorted(by_model):
             ref = wanted.get(model_id) if isinstance(wanted, dict) else wanted
             classes = list(manifest.classes.get(model_id, []))
