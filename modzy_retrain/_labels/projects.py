@@ -216,20 +216,39 @@ def s3_storages(client: LabelStudioClient, project_id: int) -> list[LabelStudioS
     return sorted(found, key=lambda s: s.id)
 
 
-def _redacted(exc: LabelStudioError, secrets: tuple[str, ...], hint: str) -> LabelStudioError:
-    """The same error, with the credentials redacted out of its message and body."""
-    message = redact(str(exc), secrets) + hint
+def _storage_error(
+    exc: LabelStudioError, secrets: tuple[str, ...], bucket: str, prefix: str
+) -> LabelStudioError:
+    """A failed storage creation as an error that says why, the credentials redacted
+    out of its message and body."""
     method, path, status = exc.method, exc.path, exc.status_code
-    if isinstance(exc, LabelStudioStatusError):
-        return type(exc)(
-            message,
-            method=method,
-            path=path,
-            status_code=status,
-            body=redact_obj(exc.body, secrets),
-            retry_after=exc.retry_after,
+    if not isinstance(exc, LabelStudioStatusError):
+        return type(exc)(redact(str(exc), secrets), method=method, path=path, status_code=status)
+    body = redact_obj(exc.body, secrets)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    kind: type[LabelStudioStatusError] = type(exc)
+    if isinstance(detail, str) and "reserved network address" in detail:
+        # Its SSRF guard answers 403: the endpoint was refused, not the token.
+        kind = LabelStudioStatusError
+        message = (
+            f"{method} {path} answered {status}: {detail} (Label Studio refuses an S3 "
+            "endpoint on a private or loopback network unless its server runs with "
+            "USE_DEFAULT_BANNED_SUBNETS=false)"
         )
-    return type(exc)(message, method=method, path=path, status_code=status)
+    else:
+        message = str(exc) + (
+            f" (Label Studio could not list s3://{bucket}/{prefix} with the storage's "
+            "settings: can the server reach the endpoint, are the credentials right, "
+            "does the prefix hold an object?)"
+        )
+    return kind(
+        redact(message, secrets),
+        method=method,
+        path=path,
+        status_code=status,
+        body=body,
+        retry_after=exc.retry_after,
+    )
 
 
 def create_s3_storage(
@@ -260,15 +279,8 @@ def create_s3_storage(
     failure: LabelStudioError | None = None
     try:
         value = client._call("POST", path, body=body, idempotent=False)
-    except LabelStudioStatusError as exc:
-        hint = (
-            f" (Label Studio could not list s3://{bucket}/{prefix} with the storage's "
-            "settings: can the server reach the endpoint, are the credentials right, "
-            "does the prefix hold an object?)"
-        )
-        failure = _redacted(exc, settings.secret_values(), hint)
     except LabelStudioError as exc:
-        failure = _redacted(exc, settings.secret_values(), "")
+        failure = _storage_error(exc, settings.secret_values(), bucket, body["prefix"])
     if failure is not None:
         # Raised outside the handler: the unredacted error is not even its context.
         raise failure
