@@ -12,6 +12,13 @@ One server runs per test session, started when a test first asks for it: loopbac
 check, analytics and Sentry off (so it never calls out), a fixed admin user and legacy
 token. The fixture waits for ``GET /health`` under a deadline (the only waiting in the
 suite) and stops the server at the end of the session: terminate, then kill.
+
+S3 images (tests/label_studio/test_push_s3.py): Label Studio reads S3 with boto3, which
+``label-studio`` installs itself (a dependency of 1.23.2), so the cached install needs
+nothing more. Its S3 client refuses an endpoint on a reserved network, loopback
+included (its SSRF guard: "URL resolves to a reserved network address"), so the server
+runs with ``USE_DEFAULT_BANNED_SUBNETS=false`` to reach the moto server on 127.0.0.1:
+a setting for this loopback-only test server, never for a real one.
 """
 
 from __future__ import annotations
@@ -146,6 +153,8 @@ def server_env(data_dir: Path) -> dict[str, str]:
             # storage on a subfolder, as the push connects for a local dataset).
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root(data_dir)),
+            # Its S3 storages may use the moto server on loopback (test servers only).
+            "USE_DEFAULT_BANNED_SUBNETS": "false",
             # Its own venv's packages only, whatever the test process runs under.
             "PYTHONPATH": "",
             "HOME": str(data_dir),
