@@ -7,8 +7,10 @@ An S3 source storage is what lets Label Studio show ``s3://bucket/key`` images: 
 answers ``/tasks/<id>/resolve/?fileuri=<base64 of the URI>`` with a 303 to a URL it
 presigns with the storage's credentials. On 1.23.2 it picks the first S3 storage of
 the project whose *bucket* matches the URI (the prefix is not compared), creating one
-checks it can list ``prefix`` (a prefix holding no object, or an endpoint it cannot
-reach, answers 500), and its answers never include the credentials.
+checks it can list ``prefix`` (a bucket it cannot find, or a prefix holding no
+object, answers 500; an endpoint on loopback or a private network answers 403 unless
+the server runs with ``USE_DEFAULT_BANNED_SUBNETS=false``), and its answers never
+include the credentials.
 """
 
 from __future__ import annotations
