@@ -39,6 +39,7 @@ LABEL_EXIT_CODES: dict[int, str] = {
     EXIT_PUBLISHED: "the push completed (the summary counts created, already present, skipped)",
     EXIT_ERROR: "error: the dataset or Label Studio failed (the message says which)",
     EXIT_USAGE: "invalid arguments: nothing was requested or written",
+    EXIT_LOCKED: "another push of this dataset is running: try again when it ends",
     EXIT_BROKEN_PIPE: EXIT_CODES[EXIT_BROKEN_PIPE],
 }
 

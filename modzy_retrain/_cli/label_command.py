@@ -14,8 +14,10 @@ from modzy_retrain._core.exceptions import (
     MissingDependencyError,
 )
 from modzy_retrain._core.key_values import parse_key_values
+from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
 from modzy_retrain._labels.client import IMPORT_CHUNK, LabelStudioClient
+from modzy_retrain._labels.projects import S3StorageSettings
 from modzy_retrain._labels.push import (
     DEFAULT_STATES,
     LOCAL_FILES_ROOT_ENV,
@@ -24,7 +26,14 @@ from modzy_retrain._labels.push import (
     push_to_label_studio,
 )
 
-from .exit_codes import EXIT_ERROR, EXIT_PUBLISHED, EXIT_USAGE, LABEL_EXIT_CODES, exit_codes_help
+from .exit_codes import (
+    EXIT_ERROR,
+    EXIT_LOCKED,
+    EXIT_PUBLISHED,
+    EXIT_USAGE,
+    LABEL_EXIT_CODES,
+    exit_codes_help,
+)
 from .label_pull_command import add_pull_arguments, run_pull_command
 
 
@@ -69,6 +78,20 @@ def add_label_arguments(parser: Any) -> None:
     )
     push.add_argument("--chunk-size", type=int, default=IMPORT_CHUNK, help="tasks per request")
     push.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    push.add_argument(
+        "--s3-storage",
+        action="store_true",
+        help="for a dataset in S3: connect an S3 source storage on the dataset's folder to "
+        "each image project, so Label Studio serves the copies (presigned); it gets the "
+        "key pair of --storage-option key=/secret= (else uses its own environment)",
+    )
+    push.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        help="with --s3-storage: the S3 endpoint as the Label Studio server reaches it "
+        "(default: --storage-option endpoint_url, else AWS)",
+    )
+    push.add_argument("--s3-region", metavar="REGION", help="with --s3-storage: the region")
     add_pull_arguments(sub)
 
 
@@ -104,6 +127,27 @@ def _summary(result: PushResult) -> list[str]:
     return lines
 
 
+def _progress(what: str, count: int) -> None:
+    print(f"modzy-retrain label push: {count} {what}", file=sys.stderr, flush=True)
+
+
+def _s3_storage(args: Any, options: dict[str, Any]) -> S3StorageSettings | None:
+    """The S3 storage ``--s3-storage`` asks for, from the dataset's own options."""
+    if not args.s3_storage:
+        if args.s3_endpoint or args.s3_region:
+            raise ConfigurationError("--s3-endpoint and --s3-region go with --s3-storage")
+        return None
+    kwargs = options.get("client_kwargs")
+    region = kwargs.get("region_name") if isinstance(kwargs, dict) else None
+    return S3StorageSettings(
+        endpoint_url=args.s3_endpoint or options.get("endpoint_url"),
+        region_name=args.s3_region or region,
+        access_key_id=options.get("key"),
+        secret_access_key=options.get("secret"),
+        session_token=options.get("token"),
+    )
+
+
 def run_label_command(args: Any) -> int:
     if args.label_command == "pull":
         return run_pull_command(args)
@@ -116,6 +160,7 @@ def run_label_command(args: Any) -> int:
         def select(sample: PublishedSample) -> bool:
             return sample.label_state in states and (not models or sample.model_id in models)
 
+        s3 = _s3_storage(args, options)
         client = LabelStudioClient(args.label_studio_url)
     except (ConfigurationError, ValueError) as exc:
         print(f"modzy-retrain label push: {exc}", file=sys.stderr)
@@ -131,10 +176,15 @@ def run_label_command(args: Any) -> int:
                 local_files_root=args.local_files_root,
                 storage_options=options,
                 chunk_size=args.chunk_size,
+                s3_storage=s3,
+                progress=_progress,
             )
     except ConfigurationError as exc:
         print(f"modzy-retrain label push: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DatasetLockedError as exc:
+        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (DatasetError, LabelStudioError, MissingDependencyError, OSError) as exc:
         # Every LabelStudioError is redacted at its source: the token never shows.
         print(f"modzy-retrain label push: {exc}", file=sys.stderr)

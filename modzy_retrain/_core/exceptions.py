@@ -9,7 +9,7 @@ ModzyRetrainError                      anything from modzy_retrain
 ├── MissingDependencyError (ImportError) an optional extra is not installed
 ├── DatasetError                        a dataset could not be written or read
 │   ├── DatasetExistsError              the target holds a dataset; pass overwrite=True
-│   └── DatasetLockedError              another build holds the dataset's lock
+│   └── DatasetLockedError              another build (or label pull) holds the dataset's lock
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout

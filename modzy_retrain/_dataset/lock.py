@@ -51,10 +51,20 @@ def _alive(pid: int) -> bool:
 class DatasetLock:
     """The lock of one dataset for one run. Strictly private."""
 
-    def __init__(self, fs: Any, root: str, run_id: str, lease: timedelta = DEFAULT_LEASE) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        root: str,
+        run_id: str,
+        lease: timedelta = DEFAULT_LEASE,
+        *,
+        purpose: str = "build",
+    ) -> None:
         self.fs = fs
         self.path = join(root, LOCK_NAME)
         self.run_id = run_id
+        # What holds it (a build, a label pull, a label push), for whoever finds it held.
+        self.purpose = purpose
         self.lease = lease
         self.held = False
         # Taken again by the run that already holds it (a build around its writer):
@@ -66,6 +76,7 @@ class DatasetLock:
         return json.dumps(
             {
                 "run_id": self.run_id,
+                "purpose": self.purpose,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "acquired_at": now.isoformat(),
@@ -102,13 +113,16 @@ class DatasetLock:
                 return
             if not self._stale(holder):
                 raise DatasetLockedError(
-                    f"another build holds this dataset (run {holder.get('run_id')} on "
+                    f"another {holder.get('purpose') or 'build'} holds this dataset "
+                    f"(run {holder.get('run_id')} on "
                     f"{holder.get('host')}, pid {holder.get('pid')}, until "
                     f"{holder.get('expires_at')}); try again when it is done"
                 )
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self.path)
-        raise DatasetLockedError("could not take the dataset's lock: another build races for it")
+        raise DatasetLockedError(
+            f"could not take the dataset's lock for a {self.purpose}: another run races for it"
+        )
 
     def release(self) -> None:
         if not self.held or self.reentrant:

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.fs import atomic_write, join
 
-LEDGER_PATH = "_labels/label-studio.jsonl"
+LEDGER_DIR = "_labels"
+LEDGER_PATH = f"{LEDGER_DIR}/label-studio.jsonl"
 
 
 class LedgerEntry(BaseModel):

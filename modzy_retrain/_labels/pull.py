@@ -350,7 +350,7 @@ def pull(
     }
     # The whole pull holds the lock (the draft takes it again), so a pending trigger
     # and this pull's own can never fire twice at once.
-    lock = DatasetLock(fs, root, run_id)
+    lock = DatasetLock(fs, root, run_id, purpose="label pull")
     lock.acquire()
     try:
         recovered = None

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError, LabelStudioError
+from modzy_retrain._core.fs import join
 from modzy_retrain._dataset.layout import public_url
+from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import load_manifest, read_samples
 from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
 
 from .client import IMPORT_CHUNK, MAX_CHUNK, LabelStudioClient
 from .inputs import InputResolver, is_s3
-from .ledger import Ledger, LedgerEntry, entry
+from .ledger import LEDGER_DIR, Ledger, LedgerEntry, entry
 from .models import LabelStudioProject
 from .projects import (
     S3StorageSettings,
@@ -163,6 +166,7 @@ class _Push:
         self.resolver = resolver
         self.chunk_size = chunk_size
         self.s3_storage = s3_storage
+        self.progress: Callable[[str, int], None] | None = None
         self.ledger = Ledger(resolver.fs, resolver.root)
         self.projects: dict[str, LabelStudioProject] = {}
         self.created_projects: list[int] = []
@@ -314,6 +318,8 @@ class _Push:
             for (s, _), tid in zip(chunk, ids, strict=True)
         ]
         self.ledger.append(entries)
+        if self.progress is not None:
+            self.progress("tasks created", len(self.task_ids))
 
 
 def push_to_label_studio(
@@ -329,6 +335,7 @@ def push_to_label_studio(
     storage_options: Mapping[str, Any] | None = None,
     chunk_size: int = IMPORT_CHUNK,
     s3_storage: S3StorageSettings | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> PushResult:
     """Make Label Studio tasks of the samples of a published version that need a human.
 
@@ -350,10 +357,12 @@ def push_to_label_studio(
             ``s3://`` copies then gets an S3 source storage on the dataset's folder,
             unless one of its S3 storages already holds that folder; without it, connect
             one yourself.
+        progress: Called after each import request with ``("tasks created", count)``.
 
     Raises:
         ConfigurationError: An invalid argument (before any request).
         DatasetError: No such dataset or version, or a damaged ledger.
+        DatasetLockedError: Another push of the dataset is running.
         LabelStudioError: Label Studio refused or failed.
     """
     if not isinstance(dataset_url, str) or not dataset_url:
@@ -393,14 +402,21 @@ def push_to_label_studio(
             f"({', '.join(sorted(by_model))}); name a project per model (MODEL_ID=PROJECT)"
         )
     resolver = InputResolver(dataset_url, storage_options, local_files_root)
+    # One push of a dataset at a time: two would both find a sample absent and import
+    # it twice. The ledger's own lock, so a push never waits for a build (or a pull).
+    run_id = f"label-push-{uuid.uuid4().hex[:12]}"
+    lock = DatasetLock(resolver.fs, join(resolver.root, LEDGER_DIR), run_id, purpose="label push")
     ls = client or LabelStudioClient(url, api_key)
     try:
+        lock.acquire()
         run = _Push(ls, dataset_url, manifest.version, resolver, chunk_size, s3_storage)
+        run.progress = progress
         for model_id in sorted(by_model):
             ref = wanted.get(model_id) if isinstance(wanted, dict) else wanted
             classes = list(manifest.classes.get(model_id, []))
             run.push_model(model_id, by_model[model_id], ref, classes)
     finally:
+        lock.release()
         if client is None:
             ls.close()
     return PushResult(

@@ -3,6 +3,7 @@ where inputs are shown from, the ledger, the command line's usage errors."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from modzy_retrain import (
     AnyVotes,
     ConfigurationError,
     DatasetError,
+    DatasetLockedError,
     DatasetWriter,
     JobHistoryQuery,
     LabelStudioClient,
@@ -245,3 +247,62 @@ def test_the_push_help_shows_its_exit_codes_as_the_docs_do(
         if code != 141:
             assert f"| {code} | {text} |" in docs
     assert set(LABEL_EXIT_CODES) <= set(EXIT_CODES)
+
+
+def test_a_second_push_of_a_dataset_waits_for_none(
+    dataset: str,
+    silent: tuple[LabelStudioClient, list[httpx.Request]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, sent = silent
+    lock = Path(dataset) / "_labels" / "_lock.json"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held = {
+        "run_id": "label-push-other",
+        "purpose": "label push",
+        "host": "elsewhere",
+        "pid": 1,
+        "expires_at": "2999-01-01T00:00:00+00:00",
+    }
+    lock.write_text(json.dumps(held))
+    try:
+        with pytest.raises(DatasetLockedError, match="another label push holds"):
+            push_to_label_studio(dataset, client=client)
+        assert sent == []
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+        code = main(["label", "push", dataset, "--label-studio-url", "http://127.0.0.1:9"])
+        assert code == 8
+        assert "another label push" in capsys.readouterr().err
+        assert json.loads(lock.read_text()) == held  # not ours: left alone
+    finally:
+        lock.unlink()
+
+
+def test_the_s3_storage_flags(dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modzy_retrain._cli.label_command import _s3_storage
+    from modzy_retrain._cli.main import build_parser
+
+    def args(*extra: str) -> Any:
+        return build_parser().parse_args(["label", "push", "s3://b/ds", *extra])
+
+    options = {
+        "key": "AKIAEXAMPLE",
+        "secret": "s3cr3t-canary",
+        "endpoint_url": "http://127.0.0.1:9000",
+        "client_kwargs": {"region_name": "eu-west-1"},
+    }
+    assert _s3_storage(args(), options) is None
+    made = _s3_storage(args("--s3-storage"), options)
+    assert made is not None
+    assert (made.endpoint_url, made.region_name) == ("http://127.0.0.1:9000", "eu-west-1")
+    assert made.secret_access_key is not None
+    assert made.secret_access_key.get_secret_value() == "s3cr3t-canary"
+    assert "s3cr3t-canary" not in repr(made) + str(made)
+    other = _s3_storage(args("--s3-storage", "--s3-endpoint", "http://minio:9000"), {})
+    assert other is not None
+    assert (other.endpoint_url, other.access_key_id) == ("http://minio:9000", None)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    base = ["label", "push", dataset, "--label-studio-url", "http://127.0.0.1:9"]
+    assert main([*base, "--s3-region", "eu-west-1"]) == 2  # without --s3-storage
+    assert main([*base, "--s3-storage"]) == 2  # a local dataset
