@@ -429,6 +429,8 @@ def pull_from_label_studio(
     checked: object = trigger
     if checked is not None and not isinstance(checked, TriggerGate):
         raise ConfigurationError("pull: trigger takes a TriggerGate")
+    if on_ready is not None and trigger is None:
+        raise ConfigurationError("pull: on_ready needs a trigger (the gate that decides)")
     ids: list[int] | None = None
     if projects is not None:
         ids = list(projects)

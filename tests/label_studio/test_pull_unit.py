@@ -34,6 +34,7 @@ from modzy_retrain import (
     ModzyClient,
     PublishedSample,
     ResultFetcher,
+    TriggerGate,
     TrustedAnnotator,
     VoteFilter,
     Weighted,
@@ -311,6 +312,8 @@ def test_arguments_are_checked_before_any_request(tmp_path: Path) -> None:
         pull_from_label_studio(str(tmp_path), url=SERVER, api_key=TOKEN, policy="majority")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="projects"):
         pull_from_label_studio(str(tmp_path), url=SERVER, api_key=TOKEN, projects=["a"])  # type: ignore[list-item]
+    with pytest.raises(ConfigurationError, match="on_ready needs a trigger"):
+        pull_from_label_studio(str(tmp_path), url=SERVER, api_key=TOKEN, on_ready=print)
     fake = FakeLabelStudio([])
     with client_for(fake) as client, pytest.raises(DatasetError, match="no published version"):
         pull_from_label_studio(str(tmp_path / "none"), client=client)
@@ -452,3 +455,34 @@ def test_a_pull_publishes_csv_and_parquet_versions(tmp_path: Path, fmt: str) -> 
     assert got[samples[0].key].annotations[0].source == "label-studio"
     assert len(got) == len(list(read_samples(url, version="v0001")))
     assert verify_dataset(url) == []
+
+
+def test_a_ready_pull_fires_the_trigger_once(dataset: tuple[str, list[PublishedSample]]) -> None:
+    url, samples = dataset
+    classes = load_manifest(url).classes[samples[0].model_id]
+    fake = FakeLabelStudio(samples)
+    fired: list[dict[str, Any]] = []
+    fake.annotate(1, classes[0], 1)
+    with client_for(fake) as client:
+        below = pull_from_label_studio(
+            url, client=client, trigger=TriggerGate(min_new=2), on_ready=fired.append
+        )
+        assert below.trigger is not None
+        assert (below.trigger.ready, below.trigger.new, fired) == (False, 1, [])
+        fake.annotate(2, classes[0], 1)
+        fake.annotate(3, classes[1], 1)
+        ready = pull_from_label_studio(
+            url, client=client, trigger=TriggerGate(min_new=2), on_ready=fired.append
+        )
+    assert ready.trigger is not None
+    assert ready.trigger.ready
+    assert ready.firing is not None
+    assert ready.firing.ok
+    assert [(p["version"], p["new_samples"]) for p in fired] == [("v0003", 2)]
+    # A pull without a gate never fires, but its labels count for the next build.
+    fake.annotate(4, classes[1], 1)
+    with client_for(fake) as client:
+        quiet = pull_from_label_studio(url, client=client)
+    assert quiet.trigger is not None
+    assert (quiet.trigger.ready, quiet.trigger.since_last) == (False, 1)
+    assert len(fired) == 1
