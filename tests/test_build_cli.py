@@ -335,7 +335,8 @@ def test_max_input_bytes_refuses_larger_inputs_unread(
     too_large = [d for d in drops if d["reason"] == "source_too_large"]
     assert too_large
     assert all(f"{limit:,}" in d["detail"] or str(limit) in d["detail"] for d in too_large)
-    rows = [json.loads(line) for line in (out / "v0001" / "samples.jsonl").read_text().splitlines()]
+    (table,) = load_manifest(str(out)).samples_files
+    rows = [json.loads(line) for line in (out / table).read_text().splitlines()]
     assert rows
     assert all(r["size"] <= limit for r in rows)
     assert body["reconciled"] is True
