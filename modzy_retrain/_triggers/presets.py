@@ -14,7 +14,9 @@ import re
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from modzy_retrain._core.options import FrozenOptions
 
 from .payload import check_template
 
@@ -62,10 +64,12 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
-class _Action(BaseModel):
-    """What every action has: a name to record it by, a timeout, bounded attempts."""
+class _Action(FrozenOptions):
+    """What every action has: a name to record it by, a timeout, bounded attempts.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Built from Python, an invalid one is a :class:`ConfigurationError`; read from the
+    TOML file, ``load_settings`` reports it with the table it came from.
+    """
 
     name: str | None = None
     timeout: float = Field(default=30.0, gt=0, le=600)
