@@ -220,9 +220,10 @@ def dagster_tags(data: Mapping[str, Any]) -> list[dict[str, str]]:
 def dagster_existing_runs(
     action: DagsterAction, res: Resolved, data: Mapping[str, Any]
 ) -> HttpCall:
-    """Runs already tagged with this version's idempotency key (a repeat delivery)."""
+    """Runs of this job already tagged with this version's idempotency key (a repeat
+    delivery; another job's run for the version is no repeat)."""
     key = {"key": DAGSTER_TAG_PREFIX + "idempotency_key", "value": data["idempotency_key"]}
-    variables = {"filter": {"tags": [key]}}
+    variables = {"filter": {"tags": [key], "pipelineName": action.job}}
     return HttpCall(
         action.describe(),
         "POST",
