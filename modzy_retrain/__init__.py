@@ -56,6 +56,9 @@ from ._core.exceptions import (
     ResponseTooLargeError,
     ResponseValidationError,
     ResultParseError,
+    TriggerError,
+    TriggerRefusedError,
+    TriggerUnavailableError,
     UnprocessableEntityError,
     UnsafeNameError,
 )
@@ -136,7 +139,7 @@ from ._stages.votes import VoteFilter
 from ._stages.write import DatasetWriter
 from ._version import __version__
 
-__all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
+__all__ = [
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -241,7 +244,10 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "StageIterator",
     "StageStats",
     "TopScoreBelow",
+    "TriggerError",
     "TriggerGate",
+    "TriggerRefusedError",
+    "TriggerUnavailableError",
     "TrustedAnnotator",
     "Unanimous",
     "UnprocessableEntityError",
