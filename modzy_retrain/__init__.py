@@ -139,7 +139,7 @@ from ._stages.votes import VoteFilter
 from ._stages.write import DatasetWriter
 from ._version import __version__
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "APIConnectionError",
     "APIError",
     "APIStatusError",

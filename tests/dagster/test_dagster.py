@@ -19,6 +19,9 @@ from modzy_retrain.sandbox import Sandbox
 
 from .conftest import LOCATION, DagsterServer
 
+# The first test of a session may install Dagster (about 30 s, longer on a cold cache).
+pytestmark = pytest.mark.timeout(600)
+
 MATERIALIZATIONS = """
 query Materializations($path: [String!]!) {
   assetOrError(assetKey: {path: $path}) {
