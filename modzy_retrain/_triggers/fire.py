@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from modzy_retrain._core.constants import API_KEY_ENV
-from modzy_retrain._core.exceptions import TriggerError, TriggerRefusedError
+from modzy_retrain._core.exceptions import ConfigurationError, TriggerError, TriggerRefusedError
 from modzy_retrain._core.fs import url_to_fs
 from modzy_retrain._dataset.manifest import Manifest
 
@@ -90,8 +90,6 @@ class TriggerActions:
             ConfigurationError: A token, URL or file missing; two actions recorded
                 under one id.
         """
-        from modzy_retrain._core.exceptions import ConfigurationError
-
         prepared = tuple(_Prepared(a, resolve(a, environ)) for a in self.configured())
         ids = [p.action.action_id for p in prepared]
         twice = sorted({i for i in ids if ids.count(i) > 1})

@@ -23,7 +23,6 @@ from pydantic import Field
 from modzy_retrain._core.backoff import parse_retry_after, wait_seconds
 from modzy_retrain._core.exceptions import TriggerRefusedError, TriggerUnavailableError
 from modzy_retrain._core.options import FrozenOptions
-from modzy_retrain._core.secrets import redact
 
 from .shapes import HttpCall, server_message
 
@@ -109,9 +108,9 @@ def attempt(
             retry_after=None,
         ) from None
     except httpx.TransportError as exc:
-        said = redact(str(exc), call.secrets) or type(exc).__name__
+        # The error's name only: its text may quote the URL, whose query may hold a token.
         raise _Again(
-            f"trigger {call.action}: could not reach the service ({said})",
+            f"trigger {call.action}: could not reach the service ({type(exc).__name__})",
             action=call.action,
             status_code=0,
             retry_after=None,

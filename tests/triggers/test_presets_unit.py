@@ -223,3 +223,23 @@ def test_request_shapes() -> None:
     assert shapes.signature("key", b"body") == (
         "sha256=" + hmac.new(b"key", b"body", hashlib.sha256).hexdigest()
     )
+
+
+def test_a_service_that_cannot_be_reached_is_retried_then_named(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from modzy_retrain import TriggerUnavailableError
+    from modzy_retrain._triggers.fire import deliver
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hook = WebhookAction(url=f"http://127.0.0.1:{port}/x?token=in-the-query", max_attempts=2)
+    sleeps: list[float] = []
+    with httpx.Client() as client, pytest.raises(TriggerUnavailableError) as caught:
+        deliver(hook, resolve(hook, {}), DATA, client=client, sleep=sleeps.append)
+    assert "could not reach the service (ConnectError) (after 2 attempt(s))" in str(caught.value)
+    assert "in-the-query" not in str(caught.value)
+    assert len(sleeps) == 1
