@@ -13,6 +13,7 @@ A sample a label file labelled too is given both sources' say (``human.combine``
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +38,8 @@ from modzy_retrain._dataset.options import WriterOptions
 from modzy_retrain._dataset.publish import DatasetDraft
 from modzy_retrain._dataset.reading import jsonl_rows
 from modzy_retrain._dataset.rows import upgrade_row
-from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
+from modzy_retrain._dataset.trigger import TriggerGate
+from modzy_retrain._triggers.fire import Firing, TriggerActions, fire
 
 from .annotations import (
     SAMPLE_NOT_IN_DATASET,
@@ -307,6 +309,7 @@ def pull(
     trigger: TriggerGate | None,
     actions: TriggerActions,
     progress: Progress | None = None,
+    trigger_sleep: Callable[[float], None] = time.sleep,
 ) -> PullResult:
     """One pull through a client (what :func:`pull_from_label_studio` and the command
     line share); the caller checked the arguments and closes the client."""
@@ -357,13 +360,17 @@ def pull(
         if actions.any:
             current = load_manifest(dataset_url, storage_options=storage_options)
             if current.trigger is not None and current.trigger.ready:
-                recovered = fire(dataset, current, actions, storage_options=storage_options)
+                recovered = fire(
+                    dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
+                )
         gate = trigger if trigger is not None else _CountOnly()
         written = _publish(dataset_url, storage_options, latest, read, policy, gate, run_id, stage)
         manifest = written.manifest
         firing = None
         if manifest is not None and trigger is not None and actions.any:
-            firing = fire(dataset, manifest, actions, storage_options=storage_options)
+            firing = fire(
+                dataset, manifest, actions, storage_options=storage_options, sleep=trigger_sleep
+            )
     finally:
         lock.release()
     return replace(
