@@ -95,6 +95,8 @@ class BuildResult:
     plan: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # A published version that passed the gate: fired once the lock is let go.
+    ready: Manifest | None = field(default=None, repr=False)
 
 
 def _selector(settings: BuildSettings) -> Selector:
@@ -201,20 +203,29 @@ def build(
     if not dry_run:  # tokens are read now: a missing one is exit 2, not a failed trigger
         actions = actions.prepare(environ)
     report = RunReport()
+    run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
+    run.sleep = trigger_sleep or time.sleep
+    # Nothing slow runs under the dataset's lock: a ready version whose firing never
+    # completed fires before it is taken, this build's own after it is let go. Each
+    # action is recorded per version and carries the version as idempotency key, so
+    # two builds firing at once deliver it at least once, never skip it.
+    recovered = run.fire_pending()
     lock = None
     if not dry_run:
-        # The whole build holds the dataset's lock (its writer takes it again): so a
-        # pending trigger, and this build's own, can never fire twice at once.
+        # The build holds the dataset's lock while it reads and writes (its writer
+        # takes it again): two builds never fetch and merge the same window at once.
         fs, root = url_to_fs(url, out_options)
         lock = DatasetLock(fs, root, report.run_id)
         lock.acquire()
     try:
-        run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
-        run.sleep = trigger_sleep or time.sleep
         result = run.go(environ, transport, client, select, resolve, guard)
     finally:
         if lock is not None:
             lock.release()
+    result.recovered = recovered
+    if result.ready is not None:
+        result.firing = run.fire(result.ready)
+        result.exit_code = EXIT_PUBLISHED if result.firing.ok else EXIT_TRIGGER_FAILED
     pending = result.recovered
     if pending is not None and not pending.ok and result.exit_code in _FIRING_HIDES:
         result.exit_code = EXIT_TRIGGER_FAILED  # an earlier version's trigger failed again
@@ -250,6 +261,17 @@ class _Run:
         opts = self.out_options
         return fire(url, manifest, self.actions, storage_options=opts, sleep=self.sleep)
 
+    def fire_pending(self) -> Firing | None:
+        """Fire a ready version whose firing never completed (a crash, a failed
+        command): before anything else, once per action and version, across reruns."""
+        url, opts = self.url, self.out_options
+        if self.dry_run or not self.actions.any or not latest_version(url, storage_options=opts):
+            return None
+        previous = load_manifest(url, storage_options=opts)
+        if previous.trigger is None or not previous.trigger.ready:
+            return None
+        return self.fire(previous)
+
     def go(
         self,
         environ: Mapping[str, str],
@@ -262,32 +284,14 @@ class _Run:
         settings, url, out_options = self.settings, self.url, self.out_options
         since = load_checkpoint(url, storage_options=out_options)
         notes = self._window(since)
-        recovered = None
-        if (
-            not self.dry_run
-            and self.actions.any
-            and latest_version(url, storage_options=out_options)
-        ):
-            # A ready version whose firing never completed (a crash, a failed command)
-            # fires now, before anything else: once per version, across reruns.
-            previous = load_manifest(url, storage_options=out_options)
-            if previous.trigger is not None and previous.trigger.ready:
-                recovered = self.fire(previous)
         client = given_client or ModzyClient(
             api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
         )
         with contextlib.nullcontext(client) if given_client else client:
             unknown = _unknown_models(client, settings.model_id)
             if unknown:
-                return BuildResult(
-                    self.report,
-                    EXIT_MISCONFIGURED,
-                    recovered=recovered,
-                    problems=unknown,
-                    notes=notes,
-                )
+                return BuildResult(self.report, EXIT_MISCONFIGURED, problems=unknown, notes=notes)
             result = self._chain(client, since, select, resolve, guard)
-        result.recovered = recovered
         result.notes = notes + result.notes
         return result
 
@@ -376,9 +380,7 @@ class _Run:
         assert manifest.trigger is not None
         if not manifest.trigger.ready:
             return BuildResult(report, EXIT_BELOW_THRESHOLD)
-        firing = self.fire(manifest)
-        code = EXIT_PUBLISHED if firing.ok else EXIT_TRIGGER_FAILED
-        return BuildResult(report, code, firing=firing)
+        return BuildResult(report, EXIT_PUBLISHED, ready=manifest)
 
     def _dry_run(self, chain: Any, guard: MisconfigurationGuard) -> BuildResult:
         it = chain.stream(self.report)

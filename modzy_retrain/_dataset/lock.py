@@ -46,7 +46,7 @@ class VersionConflictError(DatasetLockedError):
     nothing (its result journal is kept, so running it again is cheap)."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,6 +75,8 @@ def expired(holder: dict[str, Any], now: datetime | None = None) -> bool:
         expires = datetime.fromisoformat(str(holder["expires_at"]))
     except (KeyError, ValueError):
         return True
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)  # written by hand, without a zone
     return expires < (now or datetime.now(timezone.utc))
 
 
@@ -82,7 +84,7 @@ def gone(holder: dict[str, Any]) -> bool:
     """Whether the holder's process is known to be gone (same host, no such pid)."""
     same_host = holder.get("host") == socket.gethostname()
     pid = holder.get("pid")
-    return same_host and isinstance(pid, int) and pid != os.getpid() and not _alive(pid)
+    return same_host and isinstance(pid, int) and pid != os.getpid() and not process_alive(pid)
 
 
 class DatasetLock:

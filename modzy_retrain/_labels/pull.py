@@ -351,28 +351,30 @@ def pull(
         "projects": read.projects,
         "policy": repr(policy),
     }
-    # The whole pull holds the lock (the draft takes it again), so a pending trigger
-    # and this pull's own can never fire twice at once.
+    # Nothing slow runs under the lock: a pending firing before it is taken, this
+    # pull's own after it is let go (each action recorded per version, carrying the
+    # version as idempotency key).
+    recovered = None
+    if actions.any:
+        current = load_manifest(dataset_url, storage_options=storage_options)
+        if current.trigger is not None and current.trigger.ready:
+            recovered = fire(
+                dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
+            )
+    # Taken here to name the holder a "label pull"; the draft takes it again.
     lock = DatasetLock(fs, root, run_id, purpose="label pull")
     lock.acquire()
     try:
-        recovered = None
-        if actions.any:
-            current = load_manifest(dataset_url, storage_options=storage_options)
-            if current.trigger is not None and current.trigger.ready:
-                recovered = fire(
-                    dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
-                )
         gate = trigger if trigger is not None else _CountOnly()
         written = _publish(dataset_url, storage_options, latest, read, policy, gate, run_id, stage)
-        manifest = written.manifest
-        firing = None
-        if manifest is not None and trigger is not None and actions.any:
-            firing = fire(
-                dataset, manifest, actions, storage_options=storage_options, sleep=trigger_sleep
-            )
     finally:
         lock.release()
+    manifest = written.manifest
+    firing = None
+    if manifest is not None and trigger is not None and actions.any:
+        firing = fire(
+            dataset, manifest, actions, storage_options=storage_options, sleep=trigger_sleep
+        )
     return replace(
         base,
         version=manifest.version if manifest is not None else None,
