@@ -87,6 +87,7 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
+from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
 from ._dataset.rows import PublishedSample
 from ._dataset.trigger import TriggerGate
 from ._labels.annotations import PullProblem
@@ -226,6 +227,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PullProblem",
     "PullResult",
     "PushResult",
+    "Quarantine",
+    "QuarantinedJob",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -265,6 +268,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "load_checkpoint",
     "load_label_file",
     "load_manifest",
+    "load_quarantine",
     "load_settings",
     "pipeline",
     "pull_from_label_studio",
