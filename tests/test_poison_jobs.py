@@ -18,6 +18,7 @@ import pytest
 from modzy_retrain import (
     AsyncModzyClient,
     ConfigurationError,
+    DatasetError,
     JobHistoryQuery,
     ModzyClient,
     Quarantine,
@@ -169,6 +170,15 @@ def test_three_runs_exit_6_then_the_job_is_quarantined_and_the_cursor_moves(
     assert recorded == listed
     # The runs after that no longer exit 6 for it.
     assert run(sandbox, out).exit_code == EXIT_NOTHING_NEW
+
+
+def test_a_dataset_without_unavailable_jobs_has_no_state_file(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    out = tmp_path / "ds"
+    assert run(sandbox, out).exit_code == EXIT_PUBLISHED
+    assert not (out / STATE).parent.exists()
+    assert load_quarantine(str(out)).jobs == ()
 
 
 def test_a_run_that_publishes_nothing_still_counts_the_attempt(
@@ -419,3 +429,10 @@ async def test_the_async_query_retries_by_id_in_creation_order(sandbox: Sandbox)
     assert "NotFoundError" in unknown[0].detail
     assert not report.unavailable_jobs  # a quarantined job never holds the cursor
     assert query.describe()["quarantine"]["retry"] is True
+
+
+def test_an_unreadable_state_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / STATE).parent.mkdir()
+    (tmp_path / STATE).write_text('{"jobs": [{"job_id": ""}]}')
+    with pytest.raises(DatasetError, match=r"unavailable\.json"):
+        load_quarantine(str(tmp_path))

@@ -384,7 +384,8 @@ class _Run:
             report = it.report.finish()
         # Published or not (most runs that meet a poison job publish nothing), under
         # the build's lock: each unavailable job's attempt is counted, a job read
-        # leaves the count.
+        # leaves the count. Written only when it changed.
+        before = dict(unavailable.jobs)
         unavailable.record(
             failed=report.unavailable,
             reason=RESULTS_UNAVAILABLE,
@@ -392,7 +393,8 @@ class _Run:
             at=report.started_at,
             after=s.quarantine_after,
         )
-        unavailable.save(fs, root)
+        if unavailable.jobs != before:
+            unavailable.save(fs, root)
         report.quarantined = list(unavailable.quarantine().jobs)
         result = self._outcome(report)
         result.retried = sorted(quarantine.ids) if quarantine.retry else []
