@@ -9,6 +9,7 @@ changed), then evaluates the retraining gate and fires the trigger once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from .exit_codes import (
 )
 from .plan import Plan
 from .settings import BuildSettings, load_settings, read_api_key
+
+logger = logging.getLogger("modzy_retrain")
 
 __all__ = [
     "EXIT_BELOW_THRESHOLD",
@@ -269,10 +272,19 @@ class _Run:
         """Fire a ready version whose firing never completed (a crash, a failed
         command): before anything else, once per action and version, across reruns."""
         url, opts = self.url, self.out_options
-        if self.dry_run or not self.actions.any or not latest_version(url, storage_options=opts):
+        if self.dry_run or not self.actions.any:
             return None
-        previous = load_manifest(url, storage_options=opts)
-        if previous.trigger is None or not previous.trigger.ready:
+        latest = None
+        try:
+            latest = latest_version(url, storage_options=opts)
+            previous = load_manifest(url, storage_options=opts) if latest else None
+        except Exception as exc:
+            # Never the build's failure: what the version needs, the build reads again
+            # (and fails there if it must); the firing is tried again next run.
+            error = f"the pending trigger could not be read: {type(exc).__name__}: {exc}"
+            logger.warning("%s", error)
+            return Firing(latest or "the latest version", ok=False, error=error)
+        if previous is None or previous.trigger is None or not previous.trigger.ready:
             return None
         return self.fire(previous)
 

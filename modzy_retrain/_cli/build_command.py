@@ -357,7 +357,7 @@ def run_build_command(args: Any) -> int:
             body["plan"] = result.plan
         if result.firing is not None:
             body["trigger"] = firing_report(result.firing)
-        if result.recovered is not None and result.recovered.fired:
+        if result.recovered is not None and result.recovered.shown:
             body["pending_trigger"] = firing_report(result.recovered)
         Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
@@ -368,7 +368,7 @@ def run_build_command(args: Any) -> int:
     else:
         print(report)
         for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
-            if firing is not None and firing.fired:
+            if firing is not None and firing.shown:
                 print(firing_line(label, firing))
         messages = {
             EXIT_NOTHING_NEW: "nothing new: no version published",

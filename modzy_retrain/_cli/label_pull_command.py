@@ -140,7 +140,7 @@ def summary(result: PullResult) -> list[str]:
             f"({result.trigger.reason}; {result.trigger.new} new trainable)"
         )
     for title, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
-        if firing is not None and firing.fired:
+        if firing is not None and firing.shown:
             lines.append(firing_line(title, firing))
     counts = result.problem_counts
     if counts:

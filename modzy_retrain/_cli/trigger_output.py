@@ -12,10 +12,12 @@ def firing_line(title: str, firing: Firing) -> str:
     each failed action's message (what to fix) on a line of its own."""
     state = "ok" if firing.ok else "FAILED"
     done = [o.text() for o in firing.outcomes if o.ok]
-    line = f"{title} for {firing.version}: fired, {state}"
+    line = f"{title} for {firing.version}: {'fired, ' if firing.fired else ''}{state}"
     if done:
         line += f" ({', '.join(done)})"
     failed = [f"  - {o.action}: {o.detail}" for o in firing.outcomes if not o.ok]
+    if firing.error is not None:
+        failed.append(f"  - {firing.error}")
     return "\n".join([line, *failed])
 
 
@@ -25,6 +27,7 @@ def firing_report(firing: Firing) -> dict[str, Any]:
         "version": firing.version,
         "fired": firing.fired,
         "ok": firing.ok,
+        "error": firing.error,
         "actions": [
             {
                 "id": o.action_id,

@@ -356,11 +356,17 @@ def pull(
     # version as idempotency key).
     recovered = None
     if actions.any:
-        current = load_manifest(dataset_url, storage_options=storage_options)
-        if current.trigger is not None and current.trigger.ready:
-            recovered = fire(
-                dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
-            )
+        try:
+            current = load_manifest(dataset_url, storage_options=storage_options)
+        except Exception as exc:
+            # Never the pull's failure: the version is read again to publish.
+            error = f"the pending trigger could not be read: {type(exc).__name__}: {exc}"
+            recovered = Firing(latest.version or "the latest version", ok=False, error=error)
+        else:
+            if current.trigger is not None and current.trigger.ready:
+                recovered = fire(
+                    dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
+                )
     # Taken here to name the holder a "label pull"; the draft takes it again.
     lock = DatasetLock(fs, root, run_id, purpose="label pull")
     lock.acquire()

@@ -8,6 +8,13 @@ whose record is missing or failed, and once all succeeded the version's
 ``_triggers/<version>.json`` says the firing is complete. Delivery is at least once
 (a crash after a service acted and before its record is written repeats it): every
 request carries the version's idempotency key.
+
+Nothing an action meets stops the firing: any exception (an ``OSError`` starting a
+command, a bug in a preset) is that action's failure, recorded like a refusal, and a
+firing that cannot run at all (its records unreadable) is a failed firing, returned
+with its ``error``, never raised. A shell command gets the payload as a file
+(``MODZY_RETRAIN_PAYLOAD_FILE``) and only the short, scalar fields as variables: the
+payload's size grows with the labels, and the kernel refuses a variable over 128 KiB.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,6 +55,8 @@ from .send import TriggerRetry, send
 
 logger = logging.getLogger("modzy_retrain")
 CALLBACK_ID = "callback"
+# Where a shell command finds the whole payload (a JSON file, there while it runs).
+PAYLOAD_FILE_ENV = "MODZY_RETRAIN_PAYLOAD_FILE"
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class Firing:
         already: The firing had completed before: nothing ran.
         outcomes: Each action's delivery, in firing order.
         details: The legacy summary (``command_exit_code``, ``webhook_status``...).
+        error: Why the firing could not run or be recorded as a whole (its records
+            unreadable, the store failing), when it could not: ``ok`` is then false.
     """
 
     version: str
@@ -148,14 +160,50 @@ class Firing:
     already: bool = False
     outcomes: list[ActionOutcome] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def shown(self) -> bool:
+        """Whether there is something to say: an action ran, or the firing failed."""
+        return self.fired or self.error is not None
 
 
-def command_env(data: Mapping[str, Any]) -> dict[str, str]:
-    """The command's environment: the build's, without the Modzy key, with the fields."""
+def command_env(data: Mapping[str, Any], payload_file: str) -> dict[str, str]:
+    """The command's environment: the process's (``os.environ``) without the Modzy key,
+    the scalar fields as ``MODZY_RETRAIN_<FIELD>``, and the payload file's path.
+
+    ``new_by_label`` (an object as long as the labels) is only in the file: a variable
+    over the kernel's 128 KiB per string made the command fail to start (E2BIG).
+    """
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
-    env.update({shapes.VARIABLES[k]: as_text(data[k]) for k in shapes.VARIABLES})
-    env["MODZY_RETRAIN_PAYLOAD"] = json.dumps(dict(data))
+    for name, variable in shapes.VARIABLES.items():
+        value = data.get(name)
+        if name in data and not isinstance(value, (dict, list)):
+            env[variable] = as_text(value)
+    env[PAYLOAD_FILE_ENV] = payload_file
     return env
+
+
+def run_command(command: str, data: Mapping[str, Any]) -> tuple[bool, str]:
+    """Run a shell command with the payload in a private file (removed after it ends).
+
+    An ``OSError`` (the shell cannot start) is the action's failure, not the run's.
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix="modzy-retrain-trigger-") as folder:
+            path = os.path.join(folder, "payload.json")
+            # ASCII JSON: a lone surrogate in a label cannot make the file unwritable.
+            with open(path, "w", encoding="ascii", opener=_private) as handle:
+                json.dump(dict(data), handle)
+            env = command_env(data, path)
+            done = subprocess.run(command, shell=True, env=env, check=False)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return False, f"could not run the command: {type(exc).__name__}: {exc}"
+    return done.returncode == 0, f"exit code {done.returncode}"
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def fire(
@@ -181,14 +229,39 @@ def fire(
     result = Firing(version)
     if not manifest.trigger.ready or not actions.any:
         return result
-    fs, root = url_to_fs(url, storage_options)
-    if records.completed(fs, root, version) is not None:
-        result.already = True
-        return result
+    prepared = actions.prepared()  # a missing token: ConfigurationError, as before
+    try:
+        fs, root = url_to_fs(url, storage_options)
+        if records.completed(fs, root, version) is not None:
+            result.already = True
+            return result
+        _fire(result, fs, root, url, manifest, actions.callback, prepared, sleep, retry, transport)
+    except Exception as exc:
+        # The firing as a whole (its records, the store): never the run's failure. Each
+        # action's own failure is recorded by _once; this is what is left.
+        result.ok = False
+        result.error = f"the trigger could not fire: {type(exc).__name__}: {exc}"
+        logger.warning("the retraining trigger for %s failed: %s", version, result.error)
+    return result
+
+
+def _fire(
+    result: Firing,
+    fs: Any,
+    root: str,
+    url: str,
+    manifest: Manifest,
+    callback: Callable[[dict[str, Any]], None] | None,
+    prepared: tuple[_Prepared, ...],
+    sleep: Callable[[float], None],
+    retry: TriggerRetry | None,
+    transport: httpx.BaseTransport | None,
+) -> None:
+    version = result.version
     data = payload(url, manifest)
     with httpx.Client(transport=transport, follow_redirects=False) as client:
         run = partial(_run, data=data, client=client, sleep=sleep, retry=retry)
-        if actions.callback is not None:
+        if callback is not None:
             result.outcomes.append(
                 _once(
                     fs,
@@ -197,10 +270,10 @@ def fire(
                     CALLBACK_ID,
                     "callback",
                     result,
-                    lambda: _callback(actions.callback, data),
+                    lambda: _callback(callback, data),
                 )
             )
-        for item in actions.prepared():
+        for item in prepared:
             action = item.action
             result.outcomes.append(
                 _once(
@@ -230,7 +303,6 @@ def fire(
     else:
         failed = "; ".join(f"{o.action}: {o.detail}" for o in result.outcomes if not o.ok)
         logger.warning("the retraining trigger for %s failed: %s", version, failed)
-    return result
 
 
 def _once(
@@ -247,14 +319,22 @@ def _once(
     if before is not None and before.get("ok") is True:
         return ActionOutcome(action_id, text, True, str(before.get("detail", "ok")), already=True)
     result.fired = True
-    ok, detail = go()
+    try:
+        ok, detail = go()
+    except Exception as exc:
+        # Its type only: the text of an unexpected error may quote a URL and its token.
+        ok, detail = False, f"failed unexpectedly ({type(exc).__name__})"
     record = {
         "action": text,
         "ok": ok,
         "detail": detail,
         "at": datetime.now(timezone.utc).isoformat(),
     }
-    records.write(fs, records.action_path(root, version, action_id), record)
+    try:
+        records.write(fs, records.action_path(root, version, action_id), record)
+    except Exception as exc:
+        # Unrecorded, it fires again next run (at least once): not a success yet.
+        ok, detail = False, f"{detail}; not recorded ({type(exc).__name__}: {exc})"
     return ActionOutcome(action_id, text, ok, detail)
 
 
@@ -279,12 +359,14 @@ def _run(
 ) -> tuple[bool, str]:
     action = item.action
     if isinstance(action, CommandAction):
-        done = subprocess.run(action.command, shell=True, env=command_env(data), check=False)
-        return done.returncode == 0, f"exit code {done.returncode}"
+        return run_command(action.command, data)
     try:
         return True, deliver(action, item.resolved, data, client=client, sleep=sleep, retry=retry)
     except TriggerError as exc:
         return False, exc.message
+    except Exception as exc:
+        # Its type only: its text may quote the URL, whose query may hold a token.
+        return False, f"trigger {action.describe()}: failed unexpectedly ({type(exc).__name__})"
 
 
 def deliver(

@@ -10,6 +10,7 @@ Settings name the environment variable or file a token is in, never the token.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -45,17 +46,44 @@ _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
 def check_url(value: str | None) -> str | None:
-    """An absolute http(s) URL, or ``None``."""
+    """An absolute http(s) URL that can be sent to, or ``None``.
+
+    Checked as the request would need it, so that a URL that passes here cannot fail
+    in httpx when the trigger fires: no whitespace or control character, a host that is
+    an IP address or a name of DNS labels (1 to 63 characters, IDNA-encoded, 253 at
+    most), a port from 1 to 65535.
+    """
     if value is None:
         return None
+    if not isinstance(value, str) or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("not a URL (it holds whitespace or a control character)")
     try:
         url = httpx.URL(value)
-    except (httpx.InvalidURL, TypeError):
+        host = url.raw_host.decode("ascii")  # IDNA-encoded; raises for an invalid name
+        port = url.port
+    except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError is a ValueError
         raise ValueError("not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise ValueError("an absolute http(s) URL, such as https://ci.example.com/hook")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port}: from 1 to 65535")
+    if not _ip_address(host):
+        name = host[:-1] if host.endswith(".") else host
+        if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+            raise ValueError(f"{url.host!r} is not a host name")
     return value.rstrip("/")
+
+
+def _ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _env_name(value: str | None) -> str | None:
