@@ -283,10 +283,28 @@ def from_parquet(name: str, value: Any) -> Any:
 # -- CSV -----------------------------------------------------------------------------
 
 
+# What a spreadsheet takes for a formula at the start of a cell (some skip a tab or a
+# carriage return first), and the escape itself: such a text is written after a ``'``.
+_ESCAPED_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV table writes it: a text starting with ``=``, ``+``, ``-``, ``@``,
+    a tab, a carriage return or ``'`` gets a leading ``'``, so that Excel, LibreOffice
+    and Google Sheets show it as text instead of evaluating it (numbers are written as
+    they are). :func:`from_csv` takes the ``'`` off."""
+    if isinstance(value, str) and value.startswith(_ESCAPED_START):
+        return "'" + value
+    return value
+
+
 def from_csv(name: str, text: str) -> Any:
     """One CSV cell in its JSON form (raises ``ValueError`` if it is not its column's
     type). CSV cannot tell an empty text from no value: both read as ``None``, as does
-    an empty cell of a custom column, whose values read as text."""
+    an empty cell of a custom column, whose values read as text. The ``'`` that
+    :func:`csv_cell` put before a text is taken off."""
+    if text.startswith("'"):
+        text = text[1:]
     column = COLUMNS.get(name)
     if column is None:
         return text or None

@@ -24,7 +24,7 @@ from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.fs import ensure_parent, join
 
-from .rows import json_text, parquet_schema, pyarrow_modules, to_parquet
+from .rows import csv_cell, json_text, parquet_schema, pyarrow_modules, to_parquet
 from .spill import SpilledSet, SpillStore
 
 # Parquet rows are buffered and written a row group at a time.
@@ -64,6 +64,14 @@ class HashingWriter:
         return False
 
 
+def _csv_row(buffer: io.StringIO, cells: list[Any]) -> None:
+    """One CSV line. The csv module quotes a cell holding a newline (the terminator)
+    but not one holding a lone carriage return, which every reader takes for a line
+    break: a row with one is written with every cell quoted."""
+    quoting = csv.QUOTE_ALL if any("\r" in str(c) for c in cells) else csv.QUOTE_MINIMAL
+    csv.writer(buffer, lineterminator="\n", quoting=quoting).writerow(cells)
+
+
 class SampleTables:
     """The tables of one write, opened lazily, hashed as they are written."""
 
@@ -85,7 +93,8 @@ class SampleTables:
 
     @staticmethod
     def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: json_text(v) for k, v in row.items()}
+        """A row as CSV cells: lists and objects as JSON text, texts escaped."""
+        return {k: csv_cell(json_text(v)) for k, v in row.items()}
 
     def write(self, name: str, row: Mapping[str, Any]) -> None:
         # The table's own extension says how to write it: a versioned CSV or Parquet
@@ -96,13 +105,12 @@ class SampleTables:
         elif name.endswith(".csv"):
             flat = self._flat(row)
             buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
             if self.csv_fields is None:
                 self.csv_fields = list(flat)
-                writer.writerow(self.csv_fields)
+                _csv_row(buffer, self.csv_fields)
             elif list(flat) != self.csv_fields:
                 raise DatasetError("serialize() must return the same columns for every sample")
-            writer.writerow(["" if flat[k] is None else flat[k] for k in self.csv_fields])
+            _csv_row(buffer, ["" if flat[k] is None else flat[k] for k in self.csv_fields])
             self._handle(name).write(buffer.getvalue().encode("utf-8"))
         else:
             try:
