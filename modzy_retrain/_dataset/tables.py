@@ -68,8 +68,10 @@ def _csv_row(buffer: io.StringIO, cells: list[Any]) -> None:
     """One CSV line. The csv module quotes a cell holding a newline (the terminator)
     but not one holding a lone carriage return, which every reader takes for a line
     break: a row with one is written with every cell quoted."""
-    quoting = csv.QUOTE_ALL if any("\r" in str(c) for c in cells) else csv.QUOTE_MINIMAL
-    csv.writer(buffer, lineterminator="\n", quoting=quoting).writerow(cells)
+    if any("\r" in str(c) for c in cells):
+        csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(cells)
+    else:
+        csv.writer(buffer, lineterminator="\n").writerow(cells)
 
 
 class SampleTables:
