@@ -29,6 +29,7 @@ from .build import (
     build,
     load_settings,
 )
+from .terminal import say
 from .trigger_output import firing_line, firing_report
 
 
@@ -320,33 +321,33 @@ def run_build_command(args: Any) -> int:
         settings = load_settings(args.config, overrides_from_args(args))
     except (ConfigurationError, MissingDependencyError, ValueError) as exc:
         # Every invalid setting, from the file or a flag: nothing was requested.
-        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        say(f"modzy-retrain build: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         progress = Progress(sys.stderr, quiet=args.quiet)
         result = build(settings, environ=os.environ, dry_run=args.dry_run, progress=progress)
         progress.done()
     except (ConfigurationError, MissingDependencyError) as exc:
-        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        say(f"modzy-retrain build: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetLockedError as exc:
-        print(f"modzy-retrain build: {exc}", file=sys.stderr)
+        say(f"modzy-retrain build: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except Exception as exc:
         if not isinstance(exc, (ModzyRetrainError, OSError)):
             raise
-        print(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
+        say(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     for note in result.notes:
-        print(f"modzy-retrain build: note: {note}", file=sys.stderr)
+        say(f"modzy-retrain build: note: {note}", file=sys.stderr)
     if result.problems:
-        print(
+        say(
             "modzy-retrain build: nothing published, the configuration looks wrong "
             "(the checkpoint did not move):",
             file=sys.stderr,
         )
         for problem in result.problems:
-            print(f"  - {problem}", file=sys.stderr)
+            say(f"  - {problem}", file=sys.stderr)
     report = result.report
     # Written before anything is printed: a stdout closed early (`| head`) ends the
     # command there, and must not cost the report file.
@@ -361,15 +362,15 @@ def run_build_command(args: Any) -> int:
             body["pending_trigger"] = firing_report(result.recovered)
         Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
-        print("dry run: nothing written")
+        say("dry run: nothing written")
         for line in plan_lines(result.plan):
-            print(f"  {line}")
-        print(report)
+            say(f"  {line}")
+        say(report, block=True)
     else:
-        print(report)
+        say(report, block=True)
         for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
             if firing is not None and firing.shown:
-                print(firing_line(label, firing))
+                say(firing_line(label, firing), block=True)
         messages = {
             EXIT_NOTHING_NEW: "nothing new: no version published",
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
@@ -388,9 +389,9 @@ def run_build_command(args: Any) -> int:
                     if now == len(jobs)
                     else f"the next run fetches them, but the {now} quarantined now"
                 )
-            print(messages[result.exit_code].format(n=len(jobs), jobs=shown(jobs), then=then))
+            say(messages[result.exit_code].format(n=len(jobs), jobs=shown(jobs), then=then))
         for line in quarantine_lines(result):
-            print(line)
+            say(line)
     return result.exit_code
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from modzy_retrain._dataset.manifest import list_versions, load_manifest
 from modzy_retrain._triggers.records import action_records, fired_record
 
 from .build import EXIT_ERROR
+from .terminal import say
 
 
 def add_inspect_arguments(parser: Any) -> None:
@@ -27,34 +29,37 @@ def run_inspect_command(args: Any) -> int:
         manifest = load_manifest(args.url, version=args.version, storage_options=options)
         versions = list_versions(args.url, storage_options=options)
     except (DatasetError, ValueError) as exc:
-        print(f"modzy-retrain inspect: {exc}", file=sys.stderr)
+        say(f"modzy-retrain inspect: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if args.json:
-        print(manifest.model_dump_json(indent=2))
+        # ASCII JSON: every control or non-ASCII character of a label is a \u escape
+        # (DEL too, which JSON leaves bare), so the terminal is given none.
+        text = json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=True)
+        print(text.replace("\x7f", "\\u007f"))
         return 0
     c = manifest.counts
-    print(f"dataset: {public_url(args.url)}")
+    say(f"dataset: {public_url(args.url)}")
     if versions:
-        print(f"versions: {', '.join(versions)} (showing {manifest.version})")
-    print(f"created: {manifest.created_at.isoformat()}  run {manifest.run_id}")
-    print(f"format: {manifest.format} ({manifest.mode}), {manifest.file_count} files")
-    print(f"samples: {c.samples} ({c.duplicates} duplicate contents skipped)")
+        say(f"versions: {', '.join(versions)} (showing {manifest.version})")
+    say(f"created: {manifest.created_at.isoformat()}  run {manifest.run_id}")
+    say(f"format: {manifest.format} ({manifest.mode}), {manifest.file_count} files")
+    say(f"samples: {c.samples} ({c.duplicates} duplicate contents skipped)")
     for title, counts in (
         ("by label state", c.by_label_state),
         ("by split", c.by_split),
         ("by label", c.by_label),
         ("by model", c.by_model),
     ):
-        print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        say(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if manifest.changes is not None:
         ch = manifest.changes
-        print(
+        say(
             f"changes against {ch.previous or 'nothing'}: {ch.added} added, {ch.retracted} "
             f"retracted, {ch.relabelled} relabelled, {ch.carried} carried over"
         )
     if manifest.checkpoint is not None:
         cp = manifest.checkpoint
-        print(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
+        say(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
     if manifest.trigger is not None:
         t = manifest.trigger
         line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"
@@ -69,10 +74,8 @@ def run_inspect_command(args: Any) -> int:
                 line += f", {ok} of {len(actions)} action(s) fired, the rest fire next run"
             else:
                 line += ", not fired yet"
-        print(line)
+        say(line)
         for action in actions.values():
             state = "ok" if action.get("ok") is True else "FAILED"
-            print(
-                f"  {action.get('action')}: {state} at {action.get('at')} ({action.get('detail')})"
-            )
+            say(f"  {action.get('action')}: {state} at {action.get('at')} ({action.get('detail')})")
     return 0

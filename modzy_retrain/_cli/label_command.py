@@ -35,6 +35,7 @@ from .exit_codes import (
     exit_codes_help,
 )
 from .label_pull_command import add_pull_arguments, run_pull_command
+from .terminal import say
 
 
 def add_label_arguments(parser: Any) -> None:
@@ -128,7 +129,7 @@ def _summary(result: PushResult) -> list[str]:
 
 
 def _progress(what: str, count: int) -> None:
-    print(f"modzy-retrain label push: {count} {what}", file=sys.stderr, flush=True)
+    say(f"modzy-retrain label push: {count} {what}", file=sys.stderr, flush=True)
 
 
 def _s3_storage(args: Any, options: dict[str, Any]) -> S3StorageSettings | None:
@@ -163,7 +164,7 @@ def run_label_command(args: Any) -> int:
         s3 = _s3_storage(args, options)
         client = LabelStudioClient(args.label_studio_url)
     except (ConfigurationError, ValueError) as exc:
-        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        say(f"modzy-retrain label push: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with client:
@@ -180,14 +181,15 @@ def run_label_command(args: Any) -> int:
                 progress=_progress,
             )
     except ConfigurationError as exc:
-        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        say(f"modzy-retrain label push: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetLockedError as exc:
-        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        say(f"modzy-retrain label push: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except (DatasetError, LabelStudioError, MissingDependencyError, OSError) as exc:
         # Every LabelStudioError is redacted at its source: the token never shows.
-        print(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        say(f"modzy-retrain label push: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print("\n".join(_summary(result)))
+    for line in _summary(result):
+        say(line)
     return EXIT_PUBLISHED

@@ -33,6 +33,7 @@ from .exit_codes import (
     exit_codes_help,
 )
 from .settings import load_settings
+from .terminal import say
 from .trigger_output import firing_line
 
 PROG = "modzy-retrain label pull"
@@ -164,7 +165,7 @@ def _code(result: PullResult, gated: bool) -> int:
 
 
 def _progress(what: str, count: int) -> None:
-    print(f"{PROG}: {count} {what}", file=sys.stderr, flush=True)
+    say(f"{PROG}: {count} {what}", file=sys.stderr, flush=True)
 
 
 def run_pull_command(args: Any) -> int:
@@ -182,7 +183,7 @@ def run_pull_command(args: Any) -> int:
             actions = actions.prepare(os.environ)
         client = LabelStudioClient(args.label_studio_url)
     except (ConfigurationError, MissingDependencyError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with client:
@@ -199,14 +200,15 @@ def run_pull_command(args: Any) -> int:
                 progress=_progress,
             )
     except ConfigurationError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetLockedError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except (DatasetError, LabelStudioError, MissingDependencyError, OSError) as exc:
         # Every LabelStudioError is redacted at its source: the token never shows.
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print("\n".join(summary(result)))
+    for line in summary(result):
+        say(line, block=True)
     return _code(result, gate is not None)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from modzy_retrain._core.printable import printable
 from modzy_retrain._triggers.fire import Firing
 
 
 def firing_line(title: str, firing: Firing) -> str:
     """``trigger for v0003: fired, ok (command exit code 0, github:...: 204)``, then
-    each failed action's message (what to fix) on a line of its own."""
+    each failed action's message (what to fix) on a line of its own. What a service
+    answered is escaped (``printable``): the lines are printed as a block."""
     state = "ok" if firing.ok else "FAILED"
-    done = [o.text() for o in firing.outcomes if o.ok]
-    line = f"{title} for {firing.version}: {'fired, ' if firing.fired else ''}{state}"
+    done = [printable(o.text()) for o in firing.outcomes if o.ok]
+    line = f"{title} for {printable(firing.version)}: {'fired, ' if firing.fired else ''}{state}"
     if done:
         line += f" ({', '.join(done)})"
-    failed = [f"  - {o.action}: {o.detail}" for o in firing.outcomes if not o.ok]
+    failed = [
+        f"  - {printable(o.action)}: {printable(o.detail)}" for o in firing.outcomes if not o.ok
+    ]
     if firing.error is not None:
-        failed.append(f"  - {firing.error}")
+        failed.append(f"  - {printable(firing.error)}")
     return "\n".join([line, *failed])
 
 

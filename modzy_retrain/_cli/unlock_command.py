@@ -25,6 +25,7 @@ from modzy_retrain._dataset.lock import LOCK_NAME, expired, gone, process_alive,
 from modzy_retrain._labels.ledger import LEDGER_DIR
 
 from .exit_codes import EXIT_ERROR, EXIT_LOCKED, EXIT_PUBLISHED, EXIT_USAGE
+from .terminal import say
 
 PROG = "modzy-retrain unlock"
 UNLOCK_EXIT_CODES = {
@@ -63,27 +64,27 @@ def run_unlock_command(args: argparse.Namespace) -> int:
         options = parse_key_values(args.storage_option)
         fs, root = url_to_fs(args.url, options)
     except (ConfigurationError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     path = join(root, f"{LEDGER_DIR}/{LOCK_NAME}" if args.ledger else LOCK_NAME)
     try:
         holder = read_holder(fs, path)
         if holder is None:
-            print(f"{PROG}: no lock at {args.url}")
+            say(f"{PROG}: no lock at {args.url}")
             return EXIT_PUBLISHED
-        print(
+        say(
             f"held by run {holder.get('run_id')} ({holder.get('purpose') or 'build'}) on "
             f"{holder.get('host')}, pid {holder.get('pid')}, since "
             f"{holder.get('acquired_at')}, lease until {holder.get('expires_at')}"
         )
         reason = _alive_reason(holder)
         if reason is not None and not args.force:
-            print(f"{PROG}: not cleared: the holder is alive ({reason}); --force clears it")
+            say(f"{PROG}: not cleared: the holder is alive ({reason}); --force clears it")
             return EXIT_LOCKED
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(path)
     except OSError as exc:
-        print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        say(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print("cleared" + (" (forced: the holder was alive)" if reason else ""))
+    say("cleared" + (" (forced: the holder was alive)" if reason else ""))
     return EXIT_PUBLISHED

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from modzy_retrain._core.printable import printable
 from modzy_retrain._dataset.quarantine import QuarantinedJob
 
 # Drop reasons, by the stage that records them.
@@ -413,15 +414,16 @@ class RunReport:
         if unresolved:
             lines.append(f"unresolved inputs (first {min(5, len(unresolved))}):")
             for d in unresolved[:5]:
-                name = d.input_name if d.input_name is not None else "(unnamed)"
-                lines.append(f"  job {d.job_id}, input {name}: {d.reason}: {d.detail}")
+                name = printable(d.input_name) if d.input_name is not None else "(unnamed)"
+                where = f"job {printable(d.job_id)}, input {name}"
+                lines.append(f"  {where}: {d.reason}: {printable(d.detail)}")
         if self.quarantined:
             lines.append("quarantined jobs (results unavailable run after run; runs skip them):")
             for job in self.quarantined[:5]:
                 lines.append(
-                    f"  job {job.job_id}: {job.reason} in {job.attempts} runs, "
+                    f"  job {printable(job.job_id)}: {job.reason} in {job.attempts} runs, "
                     f"{job.first_attempt:%Y-%m-%d %H:%M} to {job.last_attempt:%Y-%m-%d %H:%M}"
-                    f" UTC: {job.detail}"
+                    f" UTC: {printable(job.detail)}"
                 )
             if len(self.quarantined) > 5:
                 lines.append(f"  ... and {len(self.quarantined) - 5} more")
@@ -436,7 +438,7 @@ class RunReport:
                 f"dataset: {self.dataset.get('url')}: nothing published, the configuration "
                 f"looks wrong; {latest} is still the latest"
             )
-            lines.extend(f"  - {problem}" for problem in self.dataset["refused"])
+            lines.extend(f"  - {printable(problem)}" for problem in self.dataset["refused"])
         elif self.dataset and self.dataset.get("published") is False:
             lines.append(
                 f"dataset: {self.dataset.get('url')}: nothing new, nothing published; "
