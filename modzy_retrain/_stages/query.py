@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,13 @@ from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
 from modzy_retrain._core.exceptions import APIError, InvalidQueryError
 from modzy_retrain._dataset.manifest import Checkpoint
 from modzy_retrain._dataset.quarantine import Quarantine, QuarantinedJob
+from modzy_retrain._dataset.spill import SpilledSet, SpillStore
 
 from .base import AsyncCountedInput, AsyncStageIterator, CountedInput, Source, StageIterator
 from .report import (
     ALREADY_PUBLISHED,
     JOB_FILTERED,
+    JOB_LISTED_TWICE,
     JOB_QUARANTINED,
     JOB_UNPARSEABLE,
     RESULTS_UNAVAILABLE,
@@ -165,7 +168,7 @@ class JobHistoryQuery(Source[Job]):
         return Drop(self.name, reason, job.job_id, None, detail, n)
 
     def _outcomes(
-        self, page: JobHistoryPage, report: RunReport, retried: _Retried
+        self, page: JobHistoryPage, report: RunReport, retried: _Retried, seen: SpilledSet
     ) -> Iterator[Job | Drop]:
         # A history item that is not a job: reported with its reason, and the run goes
         # on. It is not retried (the API would send the same), nor can it hold the
@@ -176,8 +179,15 @@ class JobHistoryQuery(Source[Job]):
             yield Drop(self.name, JOB_UNPARSEABLE, job_id, None, bad.reason, bad.inputs)
         for job in page.items:
             yield from self._judged(retried.before(job), report)
-            if job.job_id not in retried.ids:  # fetched by id already
-                yield self._judge(job, report)
+            if job.job_id in retried.ids:  # fetched by id already
+                continue
+            if not seen.add_new(job.job_id):
+                # Offset pages repeat a job when the listing shifts between requests:
+                # passed on once. Its inputs were counted the first time.
+                detail = f"listed again on history page {page.page}"
+                yield Drop(self.name, JOB_LISTED_TWICE, job.job_id, None, detail, 0)
+                continue
+            yield self._judge(job, report)
 
     def _judged(self, items: list[Job | Drop], report: RunReport) -> Iterator[Job | Drop]:
         for item in items:
@@ -222,8 +232,10 @@ class JobHistoryQuery(Source[Job]):
                 retried.add(self._retrieved(job_id, found))
         # The next page is requested while this one's jobs flow downstream: without it
         # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
-        for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
-            yield from self._outcomes(page, report, retried)
+        with _seen() as seen:
+            pages = client.jobs.history(**self.filters, strict=False).pages()
+            for page in read_ahead(pages):
+                yield from self._outcomes(page, report, retried, seen)
         yield from self._judged(retried.before(None), report)
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
@@ -250,14 +262,22 @@ class JobHistoryQuery(Source[Job]):
                     found = exc
                 retried.add(self._retrieved(job_id, found))
         pages = client.jobs.history(**self.filters, strict=False).pages()
-        async for page in aread_ahead(pages):
-            for outcome in self._outcomes(page, report, retried):
-                yield outcome
+        with _seen() as seen:
+            async for page in aread_ahead(pages):
+                for outcome in self._outcomes(page, report, retried, seen):
+                    yield outcome
         for outcome in self._judged(retried.before(None), report):
             yield outcome
 
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+@contextlib.contextmanager
+def _seen() -> Iterator[SpilledSet]:
+    """The ids of the jobs a history walk passed on: on disk, as the history grows."""
+    with SpillStore(prefix="modzy-retrain-query-") as store:
+        yield SpilledSet(store, "seen")
 
 
 def _created(job: Job) -> datetime:

@@ -24,6 +24,7 @@ from modzy_retrain._dataset.quarantine import QuarantinedJob
 # Drop reasons, by the stage that records them.
 JOB_FILTERED = "job_filtered"
 JOB_UNPARSEABLE = "job_unparseable"
+JOB_LISTED_TWICE = "job_listed_twice"
 JOB_QUARANTINED = "job_quarantined"
 JOB_NOT_FINISHED = "job_not_finished"
 RESULTS_UNAVAILABLE = "results_unavailable"
