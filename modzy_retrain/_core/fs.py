@@ -7,7 +7,7 @@ import importlib
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fsspec
@@ -105,6 +105,43 @@ def ensure_parent(fs: Any, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
+def sync_file(fs: Any, path: str) -> None:
+    """On a local disk, flush ``path``'s bytes to the device (fsync); nothing on an
+    object store, where a PUT is durable once it is answered."""
+    if is_local(fs):
+        _fsync(path, os.O_RDONLY if os.name == "posix" else os.O_RDWR)
+
+
+def sync_folders(fs: Any, root: str, folders: Iterable[str]) -> None:
+    """On a local disk, fsync each folder and its parents up to ``root``: a new file's
+    name is durable only once the folder holding it is (POSIX; elsewhere nothing)."""
+    if not is_local(fs) or os.name != "posix":
+        return
+    top = os.path.normpath(root)
+    todo: set[str] = set()
+    for folder in folders:
+        path = os.path.normpath(folder)
+        while path not in todo:
+            todo.add(path)
+            parent = os.path.dirname(path)
+            if path == top or parent == path or not path.startswith(top):
+                break
+            path = parent
+    for path in sorted(todo, key=len, reverse=True):  # the deepest first
+        try:
+            _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            pass  # not made yet (nothing written there): nothing to make durable
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(fs: Any, path: str, data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the new one, never half of it.
 
@@ -120,6 +157,7 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        sync_folders(fs, directory, [directory])  # the new name itself
         return
     fs.pipe_file(path, data)
 
@@ -145,6 +183,7 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
             os.link(tmp, path)
         finally:
             os.unlink(tmp)
+        sync_folders(fs, directory, [directory])  # the new name itself
         return
     fs.pipe_file(path, data, mode="create")
 

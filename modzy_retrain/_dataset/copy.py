@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from modzy_retrain._core.fs import CHUNK, FileSystems, ensure_parent
+from modzy_retrain._core.fs import CHUNK, FileSystems, ensure_parent, hash_file, sync_file
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,26 @@ class CopyFailure:
     detail: str
 
 
-def already_copied(fs: Any, target: str, size: int) -> bool:
-    """Whether ``target`` holds a finished copy: data files are named by their sha256,
-    so one of the right size (that a killed run finished writing) holds these bytes."""
+def already_copied(fs: Any, target: str, size: int, sha256: str | None = None) -> bool:
+    """Whether ``target`` holds a finished copy of these bytes.
+
+    Args:
+        sha256: Check the bytes too (a killed run's leftover: the right size is no
+            proof, a torn or unflushed write has it). ``None``: the size is enough (a
+            file a published version lists, checked by ``verify_dataset``).
+    """
     try:
-        return int(fs.info(target)["size"]) == size
+        if int(fs.info(target)["size"]) != size:
+            return False
+        if sha256 is None:
+            return True
+        found, _, _ = hash_file(fs, target)
     except (FileNotFoundError, KeyError, ValueError):
         return False
+    if found != sha256:
+        return False
+    sync_file(fs, target)  # what a killed run left may be in the page cache only
+    return True
 
 
 def stream_copy(sources: FileSystems, source_url: str, fs: Any, target: str) -> str:
@@ -46,6 +59,7 @@ def stream_copy(sources: FileSystems, source_url: str, fs: Any, target: str) -> 
         while chunk := src.read(CHUNK):
             digest.update(chunk)
             dst.write(chunk)
+    sync_file(fs, target)
     return digest.hexdigest()
 
 
@@ -59,23 +73,28 @@ def copy_input(
     source_url: str,
     sources: FileSystems,
     reuse: bool,
+    verify: bool = True,
 ) -> CopyFailure | None:
-    """Copy one input to ``target`` (``None``: done).
+    """Copy one input to ``target`` (``None``: done). On a local disk the copy is
+    fsync'd before this returns (its folder is the caller's: ``sync_folders``).
 
     Args:
         payload: The input's bytes, when they were read already (written as they are).
         reuse: A finished copy may already be there (a previous version's, or a killed
             run's): keep it rather than write it again.
+        verify: Keep a file found there only if its bytes hash to ``sha256`` (a killed
+            run's); ``False``: its size is enough (a published version's file).
     """
     # Bytes a previous version (or a killed run) already wrote stay as they are:
     # published versions share data/ and are never modified.
-    if reuse and already_copied(fs, target, size):
+    if reuse and already_copied(fs, target, size, sha256 if verify else None):
         return None
     if payload is not None:
         if hashlib.sha256(payload).hexdigest() != sha256:
             return CopyFailure("changed", "bytes differ from the resolved hash")
         ensure_parent(fs, target)
         fs.pipe_file(target, payload)
+        sync_file(fs, target)
         return None
     try:
         digest = stream_copy(sources, source_url, fs, target)

@@ -20,13 +20,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Mapping, MutableSet
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from modzy_retrain._core.exceptions import DatasetExistsError
-from modzy_retrain._core.fs import FileSystems, atomic_write, create_exclusive, join, url_to_fs
+from modzy_retrain._core.fs import (
+    FileSystems,
+    atomic_write,
+    create_exclusive,
+    join,
+    sync_file,
+    sync_folders,
+    url_to_fs,
+)
 from modzy_retrain._version import __version__
 
 from .classes import ClassLists
@@ -98,6 +107,10 @@ class DatasetDraft:
         self.tables = SampleTables(self.fs, self.root)
         self.sources = FileSystems(options.source_storage_options)
         self.duplicates = 0
+        # The folders copies went to (a few hundred at most: data/<xx>/, split/label/),
+        # fsync'd before the manifest.
+        self.folders: set[str] = set()
+        self._folders_lock = threading.Lock()
         # Samples handed to the writer, per model (what lineage delivered): with the
         # drops per model, what a misconfiguration guard weighs before publishing.
         self.received: Counter[str] = Counter()
@@ -267,16 +280,23 @@ class DatasetDraft:
         in_previous: bool,
     ) -> CopyFailure | None:
         """Copy one input to ``data_path`` (``None``: done, or already there)."""
-        return copy_input(
+        target = join(self.root, data_path)
+        failed = copy_input(
             self.fs,
-            join(self.root, data_path),
+            target,
             sha256=sha256,
             size=size,
             payload=payload,
             source_url=source_url,
             sources=self.sources,
             reuse=self.resuming or in_previous,
+            # A killed run's leftover is checked by its hash; a published file by size.
+            verify=not in_previous,
         )
+        if failed is None:
+            with self._folders_lock:
+                self.folders.add(target.rsplit("/", 1)[0])
+        return failed
 
     # -- the end ---------------------------------------------------------------------
 
@@ -325,7 +345,15 @@ class DatasetDraft:
                 trigger = evaluate_trigger(o.trigger, changes, self.previous)
         file_table: FileTable | None = None
         sample_tables: list[ManifestFile] = []
-        for name, size, sha256 in self.tables.close():
+        closed = self.tables.close()
+        try:
+            self._sync([join(self.root, name) for name, _, _ in closed])
+        except FileNotFoundError:
+            # Another writer published this version and cleared this run's tables:
+            # creating the manifest below fails, as the conflict it is.
+            if self.version is None or not self.fs.exists(self.manifest_path):
+                raise
+        for name, size, sha256 in closed:
             if name == self.files_table:
                 file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
             else:
@@ -365,6 +393,15 @@ class DatasetDraft:
             self._publish_version(manifest)
         self._done()
         return manifest
+
+    def _sync(self, tables: list[str]) -> None:
+        """On a local disk, what the manifest names is on the device before it is: the
+        data files were fsync'd as they were copied; the tables now, then each folder
+        that got a new name."""
+        for path in tables:
+            sync_file(self.fs, path)
+        folders = {path.rsplit("/", 1)[0] for path in tables}
+        sync_folders(self.fs, self.root, self.folders | folders | {self.root})
 
     def _publish_version(self, manifest: Manifest) -> None:
         """Create the version's manifest if no other writer did (the publication),
