@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -128,10 +129,9 @@ def sync_folders(fs: Any, root: str, folders: Iterable[str]) -> None:
                 break
             path = parent
     for path in sorted(todo, key=len, reverse=True):  # the deepest first
-        try:
+        # A folder not made yet (nothing written there) has nothing to make durable.
+        with contextlib.suppress(FileNotFoundError):
             _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except FileNotFoundError:
-            pass  # not made yet (nothing written there): nothing to make durable
 
 
 def _fsync(path: str, flags: int) -> None:
