@@ -19,7 +19,7 @@ import httpx
 
 from modzy_retrain._client.client import ModzyClient
 from modzy_retrain._core.exceptions import ConfigurationError, NotFoundError
-from modzy_retrain._core.fs import check_backend, require_module, url_to_fs
+from modzy_retrain._core.fs import check_backend, require_module, storage_errors, url_to_fs
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
@@ -175,6 +175,7 @@ def build(
     progress: Callable[[RunReport], None] | None = None,
     client: ModzyClient | None = None,
     trigger_sleep: Callable[[float], None] | None = None,
+    report: RunReport | None = None,
 ) -> BuildResult:
     """Run one build: query, fetch, select, resolve and (unless ``dry_run``) publish.
 
@@ -189,6 +190,8 @@ def build(
             open; by default the build makes one from the settings and closes it.
         trigger_sleep: What waits between a trigger action's attempts (default
             ``time.sleep``; tests pass a recorder).
+        report: The run report to fill (default: a new one): a caller holding it
+            still has what the run did when the build raises.
 
     Returns:
         A :class:`BuildResult` whose ``exit_code`` is the command's.
@@ -198,7 +201,26 @@ def build(
             missing from ``environ``, before any request (exit code 2).
         MissingDependencyError: An extra the settings need (exit code 2).
         DatasetLockedError: Another build holds the dataset (exit code 8).
+        StorageError: A store's own library failed (an S3 endpoint that cannot be
+            reached...), exit code 1.
     """
+    with storage_errors():
+        return _build(
+            settings, environ, dry_run, on_ready, transport, progress, client, trigger_sleep, report
+        )
+
+
+def _build(
+    settings: BuildSettings,
+    environ: Mapping[str, str],
+    dry_run: bool,
+    on_ready: Callable[[dict[str, Any]], None] | None,
+    transport: httpx.BaseTransport | None,
+    progress: Callable[[RunReport], None] | None,
+    client: ModzyClient | None,
+    trigger_sleep: Callable[[float], None] | None,
+    report: RunReport | None,
+) -> BuildResult:
     check_settings(settings)
     url = str(settings.out)
     out_options = settings.storage_options
@@ -209,7 +231,7 @@ def build(
     actions = TriggerActions(on_ready, t.on_ready, t.webhook, tuple(t.actions))
     if not dry_run:  # tokens are read now: a missing one is exit 2, not a failed trigger
         actions = actions.prepare(environ)
-    report = RunReport()
+    report = report if report is not None else RunReport()
     run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
     run.sleep = trigger_sleep or time.sleep
     # Nothing slow runs under the dataset's lock: a ready version whose firing never

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from modzy_retrain._core.constants import API_KEY_ENV
@@ -29,8 +28,9 @@ from .build import (
     build,
     load_settings,
 )
+from .report_file import exit_code_of, failure_body, result_body, write_report
 from .terminal import say
-from .trigger_output import firing_line, firing_report
+from .trigger_output import firing_line
 
 
 def add_build_arguments(parser: Any) -> None:
@@ -314,7 +314,6 @@ def time_monotonic() -> float:
 
 
 def run_build_command(args: Any) -> int:
-    import json
     import os
 
     try:
@@ -322,22 +321,24 @@ def run_build_command(args: Any) -> int:
     except (ConfigurationError, MissingDependencyError, ValueError) as exc:
         # Every invalid setting, from the file or a flag: nothing was requested.
         say(f"modzy-retrain build: {exc}", file=sys.stderr)
+        write_report(args.report, failure_body(None, EXIT_USAGE, exc))
         return EXIT_USAGE
+    # Held here: when the build raises, the report file still says what it did.
+    run = RunReport()
     try:
         progress = Progress(sys.stderr, quiet=args.quiet)
-        result = build(settings, environ=os.environ, dry_run=args.dry_run, progress=progress)
+        result = build(
+            settings, environ=os.environ, dry_run=args.dry_run, progress=progress, report=run
+        )
         progress.done()
-    except (ConfigurationError, MissingDependencyError) as exc:
-        say(f"modzy-retrain build: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatasetLockedError as exc:
-        say(f"modzy-retrain build: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except Exception as exc:
-        if not isinstance(exc, (ModzyRetrainError, OSError)):
-            raise
-        say(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except BaseException as exc:
+        code = _failed_code(exc)
+        write_report(settings.report, failure_body(run, exit_code_of(exc, code), exc))
+        if code == EXIT_ERROR and not isinstance(exc, (ModzyRetrainError, OSError)):
+            raise  # a bug, or SIGTERM's exit: as before, with the report written
+        text = f"{type(exc).__name__}: {exc}" if code == EXIT_ERROR else str(exc)
+        say(f"modzy-retrain build: {text}", file=sys.stderr)
+        return code
     for note in result.notes:
         say(f"modzy-retrain build: note: {note}", file=sys.stderr)
     if result.problems:
@@ -351,16 +352,8 @@ def run_build_command(args: Any) -> int:
     report = result.report
     # Written before anything is printed: a stdout closed early (`| head`) ends the
     # command there, and must not cost the report file.
-    if settings.report:
-        body = report.to_dict()
-        body["exit_code"] = result.exit_code
-        if result.plan is not None:
-            body["plan"] = result.plan
-        if result.firing is not None:
-            body["trigger"] = firing_report(result.firing)
-        if result.recovered is not None and result.recovered.shown:
-            body["pending_trigger"] = firing_report(result.recovered)
-        Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
+    if not write_report(settings.report, result_body(result)):
+        return EXIT_ERROR
     if result.plan is not None:
         say("dry run: nothing written")
         for line in plan_lines(result.plan):
@@ -393,6 +386,15 @@ def run_build_command(args: Any) -> int:
         for line in quarantine_lines(result):
             say(line)
     return result.exit_code
+
+
+def _failed_code(exc: BaseException) -> int:
+    """The exit code of a build that raised ``exc`` (a bug's: 1, and it is re-raised)."""
+    if isinstance(exc, (ConfigurationError, MissingDependencyError)):
+        return EXIT_USAGE
+    if isinstance(exc, DatasetLockedError):
+        return EXIT_LOCKED
+    return EXIT_ERROR
 
 
 def shown(jobs: list[str]) -> str:

@@ -9,7 +9,8 @@ ModzyRetrainError                      anything from modzy_retrain
 ├── MissingDependencyError (ImportError) an optional extra is not installed
 ├── DatasetError                        a dataset could not be written or read
 │   ├── DatasetExistsError              the target holds a dataset; pass overwrite=True
-│   └── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   ├── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   └── StorageError                    a store's own library failed (S3 endpoint unreachable...)
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout
@@ -74,6 +75,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "ResultParseError",
+    "StorageError",
     "TriggerError",
     "TriggerRefusedError",
     "TriggerUnavailableError",
@@ -270,6 +272,13 @@ class DatasetError(ModzyRetrainError):
 
 class DatasetExistsError(DatasetError):
     """The target already holds a dataset and ``overwrite`` was not set."""
+
+
+class StorageError(DatasetError):
+    """A store could not be reached, or failed, in its own library's terms (botocore's
+    ``EndpointConnectionError`` from S3, an aiohttp connection error from GCS...): the
+    message names the original type, which is ``__cause__``. ``OSError`` s the file
+    systems raise themselves (a missing file, a refused permission) stay ``OSError`` s."""
 
 
 class LineageError(ConfigurationError):

@@ -8,15 +8,43 @@ import importlib
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .exceptions import ConfigurationError, MissingDependencyError
+from .exceptions import (
+    ConfigurationError,
+    MissingDependencyError,
+    ModzyRetrainError,
+    StorageError,
+)
 
 CHUNK = 1 << 20
+
+
+# The libraries under fsspec's stores whose own exceptions mean "the store failed".
+_STORE_LIBRARIES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "aiohttp", "adlfs")
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn a store library's own exception (botocore's ``EndpointConnectionError``,
+    aiohttp's ``ClientConnectorError``...) into :class:`StorageError`, the cause kept.
+
+    Its type and text go into the message: a store names the URL it could not reach,
+    never a credential.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ModzyRetrainError):
+            raise
+        module = type(exc).__module__.split(".", 1)[0]
+        if module not in _STORE_LIBRARIES:
+            raise
+        raise StorageError(f"the store failed: {type(exc).__name__}: {exc}") from exc
 
 
 def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
