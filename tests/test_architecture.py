@@ -16,6 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "_dataset": {"_core"},
     # The push (_labels/push.py and its helpers) reads datasets; the REST client does not.
     "_labels": {"_core", "_dataset"},
+    # The training loaders read datasets; they know no stage, client or labelling tool.
+    "_loaders": {"_core", "_dataset"},
     "_stages": {"_core", "_client", "_dataset"},
     "_cli": {"_core", "_client", "_dataset", "_labels", "_stages", "sandbox"},
     "sandbox": {"_core"},
