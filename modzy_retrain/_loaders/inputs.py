@@ -27,9 +27,10 @@ from modzy_retrain._dataset.inputs import InputKind, kind_of, safe_relative
 
 from .select import Selection
 
-# Object stores answer one small GET at a time: overlap them. A local disk gains little.
+# Object stores answer one small GET at a time: overlap them. A local disk is read in
+# the caller's thread: threads there only add their own cost (measured: 47 us a small
+# file with 4 threads, 20 us in one, 9 us with open() instead of fsspec's wrapper).
 REMOTE_READERS = 16
-LOCAL_READERS = 4
 # A file or URL's extension, before any query or fragment; what kind_of then judges.
 EXTENSION = r"(?P<ext>\.[A-Za-z0-9]{1,10})(?:[?#][^/]*)?$"
 # A ``file`` that safe_relative would change or refuse: absolute, a backslash, an empty,
@@ -122,8 +123,12 @@ class Inputs:
             DatasetError: It is missing or unreadable (names the sample).
         """
         path = self.paths[index].as_py() if path is None else path
+        fs = self.filesystems[index]
         try:
-            return bytes(self.filesystems[index].cat_file(path))
+            if is_local(fs):
+                with open(path, "rb") as handle:
+                    return handle.read()
+            return bytes(fs.cat_file(path))
         except FileNotFoundError:
             problem = "is missing"
         except (OSError, ValueError) as exc:
@@ -134,9 +139,9 @@ class Inputs:
         )
 
     def read_all(self) -> Iterator[bytes]:
-        """Every input's bytes, in order, several read at once."""
-        readers = LOCAL_READERS if self.all_local else REMOTE_READERS
+        """Every input's bytes, in order (from an object store, several at once)."""
         paths = self.paths.to_pylist()
+        readers = 1 if self.all_local else REMOTE_READERS
         return ordered_map(lambda i: self.read(i, paths[i]), range(len(paths)), concurrency=readers)
 
     def text(self, index: int, raw: bytes) -> str:
