@@ -40,13 +40,18 @@ ROW_BATCH = 10_000
 NEEDED = ("job_id", "input_name", "label", "label_state", "split", "file", "source_url")
 
 
+# The package to install, where it is not the module's name.
+_PACKAGES = {"PIL": "Pillow"}
+
+
 def imported(module: str, what: str, extra: str) -> Any:
     """``module``, or the error naming the extra that brings it."""
     try:
         return importlib.import_module(module)
     except ImportError:
+        top = module.split(".")[0]
         raise MissingDependencyError(
-            f"{what} needs {module.split('.')[0]}: pip install 'modzy-retrain[{extra}]'"
+            f"{what} needs {_PACKAGES.get(top, top)}: pip install 'modzy-retrain[{extra}]'"
         ) from None
 
 
@@ -78,16 +83,21 @@ def _parquet(pa: Any, pq: Any, fs: Any, path: str, selection: Selection) -> Any 
         ("model_id", "==", selection.model_id),
         ("label_state", "in", list(selection.states)),
     ]
+    # pyarrow's own reader on a local disk; through fsspec anywhere else.
+    local = is_local(fs)
     try:
-        # pyarrow's own reader on a local disk; through fsspec anywhere else.
-        handle = pq.ParquetFile(path) if is_local(fs) else pq.ParquetFile(fs.open(path, "rb"))
-        if not _typed(pa, handle.schema_arrow):
+        if local:
+            schema = pq.read_schema(path)
+        else:
+            with fs.open(path, "rb") as handle:
+                schema = pq.read_schema(handle)
+        if not _typed(pa, schema):
             return None
-        missing = {"model_id", "label_state"} - set(handle.schema_arrow.names)
+        missing = {"model_id", "label_state"} - set(schema.names)
         if missing:
             raise DatasetError(f"{path}: no {' or '.join(sorted(missing))} column")
         return pq.read_table(
-            path, filesystem=None if is_local(fs) else fs, filters=filters, partitioning=None
+            path, filesystem=None if local else fs, filters=filters, partitioning=None
         )
     except FileNotFoundError:
         raise DatasetError(f"{path}: a sample table the manifest lists is missing") from None

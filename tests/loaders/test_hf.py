@@ -296,3 +296,14 @@ def test_a_missing_datasets_names_the_extra(
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'modzy-retrain\[hf\]'"):
         load_hf_dataset(url)
+
+
+def test_images_without_pillow_name_the_extra(
+    world: Sandbox, built: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = built("jsonl", "copy")
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(MissingDependencyError, match=r"needs Pillow: .*\[hf\]"):
+        load_hf_dataset(url, model=model_of(world, "image"))
+    # A text model needs no Pillow.
+    assert load_hf_dataset(url, model=model_of(world, "text", "Spam Detection"))
