@@ -18,6 +18,8 @@ from .select import select
 from .tables import class_ids, imported, read_selected
 
 if TYPE_CHECKING:
+    import pandas
+
     from modzy_retrain._dataset.inputs import InputKind
 
 WHAT = "to_pandas"
@@ -33,7 +35,7 @@ def to_pandas(
     storage_options: Mapping[str, Any] | None = None,
     inputs: bool = False,
     input_kind: InputKind | None = None,
-) -> Any:
+) -> pandas.DataFrame:
     """Load a dataset version's samples of one model as a ``pandas.DataFrame``.
 
     Columns: with ``inputs=True`` first the input (``text``: a string, or ``image``:

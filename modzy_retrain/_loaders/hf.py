@@ -33,6 +33,8 @@ from .select import Selection, select
 from .tables import by_split, class_ids, imported, read_selected
 
 if TYPE_CHECKING:
+    import datasets
+
     from modzy_retrain._dataset.inputs import InputKind
 
 WHAT = "load_hf_dataset"
@@ -79,7 +81,7 @@ def load_hf_dataset(
     states: Iterable[str] | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     input_kind: InputKind | None = None,
-) -> Any:
+) -> datasets.DatasetDict:
     """Load a dataset version as a ``datasets.DatasetDict``, one split per manifest split.
 
     Each split's columns: the input (``image``: an ``Image()`` feature, or ``text``: a
@@ -107,7 +109,7 @@ def load_hf_dataset(
             ``pip install 'modzy-retrain[hf]'``.
     """
     kind = check_kind(input_kind)
-    datasets = imported("datasets", WHAT, EXTRA)
+    hf = imported("datasets", WHAT, EXTRA)
     pa = imported("pyarrow", WHAT, EXTRA)
     selection = select(
         url, model=model, version=version, states=states, storage_options=storage_options
@@ -123,23 +125,21 @@ def load_hf_dataset(
         if kind == "image":
             imported("PIL.Image", f"{WHAT} (images)", EXTRA)
         columns[kind] = _input_column(pa, locate(table, kind, selection, storage_options))
-        features[kind] = datasets.Image() if kind == "image" else datasets.Value("string")
+        features[kind] = hf.Image() if kind == "image" else hf.Value("string")
     columns["label"] = class_ids(table, selection)
-    features["label"] = datasets.ClassLabel(names=list(selection.classes))
+    features["label"] = hf.ClassLabel(names=list(selection.classes))
     provenance = table.drop_columns(["label"])
     for name in provenance.column_names:
         columns[name] = provenance.column(name)
-    typed = datasets.Features(
-        {**features, **datasets.Features.from_arrow_schema(provenance.schema)}
-    )
+    typed = hf.Features({**features, **hf.Features.from_arrow_schema(provenance.schema)})
     whole = pa.table(columns).cast(typed.arrow_schema)
-    info = datasets.DatasetInfo(features=typed)
-    return datasets.DatasetDict(
+    info = hf.DatasetInfo(features=typed)
+    return hf.DatasetDict(
         {
-            name: datasets.Dataset(
+            name: hf.Dataset(
                 part,
                 info=info,
-                split=datasets.NamedSplit(name) if _SPLIT_NAME.match(name) else None,
+                split=hf.NamedSplit(name) if _SPLIT_NAME.match(name) else None,
                 fingerprint=_fingerprint(selection, kind, name),
             )
             for name, part in by_split(whole, selection).items()

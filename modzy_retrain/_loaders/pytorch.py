@@ -20,6 +20,8 @@ from .tables import by_split, class_ids, imported, read_selected
 if TYPE_CHECKING:
     from modzy_retrain._dataset.inputs import InputKind
 
+    from .torch_dataset import SampleDataset
+
 WHAT = "load_torch_dataset"
 EXTRA = "torch"
 
@@ -35,7 +37,7 @@ def load_torch_dataset(
     transform: Callable[[Any], Any] | None = None,
     target_transform: Callable[[int], Any] | None = None,
     input_kind: InputKind | None = None,
-) -> Any:
+) -> SampleDataset:
     """Load one split of a dataset version as a ``torch.utils.data.Dataset``.
 
     ``dataset[i]`` is ``(input, class id)``: the raw input read and decoded when the
