@@ -16,6 +16,7 @@ from modzy_retrain._core.exceptions import (
 )
 from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._stages.report import RunReport
+from modzy_retrain._triggers.presets import FLAG_FORMS, parse_trigger_flag
 
 from .build import (
     EXIT_BELOW_THRESHOLD,
@@ -28,6 +29,7 @@ from .build import (
     build,
     load_settings,
 )
+from .trigger_output import firing_line, firing_report
 
 
 def add_build_arguments(parser: Any) -> None:
@@ -107,6 +109,15 @@ def add_build_arguments(parser: Any) -> None:
     add("--min-since-last", type=int, help="retraining threshold: new since last trigger")
     add("--on-ready", metavar="CMD", help="shell command to run when a version is ready")
     add("--webhook", metavar="URL", help="URL to POST (JSON) when a version is ready")
+    add(
+        "--trigger",
+        action="append",
+        default=[],
+        metavar="PRESET:TARGET",
+        help="start training when a version is ready (repeatable): "
+        + ", ".join(FLAG_FORMS.values())
+        + "; tokens and URLs from the environment (docs/training-triggers.md)",
+    )
     add("--quiet", action="store_true", help="no progress display")
 
 
@@ -180,6 +191,8 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         trigger["on_ready"] = args.on_ready
     if args.webhook:
         trigger["webhook"] = args.webhook
+    if args.trigger:
+        trigger["actions"] = [parse_trigger_flag(spec) for spec in args.trigger]
     if trigger:
         out["trigger"] = trigger
     return out
@@ -327,7 +340,9 @@ def run_build_command(args: Any) -> int:
         if result.plan is not None:
             body["plan"] = result.plan
         if result.firing is not None:
-            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
+            body["trigger"] = firing_report(result.firing)
+        if result.recovered is not None and result.recovered.fired:
+            body["pending_trigger"] = firing_report(result.recovered)
         Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
         print("dry run: nothing written")
@@ -338,10 +353,7 @@ def run_build_command(args: Any) -> int:
         print(report)
         for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
             if firing is not None and firing.fired:
-                state = "ok" if firing.ok else "FAILED"
-                details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in firing.details.items())
-                line = f"{label} for {firing.version}: fired, {state}"
-                print(f"{line} ({details})" if details else line)
+                print(firing_line(label, firing))
         messages = {
             EXIT_NOTHING_NEW: "nothing new: no version published",
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",

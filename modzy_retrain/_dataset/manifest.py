@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, overload
@@ -37,6 +38,8 @@ LATEST_NAME = "_latest.json"
 FILES_NAME = "files.jsonl"
 # 2: the data files moved from the manifest to its file table.
 FORMAT_VERSION = 2
+# A version's name: v and at least four digits (up to nine: a sane bound on a pointer).
+_VERSION = re.compile(r"v(\d{4,9})")
 
 DatasetFormat = Literal["jsonl", "csv", "parquet", "imagefolder"]
 FileRole = Literal["data", "samples"]
@@ -208,19 +211,36 @@ def _read_json(fs: Any, path: str) -> bytes | None:
 
 
 def latest_version(url: str, *, storage_options: Mapping[str, Any] | None = None) -> str | None:
-    """The latest published version of a versioned dataset (``None``: none yet)."""
+    """The latest published version of a versioned dataset (``None``: none yet).
+
+    A version is published once its manifest exists (a writer creates it only if
+    absent). ``_latest.json`` is a hint written after each publication: it may lag
+    behind (a writer that stopped between the two steps), never run ahead, so the
+    versions after the one it names are looked for until one is missing.
+    """
     fs, root = url_to_fs(url, storage_options)
     raw = _read_json(fs, join(root, LATEST_NAME))
-    if raw is None:
-        return None
-    try:
-        pointer = json.loads(raw)
-        version = pointer["version"]
-    except (ValueError, KeyError, TypeError):
-        raise DatasetError(f"unreadable {LATEST_NAME} at {url}") from None
-    if not isinstance(version, str) or not version.startswith("v"):
-        raise DatasetError(f"unreadable {LATEST_NAME} at {url}")
-    return version
+    number = 0
+    if raw is not None:
+        try:
+            version = json.loads(raw)["version"]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"unreadable {LATEST_NAME} at {url}") from None
+        matched = _VERSION.fullmatch(version) if isinstance(version, str) else None
+        if matched is None:
+            raise DatasetError(
+                f"unreadable {LATEST_NAME} at {url}: {str(version)[:40]!r} is no version "
+                "(v0001, v0002...)"
+            )
+        number = int(matched.group(1))
+    while fs.exists(join(root, version_manifest(f"v{number + 1:04d}"))):
+        number += 1
+    return f"v{number:04d}" if number else None
+
+
+def version_manifest(version: str) -> str:
+    """A version's manifest, relative to the dataset's root: its publication."""
+    return f"{version}/{MANIFEST_NAME}"
 
 
 def list_versions(url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
