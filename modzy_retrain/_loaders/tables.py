@@ -125,7 +125,7 @@ def _row_batches(
             return pa.RecordBatch.from_pylist(batch, schema=schema)
         except (pa.ArrowException, TypeError, ValueError) as exc:
             raise DatasetError(
-                f"{last[0]}: rows before line {last[1]} do not fit the sample row ({exc})"
+                f"{last[0]}: the rows up to line {last[1]} do not fit the sample row ({exc})"
             ) from None
 
     for where, row in sample_rows(fs, root, format, tables):
