@@ -6,11 +6,9 @@ Nothing here does I/O. The two clients in ``_client`` differ only in their send 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import random
-import re
 import warnings
 from typing import Any, Final, TypeVar
 
@@ -43,6 +41,8 @@ from modzy_retrain._core.exceptions import (
 from modzy_retrain._core.secrets import ApiKey, redact, redact_obj
 from modzy_retrain._version import __version__
 
+from .calls import Call
+from .decoding import Undecodable, decode_json
 from .retry import RetryHook, RetryPolicy
 
 logger = logging.getLogger("modzy_retrain")
@@ -116,26 +116,6 @@ def normalize_base_url(url: str) -> str:
     if not path.endswith("/api"):
         path += "/api"
     return str(parsed.copy_with(path=path)).rstrip("/")
-
-
-# JSON may escape half a UTF-16 pair ("\ud800"), which decodes to a string no encoder
-# takes: such a value could never be written to a dataset. Checked on the bytes first,
-# so bodies without the escape (nearly all) cost nothing.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _whole_unicode(value: Any) -> Any:
-    """``value`` with every lone surrogate replaced by U+FFFD, keys included."""
-    if isinstance(value, str):
-        if _LONE_SURROGATE.search(value) is None:
-            return value
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_whole_unicode(v) for v in value]
-    if isinstance(value, dict):
-        return {_whole_unicode(k): _whole_unicode(v) for k, v in value.items()}
-    return value
 
 
 class _Body:
@@ -369,8 +349,9 @@ class BaseClient:
         secrets = self._api_key.secret_parts()
         body: object
         try:
-            body = redact_obj(json.loads(content), secrets)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = redact_obj(decode_json(content), secrets)
+        except Undecodable:
+            # Kept as text, cut short: an error body is for people to read.
             body = self._redact(content[:2000].decode("utf-8", errors="replace"))
         api_message = None
         if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -395,22 +376,27 @@ class BaseClient:
             return RateLimitError(text, retry_after=retry_after, **kwargs)
         return (cls or APIStatusError)(text, **kwargs)
 
-    def _decode(self, method: str, path: str, status: int, content: bytes, raw: bool) -> Any:
-        if raw:
+    def _decode(self, call: Call[Any], status: int, content: bytes) -> Any:
+        """The body as JSON (raw bytes for a file), or the call's typed error.
+
+        A body that cannot be decoded is the call's own error (a job's results name
+        the job) raised inside the attempt, so it is retried like a dropped connection
+        before it is believed: a proxy's glitch can send one.
+        """
+        if call.raw:
             return content
         if not content.strip():
             return None
         try:
-            data = json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return decode_json(content)
+        except Undecodable as exc:
+            if call.undecodable is not None:
+                raise call.undecodable(exc.reason) from None
             raise ResponseValidationError(
-                f"{method} {path} returned {status} with a body that is not JSON",
-                method=method,
-                path=path,
+                f"{call.method} {call.path} returned {status} with a body that {exc.reason}",
+                method=call.method,
+                path=call.path,
             ) from None
-        if _SURROGATE_ESCAPE.search(content):
-            data = _whole_unicode(data)
-        return data
 
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "BaseClient", "InsecureBaseURLWarning"]

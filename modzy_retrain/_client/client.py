@@ -127,6 +127,10 @@ class ModzyClient(BaseClient):
 
     def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""
+        # Parsed outside the retries: a body that decodes says the same on every try.
+        return call.parse(self._receive(call))
+
+    def _receive(self, call: Call[Any]) -> Any:
         for attempt in sync_retrying(
             self.retry,
             method=call.method,
@@ -136,7 +140,7 @@ class ModzyClient(BaseClient):
             rng=self._rng,
         ):
             with attempt:
-                return call.parse(self._send_once(call))
+                return self._send_once(call)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _send_once(self, call: Call[Any]) -> Any:
@@ -160,7 +164,7 @@ class ModzyClient(BaseClient):
         )
         if response.status_code >= 300:
             raise self._status_error(call.method, call.path, response, content)
-        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+        return self._decode(call, response.status_code, content)
 
     def _read(self, call: Call[Any], response: httpx.Response) -> bytes:
         body = self._body(call.method, call.path, response)
@@ -249,6 +253,10 @@ class AsyncModzyClient(BaseClient):
 
     async def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""
+        # Parsed outside the retries: a body that decodes says the same on every try.
+        return call.parse(await self._receive(call))
+
+    async def _receive(self, call: Call[Any]) -> Any:
         async for attempt in async_retrying(
             self.retry,
             method=call.method,
@@ -258,7 +266,7 @@ class AsyncModzyClient(BaseClient):
             rng=self._rng,
         ):
             with attempt:
-                return call.parse(await self._send_once(call))
+                return await self._send_once(call)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send_once(self, call: Call[Any]) -> Any:
@@ -282,7 +290,7 @@ class AsyncModzyClient(BaseClient):
         )
         if response.status_code >= 300:
             raise self._status_error(call.method, call.path, response, content)
-        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+        return self._decode(call, response.status_code, content)
 
     async def _aread(self, call: Call[Any], response: httpx.Response) -> bytes:
         body = self._body(call.method, call.path, response)

@@ -1,8 +1,9 @@
 """Retry decisions (pure) and their tenacity drivers (one config, two loops).
 
 Only the API's read routes and its idempotent vote routes are ever called, so every
-request may be retried. What is retried: connection errors, timeouts, and the statuses
-in :attr:`RetryPolicy.retry_statuses` (429, 500, 502, 503, 504 by default). Waits are
+request may be retried. What is retried: connection errors, timeouts, a 2xx body that
+cannot be decoded, and the statuses in :attr:`RetryPolicy.retry_statuses` (429, 500,
+502, 503, 504 by default). Waits are
 exponential with jitter, except when the server says how long to wait
 (``Retry-After``), which is honoured up to :attr:`RetryPolicy.max_retry_after`; a longer
 ask is clamped to that cap rather than obeyed or ignored. Attempts and total time are
@@ -28,6 +29,8 @@ from modzy_retrain._core.exceptions import (
     APIStatusError,
     InternalServerError,
     RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
 )
 from modzy_retrain._core.options import FrozenOptions
 
@@ -86,9 +89,16 @@ RetryHook = Callable[[RetryEvent], None]
 
 
 def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    """Whether another attempt could succeed where this one failed."""
+    """Whether another attempt could succeed where this one failed.
+
+    A ``ResponseValidationError`` reaches here only from receiving a body (the client
+    parses outside its retries): one that cannot be decoded may be a proxy's glitch,
+    like a dropped connection; one over the size limit would be the same again.
+    """
     if isinstance(exc, APIConnectionError):
         return True
+    if isinstance(exc, ResponseValidationError):
+        return not isinstance(exc, ResponseTooLargeError)
     if isinstance(exc, APIStatusError):
         return exc.status_code in policy.retry_statuses
     return False

@@ -217,6 +217,10 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
 
     @staticmethod
     def _failed(job: Job, exc: APIError) -> _Fetched:
+        if isinstance(exc, ResultParseError):
+            # A body that never decoded, after the client's retries: quarantined like
+            # one that decodes but will not parse, so it does not hold the cursor back.
+            return _Fetched(job, None, str(exc), RESULT_UNPARSEABLE)
         return _Fetched(job, None, f"{type(exc).__name__}: {exc}", RESULTS_UNAVAILABLE)
 
     # -- sync -------------------------------------------------------------------------
