@@ -37,6 +37,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     drip: float | None = None  # seconds between bytes
     endless: bool = False  # keep dripping past the body
+    drip_head: bool = False  # drip the status line and headers too (over HTTP only)
 
 
 Override = Callable[[httpx.Request], "Reply | None"]
@@ -72,6 +73,7 @@ class Scripted:
         self.paths: list[str] = []
         self._inner = sandbox.transport()
         self._lock = threading.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def count(self, suffix: str) -> int:
         return sum(1 for p in self.paths if p.endswith(suffix))
@@ -120,10 +122,17 @@ class Scripted:
             server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
             port.append(server.sockets[0].getsockname()[1])
             started.set()
-            async with server:
-                await stop[0].wait()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            await stop[0].wait()
+            server.close()
+            # Every connection closed and its task finished here, on this loop: a
+            # transport left to the garbage collector warns (an error under pytest).
+            for writer in list(self._writers):
+                writer.transport.abort()
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await server.wait_closed()
 
         thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
         thread.start()
@@ -136,6 +145,7 @@ class Scripted:
             loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -152,20 +162,33 @@ class Scripted:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            writer.close()
+            self._writers.discard(writer)
+            writer.transport.abort()
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
-        length = 1 << 40 if reply.endless else len(reply.body)
-        head = [f"HTTP/1.1 {reply.status} X", f"Content-Length: {length}"]
+        # An endless body is chunked: no length to promise, each byte a chunk.
+        framing = (
+            "Transfer-Encoding: chunked" if reply.endless else f"Content-Length: {len(reply.body)}"
+        )
+        head = [f"HTTP/1.1 {reply.status} X", framing]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        if reply.drip_head:
+            # A header that never ends: every byte comes before the read timeout.
+            head_bytes = ("\r\n".join(head) + "\r\nX-Pad: ").encode("latin-1")
+            for index in range(1 << 20):
+                writer.write(head_bytes[index : index + 1] or b"a")
+                await writer.drain()
+                await asyncio.sleep(reply.drip or 0)
+                if writer.transport.is_closing():
+                    return
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         if reply.drip is None:
             writer.write(reply.body)
             await writer.drain()
             return
         for byte in _Drip(reply)._bytes():
-            writer.write(byte)
+            writer.write(b"1\r\n" + byte + b"\r\n" if reply.endless else byte)
             await writer.drain()
             await asyncio.sleep(reply.drip)
             if writer.transport.is_closing():

@@ -18,6 +18,7 @@ from modzy_retrain._core.backoff import parse_retry_after
 from modzy_retrain._core.constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
+    DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
@@ -42,6 +43,7 @@ from modzy_retrain._core.secrets import ApiKey, redact, redact_obj
 from modzy_retrain._version import __version__
 
 from .calls import Call
+from .deadline import Deadline
 from .decoding import Undecodable, decode_json
 from .retry import RetryHook, RetryPolicy
 
@@ -120,13 +122,17 @@ def normalize_base_url(url: str) -> str:
 
 class _Body:
     """A response body gathered chunk by chunk (decompressed), counted as it arrives:
-    one over the limit is refused before it is ever held whole. The clients' read loops
-    feed it; only the loops differ between sync and async."""
+    one over the limit is refused before it is ever held whole, and one still arriving
+    when the call's deadline passes is abandoned. The clients' read loops feed it; only
+    the loops differ between sync and async."""
 
-    def __init__(self, client: BaseClient, method: str, path: str) -> None:
+    def __init__(
+        self, client: BaseClient, method: str, path: str, deadline: Deadline | None
+    ) -> None:
         self._client = client
         self._method = method
         self._path = path
+        self._deadline = deadline
         self._chunks: list[bytes] = []
         self._size = 0
 
@@ -134,6 +140,10 @@ class _Body:
         self._size += len(chunk)
         if self._size > self._client.max_response_bytes:
             raise self._client._too_large(self._method, self._path, None)
+        # Between chunks is where the sync client can stop a body that trickles in:
+        # each read resets httpx's read timeout, the deadline does not move.
+        if self._deadline is not None and self._deadline.passed():
+            raise self._deadline.error(self._method, self._path)
         self._chunks.append(chunk)
 
     def content(self) -> bytes:
@@ -147,6 +157,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_deadline(deadline: object) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0:
+        raise ConfigurationError(f"deadline takes seconds above 0, or None, not {deadline!r}")
+    return float(deadline)
 
 
 def _check_timeout(timeout: object) -> httpx.Timeout:
@@ -178,6 +196,7 @@ class BaseClient:
         headers: dict[str, str] | None,
         on_retry: RetryHook | None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -205,6 +224,7 @@ class BaseClient:
             raise ConfigurationError("max_response_bytes must be at least 1")
         self.max_response_bytes = max_response_bytes
         self.timeout = _check_timeout(timeout)
+        self.deadline = _check_deadline(deadline)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(
                 f"retry takes a RetryPolicy (e.g. RetryPolicy(max_attempts=3)), "
@@ -288,18 +308,24 @@ class BaseClient:
         return given
 
     def _build_request(
-        self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, params: Any
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        call: Call[Any],
+        deadline: Deadline | None,
     ) -> httpx.Request:
         if self._closed:
             raise RuntimeError(f"this {self._client_name} is closed")
+        if deadline is not None and deadline.passed():
+            raise deadline.error(call.method, call.path)
         # The URL is absolute, so a given client's base_url never redirects the key
-        # elsewhere; its default headers come first and ours (the key too) win.
+        # elsewhere; its default headers come first and ours (the key too) win. Each
+        # phase of this attempt waits at most the time the deadline leaves.
         return http.build_request(
-            method,
-            self.base_url + path,
-            params=params,
+            call.method,
+            self.base_url + call.path,
+            params=call.params,
             headers=self._headers,
-            timeout=self.timeout,
+            timeout=self.timeout if deadline is None else deadline.cap(self.timeout),
         )
 
     # -- errors -------------------------------------------------------------------------
@@ -325,12 +351,12 @@ class BaseClient:
 
     # -- bodies --------------------------------------------------------------------------
 
-    def _body(self, method: str, path: str, response: httpx.Response) -> _Body:
+    def _body(self, call: Call[Any], response: httpx.Response, deadline: Deadline | None) -> _Body:
         """A collector for ``response``'s body; refuses it now if its declared size is over."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
-            raise self._too_large(method, path, int(declared))
-        return _Body(self, method, path)
+            raise self._too_large(call.method, call.path, int(declared))
+        return _Body(self, call.method, call.path, deadline)
 
     def _too_large(self, method: str, path: str, size: int | None) -> ResponseTooLargeError:
         what = f"{size:,} bytes" if size is not None else "more"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from modzy_retrain._core.constants import DEFAULT_MAX_RESPONSE_BYTES
+from modzy_retrain._core.constants import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES
 from modzy_retrain._core.exceptions import ConfigurationError
 
 from . import calls
@@ -30,6 +30,7 @@ from .base import (
     resolve_timeout,
 )
 from .calls import Call
+from .deadline import Deadline, within
 from .resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -61,6 +62,12 @@ class ModzyClient(BaseClient):
             alive). Ignored with ``http_client``: its limits apply.
         max_response_bytes: A response body over this many bytes (64 MiB by default) is
             refused with :class:`ResponseTooLargeError` instead of read into memory.
+        deadline: Seconds one call may take in all, every attempt and retry wait
+            included (300 by default; ``None``: none). Past it the call raises
+            :class:`APITimeoutError` and is not retried. The timeouts bound each read;
+            this bounds a server that keeps a call alive by trickling bytes. The sync
+            client checks it between body chunks and caps each attempt's timeouts to
+            the time left; it cannot cut short a head that trickles in (docs/client.md).
         headers: Extra headers sent with every request.
         transport: An httpx transport for the library's own client, e.g. the sandbox's
             in-process transport.
@@ -86,6 +93,7 @@ class ModzyClient(BaseClient):
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
@@ -100,6 +108,7 @@ class ModzyClient(BaseClient):
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
+            deadline=deadline,
             headers=headers,
             on_retry=on_retry,
         )
@@ -128,9 +137,9 @@ class ModzyClient(BaseClient):
     def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""
         # Parsed outside the retries: a body that decodes says the same on every try.
-        return call.parse(self._receive(call))
+        return call.parse(self._receive(call, Deadline.start(self.deadline)))
 
-    def _receive(self, call: Call[Any]) -> Any:
+    def _receive(self, call: Call[Any], deadline: Deadline | None) -> Any:
         for attempt in sync_retrying(
             self.retry,
             method=call.method,
@@ -138,18 +147,19 @@ class ModzyClient(BaseClient):
             sleep=self._sleep,
             hook=self._on_retry,
             rng=self._rng,
+            deadline=deadline,
         ):
             with attempt:
-                return self._send_once(call)
+                return self._send_once(call, deadline)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(self._http, call.method, call.path, call.params)
+    def _send_once(self, call: Call[Any], deadline: Deadline | None) -> Any:
+        request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = self._read(call, response)
+                content = self._read(call, response, deadline)
             finally:
                 response.close()
         except httpx.TransportError as exc:
@@ -166,8 +176,8 @@ class ModzyClient(BaseClient):
             raise self._status_error(call.method, call.path, response, content)
         return self._decode(call, response.status_code, content)
 
-    def _read(self, call: Call[Any], response: httpx.Response) -> bytes:
-        body = self._body(call.method, call.path, response)
+    def _read(self, call: Call[Any], response: httpx.Response, deadline: Deadline | None) -> bytes:
+        body = self._body(call, response, deadline)
         for chunk in response.iter_bytes():
             body.add(chunk)
         return body.content()
@@ -212,6 +222,7 @@ class AsyncModzyClient(BaseClient):
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
@@ -226,6 +237,7 @@ class AsyncModzyClient(BaseClient):
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
+            deadline=deadline,
             headers=headers,
             on_retry=on_retry,
         )
@@ -253,10 +265,13 @@ class AsyncModzyClient(BaseClient):
 
     async def call(self, call: Call[T]) -> T:
         """Send one described call with retries and parse its body. Strictly private."""
+        deadline = Deadline.start(self.deadline)
+        # The whole call, waits included, is cancelled when the deadline passes.
+        data = await within(deadline, self._receive(call, deadline), call.method, call.path)
         # Parsed outside the retries: a body that decodes says the same on every try.
-        return call.parse(await self._receive(call))
+        return call.parse(data)
 
-    async def _receive(self, call: Call[Any]) -> Any:
+    async def _receive(self, call: Call[Any], deadline: Deadline | None) -> Any:
         async for attempt in async_retrying(
             self.retry,
             method=call.method,
@@ -264,18 +279,19 @@ class AsyncModzyClient(BaseClient):
             sleep=self._sleep,
             hook=self._on_retry,
             rng=self._rng,
+            deadline=deadline,
         ):
             with attempt:
-                return await self._send_once(call)
+                return await self._send_once(call, deadline)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(self._http, call.method, call.path, call.params)
+    async def _send_once(self, call: Call[Any], deadline: Deadline | None) -> Any:
+        request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = await self._aread(call, response)
+                content = await self._aread(call, response, deadline)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
@@ -292,8 +308,10 @@ class AsyncModzyClient(BaseClient):
             raise self._status_error(call.method, call.path, response, content)
         return self._decode(call, response.status_code, content)
 
-    async def _aread(self, call: Call[Any], response: httpx.Response) -> bytes:
-        body = self._body(call.method, call.path, response)
+    async def _aread(
+        self, call: Call[Any], response: httpx.Response, deadline: Deadline | None
+    ) -> bytes:
+        body = self._body(call, response, deadline)
         async for chunk in response.aiter_bytes():
             body.add(chunk)
         return body.content()

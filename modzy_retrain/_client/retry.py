@@ -34,6 +34,8 @@ from modzy_retrain._core.exceptions import (
 )
 from modzy_retrain._core.options import FrozenOptions
 
+from .deadline import Deadline
+
 logger = logging.getLogger("modzy_retrain")
 
 
@@ -123,8 +125,9 @@ def compute_wait(
 
 
 class _Stop(tenacity.stop.stop_base):
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, deadline: Deadline | None) -> None:
         self._policy = policy
+        self._deadline = deadline
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         if retry_state.attempt_number >= self._policy.max_attempts:
@@ -133,7 +136,13 @@ class _Stop(tenacity.stop.stop_base):
         # real time passes, yet the budget must still bound the run.
         spent = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
         upcoming = retry_state.upcoming_sleep or 0.0
-        return spent + upcoming > self._policy.max_total_seconds
+        if spent + upcoming > self._policy.max_total_seconds:
+            return True
+        # The call's deadline: no attempt is started, nor a wait, that it would cut.
+        deadline = self._deadline
+        return deadline is not None and (
+            max(deadline.elapsed(), retry_state.idle_for) + upcoming >= deadline.seconds
+        )
 
 
 class _Wait(tenacity.wait.wait_base):
@@ -169,10 +178,15 @@ def _before_sleep(method: str, path: str, hook: RetryHook | None) -> Callable[..
 
 
 def _common_kwargs(
-    policy: RetryPolicy, method: str, path: str, hook: RetryHook | None, rng: random.Random
+    policy: RetryPolicy,
+    method: str,
+    path: str,
+    hook: RetryHook | None,
+    rng: random.Random,
+    deadline: Deadline | None,
 ) -> dict[str, Any]:
     return {
-        "stop": _Stop(policy),
+        "stop": _Stop(policy, deadline),
         "wait": _Wait(policy, rng),
         "retry": tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
         "before_sleep": _before_sleep(method, path, hook),
@@ -189,8 +203,10 @@ def sync_retrying(
     sleep: Callable[[float], None],
     hook: RetryHook | None,
     rng: random.Random,
+    deadline: Deadline | None = None,
 ) -> tenacity.Retrying:
-    return tenacity.Retrying(sleep=sleep, **_common_kwargs(policy, method, path, hook, rng))
+    kwargs = _common_kwargs(policy, method, path, hook, rng, deadline)
+    return tenacity.Retrying(sleep=sleep, **kwargs)
 
 
 def async_retrying(
@@ -201,5 +217,7 @@ def async_retrying(
     sleep: Callable[[float], Awaitable[None]],
     hook: RetryHook | None,
     rng: random.Random,
+    deadline: Deadline | None = None,
 ) -> tenacity.AsyncRetrying:
-    return tenacity.AsyncRetrying(sleep=sleep, **_common_kwargs(policy, method, path, hook, rng))
+    kwargs = _common_kwargs(policy, method, path, hook, rng, deadline)
+    return tenacity.AsyncRetrying(sleep=sleep, **kwargs)

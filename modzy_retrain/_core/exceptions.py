@@ -24,7 +24,8 @@ ModzyRetrainError                      anything from modzy_retrain
     │   └── InternalServerError         5xx
     └── ResponseValidationError         a 2xx body that is not what the API documents
         ├── ResultParseError            one job's (or one input's) result could not be parsed
-        └── ResponseTooLargeError       a body over the client's max_response_bytes
+        ├── ResponseTooLargeError       a body over the client's max_response_bytes
+        └── PaginationError             a history that repeats a page or passes max_pages
 └── LabelStudioError                    anything that went wrong talking to Label Studio
     ├── LabelStudioConnectionError      no usable response (refused, reset, timeout)
     ├── LabelStudioStatusError          Label Studio answered with an error status
@@ -66,6 +67,7 @@ __all__ = [
     "MissingDependencyError",
     "ModzyRetrainError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseTooLargeError",
@@ -252,6 +254,37 @@ class ResponseTooLargeError(ResponseValidationError):
         super().__init__(message, method=method, path=path)
         self.limit = limit
         self.size = size
+
+
+class PaginationError(ResponseValidationError):
+    """The job history did not end: a page repeated an earlier one, or it went past
+    ``max_pages``.
+
+    A server that ignores the ``page`` parameter answers the same full page for ever;
+    one that always answers a full page of new jobs never ends. Either would be walked
+    without end (and each job's results fetched), so the walk stops with this error.
+    Nothing after the page named is read.
+
+    Attributes:
+        page: The page at which the walk stopped.
+        repeats: The earlier page that ``page`` repeated, or ``None``.
+        max_pages: The cap that was reached, or ``None`` for a repeat.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page: int,
+        repeats: int | None = None,
+        max_pages: int | None = None,
+        method: str = "GET",
+        path: str = "/jobs/history",
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.page = page
+        self.repeats = repeats
+        self.max_pages = max_pages
 
 
 class MissingDependencyError(ModzyRetrainError, ImportError):

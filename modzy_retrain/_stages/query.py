@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
 from modzy_retrain._client.history import HistoryFilters, build_history_params, check_filter_names
 from modzy_retrain._client.models import Job
-from modzy_retrain._client.pagination import JobHistoryPage
+from modzy_retrain._client.pagination import JobHistoryPage, check_max_pages
 from modzy_retrain._core.concurrency import aread_ahead, read_ahead
-from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
+from modzy_retrain._core.constants import DEFAULT_MAX_HISTORY_PAGES, DEFAULT_PAGE_SIZE
 from modzy_retrain._core.exceptions import InvalidQueryError
 from modzy_retrain._dataset.manifest import Checkpoint
 
@@ -48,6 +48,11 @@ class JobHistoryQuery(Source[Job]):
     arrive days after the inference. With no lag, the jobs created exactly at the cursor
     that the previous version already holds are skipped (``already_published``).
 
+    ``max_pages`` caps the pages one run reads (10,000 by default; ``None``: no cap): a
+    history still full at that page, or one that repeats a full page (a server that
+    ignores paging), stops the run with :class:`PaginationError`. It is never skipped:
+    the checkpoint would move past jobs nobody read.
+
     Subclass hook: override :meth:`keep` to filter jobs on anything the API cannot
     (job metadata, explain flag...). Jobs it rejects are reported as ``job_filtered``.
     """
@@ -61,10 +66,12 @@ class JobHistoryQuery(Source[Job]):
         *,
         since: Checkpoint | None = None,
         lag: timedelta = timedelta(0),
+        max_pages: int | None = DEFAULT_MAX_HISTORY_PAGES,
         **filters: Unpack[HistoryFilters],
     ) -> None:
         check_client(client, "JobHistoryQuery")
         check_filter_names(filters)
+        self.max_pages = check_max_pages(max_pages)
         if not isinstance(lag, timedelta):
             raise InvalidQueryError(f"lag must be a timedelta, not {type(lag).__name__}")
         if lag < timedelta(0):
@@ -163,7 +170,8 @@ class JobHistoryQuery(Source[Job]):
     def _history(self, client: ModzyClient, report: RunReport) -> Iterator[Job | Drop]:
         # The next page is requested while this one's jobs flow downstream: without it
         # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
-        for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        for page in read_ahead(pager.pages()):
             yield from self._outcomes(page, report)
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
@@ -182,7 +190,8 @@ class JobHistoryQuery(Source[Job]):
     async def _ahistory(
         self, client: AsyncModzyClient, report: RunReport
     ) -> AsyncIterator[Job | Drop]:
-        pages = client.jobs.history(**self.filters, strict=False).pages()
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        pages = pager.pages()
         async for page in aread_ahead(pages):
             for outcome in self._outcomes(page, report):
                 yield outcome
