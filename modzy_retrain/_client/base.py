@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from modzy_retrain._core.backoff import parse_retry_after
+from modzy_retrain._core.budget import OverBudget
 from modzy_retrain._core.constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -133,7 +134,9 @@ class _Body:
         self._method = method
         self._path = path
         self._deadline = deadline
-        self._chunks: list[bytes] = []
+        # One growing buffer, not a list of chunks joined at the end: the join would
+        # hold a large body twice.
+        self._buffer = bytearray()
         self._size = 0
 
     def add(self, chunk: bytes) -> None:
@@ -144,10 +147,26 @@ class _Body:
         # each read resets httpx's read timeout, the deadline does not move.
         if self._deadline is not None and self._deadline.passed():
             raise self._deadline.error(self._method, self._path)
-        self._chunks.append(chunk)
+        self._buffer += chunk
 
-    def content(self) -> bytes:
-        return b"".join(self._chunks)
+    def out_of_time(self) -> APITimeoutError:
+        """The deadline passed while this body waited for the fetcher's budget."""
+        assert self._deadline is not None  # only a wait with a deadline runs out
+        return self._deadline.error(self._method, self._path)
+
+    def content(self) -> bytearray:
+        return self._buffer
+
+
+def over_budget(call: Call[Any], exc: OverBudget) -> ResponseTooLargeError:
+    """The error for a body that alone would hold more than the fetcher's budget."""
+    return ResponseTooLargeError(
+        f"{call.method} {call.path} sent a body that alone, once decoded, would weigh more "
+        f"than the fetcher's max_bytes_in_flight ({exc.limit:,}); refused",
+        limit=exc.limit,
+        method=call.method,
+        path=call.path,
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -370,7 +389,7 @@ class BaseClient:
         )
 
     def _status_error(
-        self, method: str, path: str, response: httpx.Response, content: bytes
+        self, method: str, path: str, response: httpx.Response, content: bytes | bytearray
     ) -> APIStatusError:
         secrets = self._api_key.secret_parts()
         body: object
@@ -402,7 +421,7 @@ class BaseClient:
             return RateLimitError(text, retry_after=retry_after, **kwargs)
         return (cls or APIStatusError)(text, **kwargs)
 
-    def _decode(self, call: Call[Any], status: int, content: bytes) -> Any:
+    def _decode(self, call: Call[Any], status: int, content: bytes | bytearray) -> Any:
         """The body as JSON (raw bytes for a file), or the call's typed error.
 
         A body that cannot be decoded is the call's own error (a job's results name
@@ -410,7 +429,7 @@ class BaseClient:
         before it is believed: a proxy's glitch can send one.
         """
         if call.raw:
-            return content
+            return bytes(content)
         if not content.strip():
             return None
         try:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from modzy_retrain._core.budget import AsyncLease, Lease, OverBudget
 from modzy_retrain._core.constants import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES
 from modzy_retrain._core.exceptions import ConfigurationError
 
@@ -27,10 +28,12 @@ from .base import (
     BaseClient,
     NotGiven,
     TimeoutTypes,
+    over_budget,
     resolve_timeout,
 )
 from .calls import Call
 from .deadline import Deadline, within
+from .decoding import weigh
 from .resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -60,7 +63,7 @@ class ModzyClient(BaseClient):
         retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
         max_connections: Connections in the library's own HTTP client's pool (all kept
             alive). Ignored with ``http_client``: its limits apply.
-        max_response_bytes: A response body over this many bytes (64 MiB by default) is
+        max_response_bytes: A response body over this many bytes (16 MiB by default) is
             refused with :class:`ResponseTooLargeError` instead of read into memory.
         deadline: Seconds one call may take in all, every attempt and retry wait
             included (300 by default; ``None``: none). Past it the call raises
@@ -134,12 +137,16 @@ class ModzyClient(BaseClient):
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
         self.call(calls.models_list())
 
-    def call(self, call: Call[T]) -> T:
-        """Send one described call with retries and parse its body. Strictly private."""
-        # Parsed outside the retries: a body that decodes says the same on every try.
-        return call.parse(self._receive(call, Deadline.start(self.deadline)))
+    def call(self, call: Call[T], *, lease: Lease | None = None) -> T:
+        """Send one described call with retries and parse its body. Strictly private.
 
-    def _receive(self, call: Call[Any], deadline: Deadline | None) -> Any:
+        ``lease``: the body's bytes are taken from it as they arrive (the fetcher's
+        budget across its concurrent calls); what a failed attempt took is given back.
+        """
+        # Parsed outside the retries: a body that decodes says the same on every try.
+        return call.parse(self._receive(call, Deadline.start(self.deadline), lease))
+
+    def _receive(self, call: Call[Any], deadline: Deadline | None, lease: Lease | None) -> Any:
         for attempt in sync_retrying(
             self.retry,
             method=call.method,
@@ -150,21 +157,23 @@ class ModzyClient(BaseClient):
             deadline=deadline,
         ):
             with attempt:
-                return self._send_once(call, deadline)
+                return self._send_once(call, deadline, lease)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _send_once(self, call: Call[Any], deadline: Deadline | None) -> Any:
+    def _send_once(self, call: Call[Any], deadline: Deadline | None, lease: Lease | None) -> Any:
         request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = self._read(call, response, deadline)
+                content = self._read(call, response, deadline, lease)
             finally:
                 response.close()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
+        except OverBudget as exc:
+            raise over_budget(call, exc) from None
         logger.debug(
             "%s %s -> %d (%.1f ms)",
             call.method,
@@ -176,10 +185,28 @@ class ModzyClient(BaseClient):
             raise self._status_error(call.method, call.path, response, content)
         return self._decode(call, response.status_code, content)
 
-    def _read(self, call: Call[Any], response: httpx.Response, deadline: Deadline | None) -> bytes:
+    def _read(
+        self,
+        call: Call[Any],
+        response: httpx.Response,
+        deadline: Deadline | None,
+        lease: Lease | None,
+    ) -> bytearray:
         body = self._body(call, response, deadline)
-        for chunk in response.iter_bytes():
-            body.add(chunk)
+        taken = 0
+        try:
+            for chunk in response.iter_bytes():
+                body.add(chunk)
+                if lease is not None:
+                    weight = weigh(chunk)
+                    left = None if deadline is None else deadline.remaining()
+                    if not lease.take(weight, timeout=left):
+                        raise body.out_of_time()
+                    taken += weight
+        except BaseException:
+            if lease is not None:
+                lease.give_back(taken)
+            raise
         return body.content()
 
     def close(self) -> None:
@@ -263,15 +290,21 @@ class AsyncModzyClient(BaseClient):
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
         await self.call(calls.models_list())
 
-    async def call(self, call: Call[T]) -> T:
-        """Send one described call with retries and parse its body. Strictly private."""
+    async def call(self, call: Call[T], *, lease: AsyncLease | None = None) -> T:
+        """Send one described call with retries and parse its body. Strictly private.
+
+        ``lease``: as for :meth:`ModzyClient.call`; waiting for it counts in the deadline.
+        """
         deadline = Deadline.start(self.deadline)
         # The whole call, waits included, is cancelled when the deadline passes.
-        data = await within(deadline, self._receive(call, deadline), call.method, call.path)
+        receiving = self._receive(call, deadline, lease)
+        data = await within(deadline, receiving, call.method, call.path)
         # Parsed outside the retries: a body that decodes says the same on every try.
         return call.parse(data)
 
-    async def _receive(self, call: Call[Any], deadline: Deadline | None) -> Any:
+    async def _receive(
+        self, call: Call[Any], deadline: Deadline | None, lease: AsyncLease | None
+    ) -> Any:
         async for attempt in async_retrying(
             self.retry,
             method=call.method,
@@ -282,21 +315,25 @@ class AsyncModzyClient(BaseClient):
             deadline=deadline,
         ):
             with attempt:
-                return await self._send_once(call, deadline)
+                return await self._send_once(call, deadline, lease)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _send_once(self, call: Call[Any], deadline: Deadline | None) -> Any:
+    async def _send_once(
+        self, call: Call[Any], deadline: Deadline | None, lease: AsyncLease | None
+    ) -> Any:
         request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = await self._aread(call, response, deadline)
+                content = await self._aread(call, response, deadline, lease)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
+        except OverBudget as exc:
+            raise over_budget(call, exc) from None
         logger.debug(
             "%s %s -> %d (%.1f ms)",
             call.method,
@@ -309,11 +346,25 @@ class AsyncModzyClient(BaseClient):
         return self._decode(call, response.status_code, content)
 
     async def _aread(
-        self, call: Call[Any], response: httpx.Response, deadline: Deadline | None
-    ) -> bytes:
+        self,
+        call: Call[Any],
+        response: httpx.Response,
+        deadline: Deadline | None,
+        lease: AsyncLease | None,
+    ) -> bytearray:
         body = self._body(call, response, deadline)
-        async for chunk in response.aiter_bytes():
-            body.add(chunk)
+        taken = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                body.add(chunk)
+                if lease is not None:
+                    weight = weigh(chunk)
+                    await lease.take(weight)  # the deadline around the call bounds the wait
+                    taken += weight
+        except BaseException:
+            if lease is not None:
+                lease.give_back(taken)
+            raise
         return body.content()
 
     async def aclose(self) -> None:

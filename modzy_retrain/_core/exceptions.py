@@ -241,7 +241,9 @@ class ResponseTooLargeError(ResponseValidationError):
     Refused as soon as the declared ``Content-Length`` or the bytes received (after
     decompression, so a small compressed body cannot expand without bound) pass the
     limit; what was received is discarded. Not retried: the same request would give the
-    same body. Raise ``max_response_bytes`` on the client to accept it.
+    same body. Raise ``max_response_bytes`` on the client to accept it. Also raised for
+    a body that alone would weigh more than a fetcher's ``max_bytes_in_flight`` (then
+    ``limit`` is that budget).
 
     Attributes:
         limit: The limit in bytes.
