@@ -51,6 +51,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/harvest_layers.py
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
+	$(PY) bench/hostile_memory.py --bound 350
 
 check-official-sdk: $(VENV)/.runtime
 	$(PY) scripts/check_official_sdk.py
