@@ -242,7 +242,8 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             return too_many
         cached = self.journal.get(job.job_id) if self.journal is not None else None
         if cached is not None:
-            return self._parsed(job, cached, to_journal=False)
+            refused, _ = self._parse_weight(job, cached)
+            return refused or self._parsed(job, cached, to_journal=False)
         return None
 
     def _too_many_inputs(self, job: Job, inputs: int, said_by: str) -> _Fetched | None:
