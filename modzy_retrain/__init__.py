@@ -57,6 +57,9 @@ from ._core.exceptions import (
     ResponseTooLargeError,
     ResponseValidationError,
     ResultParseError,
+    TriggerError,
+    TriggerRefusedError,
+    TriggerUnavailableError,
     UnprocessableEntityError,
     UnsafeNameError,
 )
@@ -85,6 +88,7 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
+from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
 from ._dataset.rows import PublishedSample
 from ._dataset.trigger import TriggerGate
 from ._labels.annotations import PullProblem
@@ -225,6 +229,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PullProblem",
     "PullResult",
     "PushResult",
+    "Quarantine",
+    "QuarantinedJob",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -243,7 +249,10 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "StageIterator",
     "StageStats",
     "TopScoreBelow",
+    "TriggerError",
     "TriggerGate",
+    "TriggerRefusedError",
+    "TriggerUnavailableError",
     "TrustedAnnotator",
     "Unanimous",
     "UnprocessableEntityError",
@@ -261,6 +270,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "load_checkpoint",
     "load_label_file",
     "load_manifest",
+    "load_quarantine",
     "load_settings",
     "pipeline",
     "pull_from_label_studio",

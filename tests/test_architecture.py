@@ -15,9 +15,12 @@ ALLOWED: dict[str, set[str]] = {
     "_client": {"_core"},
     "_dataset": {"_core"},
     # The push (_labels/push.py and its helpers) reads datasets; the REST client does not.
-    "_labels": {"_core", "_dataset"},
+    # The pull fires the trigger's actions, as a build does.
+    "_labels": {"_core", "_dataset", "_triggers"},
     "_stages": {"_core", "_client", "_dataset"},
-    "_cli": {"_core", "_client", "_dataset", "_labels", "_stages", "sandbox"},
+    # The trigger's actions read manifests and write their records beside the dataset.
+    "_triggers": {"_core", "_dataset"},
+    "_cli": {"_core", "_client", "_dataset", "_labels", "_stages", "_triggers", "sandbox"},
     "sandbox": {"_core"},
 }
 MAX_LINES = 500

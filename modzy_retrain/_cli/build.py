@@ -9,8 +9,7 @@ changed), then evaluates the retraining gate and fires the trigger once.
 from __future__ import annotations
 
 import contextlib
-import json
-from collections import Counter
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,29 +19,28 @@ import httpx
 from modzy_retrain._client.client import ModzyClient
 from modzy_retrain._core.exceptions import ConfigurationError, NotFoundError
 from modzy_retrain._core.fs import check_backend, require_module, url_to_fs
-from modzy_retrain._dataset.human import rule_sources
 from modzy_retrain._dataset.journal import ResultJournal
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import (
     Checkpoint,
+    Manifest,
     latest_version,
     load_checkpoint,
     load_manifest,
 )
-from modzy_retrain._dataset.tables import ScratchTables
-from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
-from modzy_retrain._dataset.versions import load_previous
+from modzy_retrain._dataset.quarantine import UnavailableJobs
+from modzy_retrain._dataset.trigger import TriggerGate
 from modzy_retrain._stages.fetch import ResultFetcher
 from modzy_retrain._stages.guard import MisconfigurationGuard
 from modzy_retrain._stages.labels import LabelPolicy
 from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
-from modzy_retrain._stages.records import Sample
-from modzy_retrain._stages.report import RunReport
+from modzy_retrain._stages.report import RESULTS_UNAVAILABLE, RunReport
 from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_from_setting
 from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
+from modzy_retrain._triggers.fire import Firing, TriggerActions, fire
 
 from .exit_codes import (
     EXIT_BELOW_THRESHOLD,
@@ -55,6 +53,7 @@ from .exit_codes import (
     EXIT_TRIGGER_FAILED,
     EXIT_USAGE,
 )
+from .plan import Plan
 from .settings import BuildSettings, load_settings, read_api_key
 
 __all__ = [
@@ -88,6 +87,8 @@ class BuildResult:
         problems: Why nothing was published when the configuration looks wrong
             (exit code 7), one line each.
         notes: What the user should know about how settings were applied.
+        retried: The quarantined jobs this run tried again (``retry_quarantined``);
+            those not in ``report.quarantined`` any more recovered.
     """
 
     report: RunReport
@@ -97,6 +98,9 @@ class BuildResult:
     plan: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    # A published version that passed the gate: fired once the lock is let go.
+    ready: Manifest | None = field(default=None, repr=False)
 
 
 def _selector(settings: BuildSettings) -> Selector:
@@ -167,6 +171,7 @@ def build(
     transport: httpx.BaseTransport | None = None,
     progress: Callable[[RunReport], None] | None = None,
     client: ModzyClient | None = None,
+    trigger_sleep: Callable[[float], None] | None = None,
 ) -> BuildResult:
     """Run one build: query, fetch, select, resolve and (unless ``dry_run``) publish.
 
@@ -179,12 +184,15 @@ def build(
         progress: Called with the report as the run goes.
         client: A client to use as it is (its retries, timeouts, transport), left
             open; by default the build makes one from the settings and closes it.
+        trigger_sleep: What waits between a trigger action's attempts (default
+            ``time.sleep``; tests pass a recorder).
 
     Returns:
         A :class:`BuildResult` whose ``exit_code`` is the command's.
 
     Raises:
-        ConfigurationError: An invalid setting, before any request (exit code 2).
+        ConfigurationError: An invalid setting, or a trigger action's token or URL
+            missing from ``environ``, before any request (exit code 2).
         MissingDependencyError: An extra the settings need (exit code 2).
         DatasetLockedError: Another build holds the dataset (exit code 8).
     """
@@ -194,21 +202,37 @@ def build(
     in_options = _input_options(settings)
     select, resolve = _stages(settings, in_options)
     guard = MisconfigurationGuard(settings.max_failure_share)
-    actions = TriggerActions(on_ready, settings.trigger.on_ready, settings.trigger.webhook)
+    t = settings.trigger
+    actions = TriggerActions(on_ready, t.on_ready, t.webhook, tuple(t.actions))
+    if not dry_run:  # tokens are read now: a missing one is exit 2, not a failed trigger
+        actions = actions.prepare(environ)
     report = RunReport()
+    run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
+    run.sleep = trigger_sleep or time.sleep
+    # Nothing slow runs under the dataset's lock: a ready version whose firing never
+    # completed fires before it is taken, this build's own after it is let go. Each
+    # action is recorded per version and carries the version as idempotency key, so
+    # two builds firing at once deliver it at least once, never skip it.
+    recovered = run.fire_pending()
     lock = None
     if not dry_run:
-        # The whole build holds the dataset's lock (its writer takes it again): so a
-        # pending trigger, and this build's own, can never fire twice at once.
+        # The build holds the dataset's lock while it reads and writes (its writer
+        # takes it again): two builds never fetch and merge the same window at once.
         fs, root = url_to_fs(url, out_options)
         lock = DatasetLock(fs, root, report.run_id)
         lock.acquire()
     try:
-        run = _Run(settings, url, out_options, in_options, actions, report, dry_run, progress)
         result = run.go(environ, transport, client, select, resolve, guard)
     finally:
         if lock is not None:
             lock.release()
+    result.recovered = recovered
+    if result.ready is not None:
+        result.firing = run.fire(result.ready)
+        result.exit_code = EXIT_PUBLISHED if result.firing.ok else EXIT_TRIGGER_FAILED
+    pending = result.recovered
+    if pending is not None and not pending.ok and result.exit_code in _FIRING_HIDES:
+        result.exit_code = EXIT_TRIGGER_FAILED  # an earlier version's trigger failed again
     if result.report.unavailable_jobs and result.exit_code not in (
         EXIT_TRIGGER_FAILED,
         EXIT_MISCONFIGURED,
@@ -217,6 +241,9 @@ def build(
         # Nothing is lost: those jobs hold the checkpoint, so the next run fetches them.
         result.exit_code = EXIT_INCOMPLETE
     return result
+
+
+_FIRING_HIDES = (EXIT_PUBLISHED, EXIT_NOTHING_NEW, EXIT_BELOW_THRESHOLD)
 
 
 @dataclass
@@ -231,6 +258,23 @@ class _Run:
     report: RunReport
     dry_run: bool
     progress: Callable[[RunReport], None] | None
+    sleep: Callable[[float], None] = time.sleep
+
+    def fire(self, manifest: Manifest) -> Firing:
+        url = public_url(self.url) or self.url
+        opts = self.out_options
+        return fire(url, manifest, self.actions, storage_options=opts, sleep=self.sleep)
+
+    def fire_pending(self) -> Firing | None:
+        """Fire a ready version whose firing never completed (a crash, a failed
+        command): before anything else, once per action and version, across reruns."""
+        url, opts = self.url, self.out_options
+        if self.dry_run or not self.actions.any or not latest_version(url, storage_options=opts):
+            return None
+        previous = load_manifest(url, storage_options=opts)
+        if previous.trigger is None or not previous.trigger.ready:
+            return None
+        return self.fire(previous)
 
     def go(
         self,
@@ -244,19 +288,6 @@ class _Run:
         settings, url, out_options = self.settings, self.url, self.out_options
         since = load_checkpoint(url, storage_options=out_options)
         notes = self._window(since)
-        recovered = None
-        if (
-            not self.dry_run
-            and self.actions.any
-            and latest_version(url, storage_options=out_options)
-        ):
-            # A ready version whose firing never completed (a crash, a failed command)
-            # fires now, before anything else: once per version, across reruns.
-            previous = load_manifest(url, storage_options=out_options)
-            if previous.trigger is not None and previous.trigger.ready:
-                recovered = fire(
-                    public_url(url) or url, previous, self.actions, storage_options=out_options
-                )
         client = given_client or ModzyClient(
             api_key=read_api_key(settings, environ),
             base_url=settings.base_url,
@@ -266,15 +297,8 @@ class _Run:
         with contextlib.nullcontext(client) if given_client else client:
             unknown = _unknown_models(client, settings.model_id)
             if unknown:
-                return BuildResult(
-                    self.report,
-                    EXIT_MISCONFIGURED,
-                    recovered=recovered,
-                    problems=unknown,
-                    notes=notes,
-                )
+                return BuildResult(self.report, EXIT_MISCONFIGURED, problems=unknown, notes=notes)
             result = self._chain(client, since, select, resolve, guard)
-        result.recovered = recovered
         result.notes = notes + result.notes
         return result
 
@@ -311,6 +335,12 @@ class _Run:
         guard: MisconfigurationGuard,
     ) -> BuildResult:
         s, url, out_options = self.settings, self.url, self.out_options
+        # Jobs whose results were unavailable in earlier runs: counted, or quarantined
+        # (skipped, or with retry_quarantined fetched again by id).
+        fs, root = url_to_fs(url, out_options)
+        unavailable = UnavailableJobs.load(fs, root)
+        quarantine = unavailable.quarantine(retry=s.retry_quarantined)
+        self.report.progress.watch(unavailable.ids)
         with contextlib.ExitStack() as cleanup:
             journal = None
             if not self.dry_run:
@@ -331,6 +361,7 @@ class _Run:
                 user=s.user,
                 since=None if rebuild else since,
                 lag=s.lag,
+                quarantine=quarantine,
                 max_pages=s.max_history_pages,
             )
             fetch = ResultFetcher(
@@ -361,23 +392,40 @@ class _Run:
             for _ in _tap(it, self.progress):
                 pass
             report = it.report.finish()
+        # Published or not (most runs that meet a poison job publish nothing), under
+        # the build's lock: each unavailable job's attempt is counted, a job read
+        # leaves the count. Written only when it changed.
+        before = dict(unavailable.jobs)
+        unavailable.record(
+            failed=report.unavailable,
+            reason=RESULTS_UNAVAILABLE,
+            had=report.progress.had,
+            at=report.started_at,
+            after=s.quarantine_after,
+        )
+        if unavailable.jobs != before:
+            unavailable.save(fs, root)
+        report.quarantined = list(unavailable.quarantine().jobs)
+        result = self._outcome(report)
+        result.retried = sorted(quarantine.ids) if quarantine.retry else []
+        return result
+
+    def _outcome(self, report: RunReport) -> BuildResult:
         dataset = report.dataset or {}
         if dataset.get("refused"):
             return BuildResult(report, EXIT_MISCONFIGURED, problems=list(dataset["refused"]))
         if not dataset.get("published"):
             return BuildResult(report, EXIT_NOTHING_NEW)
-        manifest = load_manifest(url, storage_options=out_options)
+        manifest = load_manifest(self.url, storage_options=self.out_options)
         assert manifest.trigger is not None
         if not manifest.trigger.ready:
             return BuildResult(report, EXIT_BELOW_THRESHOLD)
-        firing = fire(public_url(url) or url, manifest, self.actions, storage_options=out_options)
-        code = EXIT_PUBLISHED if firing.ok else EXIT_TRIGGER_FAILED
-        return BuildResult(report, code, firing=firing)
+        return BuildResult(report, EXIT_PUBLISHED, ready=manifest)
 
     def _dry_run(self, chain: Any, guard: MisconfigurationGuard) -> BuildResult:
         it = chain.stream(self.report)
         # Counted as they pass, never kept: a sample may carry its input's bytes.
-        with _Plan(self.url, self.out_options) as plan:
+        with Plan(self.url, self.out_options) as plan:
             for sample in _tap(it, self.progress):
                 plan.add(sample)
             report = it.report.finish()
@@ -411,83 +459,3 @@ def _tap(it: Any, progress: Callable[[RunReport], None] | None) -> Any:
         yield item
     if progress is not None:
         progress(it.report)
-
-
-class _Plan:
-    """What a dry run would write, counted sample by sample; what is new is judged
-    against the latest version, loaded into a scratch database as the writer would."""
-
-    def __init__(self, url: str, storage_options: Mapping[str, Any]) -> None:
-        self.samples = 0
-        self.bytes = 0
-        self.by_model: Counter[str] = Counter()
-        self.model_names: dict[str, str] = {}
-        self.by_state: Counter[str] = Counter()
-        self._scratch = ScratchTables()
-        try:
-            self._scratch.complete_jobs()  # the merge's join needs the table; none here
-            latest = latest_version(url, storage_options=storage_options)
-            self._previous = latest is not None
-            if latest is not None:
-                fs, root = url_to_fs(url, storage_options)
-                previous = load_manifest(url, storage_options=storage_options)
-                load_previous(self._scratch, fs, root, previous)
-        except BaseException:
-            self._scratch.close()
-            raise
-
-    def __enter__(self) -> _Plan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._scratch.close()
-
-    def add(self, sample: Sample) -> None:
-        if sample.sha256 is not None:
-            first = self._scratch.first_with(sample.sha256, sample.job_id, sample.input_name)
-            if first is not None and (first[0], first[1]) != (sample.job_id, sample.input_name):
-                return  # the writer would skip it as a duplicate of that content
-        self.samples += 1
-        self.bytes += sample.size or 0
-        self.by_model[sample.record.model_id] += 1
-        if sample.record.model_name:
-            self.model_names.setdefault(sample.record.model_id, sample.record.model_name)
-        self.by_state[sample.label_state] += 1
-        self._scratch.add_sample(
-            sample.job_id,
-            sample.input_name,
-            sample.label,
-            sample.label_state,
-            "+".join(rule_sources(sample.rule)),
-        )
-
-    def _new(self) -> int:
-        """Samples added, or relabelled against the latest version (retractions are
-        only known when a version is written)."""
-        added = self._scratch.added()
-        relabelled = sum(
-            1
-            for row, is_new, label, state, human, _ in self._scratch.merged()
-            if is_new and _label_of(row) != (label, state, human)
-        )
-        return added + relabelled
-
-    def summary(self, report: RunReport) -> dict[str, Any]:
-        return {
-            "jobs": report.stages["query"].items_out if "query" in report.stages else 0,
-            "inputs": report.inputs_seen,
-            "samples": self.samples,
-            "new": self._new(),
-            "by_model": dict(self.by_model),
-            "model_names": dict(self.model_names),
-            "by_label_state": dict(self.by_state),
-            "excluded": report.drops_by_reason(),
-            "estimated_bytes": self.bytes,
-        }
-
-
-def _label_of(row: str) -> tuple[Any, Any, str]:
-    """What a relabelling changes (as ``versions.carry_over`` compares it)."""
-    data = json.loads(row)
-    human = "+".join(rule_sources(str(data.get("rule") or "")))
-    return data.get("label"), data.get("label_state"), human

@@ -16,6 +16,7 @@ from modzy_retrain._core.exceptions import (
 )
 from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._stages.report import RunReport
+from modzy_retrain._triggers.presets import FLAG_FORMS, parse_trigger_flag
 
 from .build import (
     EXIT_BELOW_THRESHOLD,
@@ -28,6 +29,7 @@ from .build import (
     build,
     load_settings,
 )
+from .trigger_output import firing_line, firing_report
 
 
 def add_build_arguments(parser: Any) -> None:
@@ -94,6 +96,20 @@ def add_build_arguments(parser: Any) -> None:
         help="publish nothing (exit 7) when more than this share of a model's inputs "
         "fail in lineage for one reason (default 0.5; all of them always do)",
     )
+    add(
+        "--quarantine-after",
+        type=int,
+        metavar="N",
+        help="quarantine a job whose results were unavailable in N runs in a row: later "
+        "runs skip it and no longer exit 6 for it (default 3; 0: never)",
+    )
+    add(
+        "--retry-quarantined",
+        action="store_true",
+        default=None,
+        help="fetch the quarantined jobs again by id; one whose results are had leaves "
+        "the quarantine and its samples are written",
+    )
     add("--report", help="write the run report as JSON to this path")
     add("--dry-run", action="store_true", help="show the plan; write nothing")
     add("--min-new", type=int, help="retraining threshold: new samples in the version")
@@ -107,6 +123,15 @@ def add_build_arguments(parser: Any) -> None:
     add("--min-since-last", type=int, help="retraining threshold: new since last trigger")
     add("--on-ready", metavar="CMD", help="shell command to run when a version is ready")
     add("--webhook", metavar="URL", help="URL to POST (JSON) when a version is ready")
+    add(
+        "--trigger",
+        action="append",
+        default=[],
+        metavar="PRESET:TARGET",
+        help="start training when a version is ready (repeatable): "
+        + ", ".join(FLAG_FORMS.values())
+        + "; tokens and URLs from the environment (docs/training-triggers.md)",
+    )
     add("--quiet", action="store_true", help="no progress display")
 
 
@@ -147,6 +172,8 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "label_file": args.label_file,
         "allow_new_classes": args.allow_new_classes,
         "max_failure_share": args.max_failure_share,
+        "quarantine_after": args.quarantine_after,
+        "retry_quarantined": args.retry_quarantined,
         "out": args.out,
         "format": args.format,
         "concurrency": args.concurrency,
@@ -180,6 +207,8 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         trigger["on_ready"] = args.on_ready
     if args.webhook:
         trigger["webhook"] = args.webhook
+    if args.trigger:
+        trigger["actions"] = [parse_trigger_flag(spec) for spec in args.trigger]
     if trigger:
         out["trigger"] = trigger
     return out
@@ -327,7 +356,9 @@ def run_build_command(args: Any) -> int:
         if result.plan is not None:
             body["plan"] = result.plan
         if result.firing is not None:
-            body["trigger"] = {"fired": result.firing.fired, "ok": result.firing.ok}
+            body["trigger"] = firing_report(result.firing)
+        if result.recovered is not None and result.recovered.fired:
+            body["pending_trigger"] = firing_report(result.recovered)
         Path(settings.report).write_text(json.dumps(body, indent=2, default=str))
     if result.plan is not None:
         print("dry run: nothing written")
@@ -338,22 +369,53 @@ def run_build_command(args: Any) -> int:
         print(report)
         for label, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
             if firing is not None and firing.fired:
-                state = "ok" if firing.ok else "FAILED"
-                details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in firing.details.items())
-                line = f"{label} for {firing.version}: fired, {state}"
-                print(f"{line} ({details})" if details else line)
+                print(firing_line(label, firing))
         messages = {
             EXIT_NOTHING_NEW: "nothing new: no version published",
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
             EXIT_TRIGGER_FAILED: "published, but the retraining trigger failed (retried next run)",
             EXIT_INCOMPLETE: "incomplete: the results of {n} job(s) could not be had after "
-            "retries ({jobs}); the next run fetches them",
+            "retries ({jobs}); {then}",
         }
         if result.exit_code in messages:
             jobs = report.unavailable_jobs
-            shown = ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
-            print(messages[result.exit_code].format(n=len(jobs), jobs=shown))
+            held = {job.job_id for job in report.quarantined}
+            now = sum(job in held for job in jobs)
+            then = "the next run fetches them"
+            if now:
+                then = (
+                    "quarantined now: later runs skip them"
+                    if now == len(jobs)
+                    else f"the next run fetches them, but the {now} quarantined now"
+                )
+            print(messages[result.exit_code].format(n=len(jobs), jobs=shown(jobs), then=then))
+        for line in quarantine_lines(result):
+            print(line)
     return result.exit_code
+
+
+def shown(jobs: list[str]) -> str:
+    return ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+
+
+def quarantine_lines(result: Any) -> list[str]:
+    """What a build says of the quarantine: what it retried, and what it skips."""
+    held = [job.job_id for job in result.report.quarantined]
+    lines = []
+    if result.retried:
+        back = [job for job in result.retried if job not in held]
+        n = len(result.retried)
+        lines.append(
+            f"retried {n} quarantined job{'s' if n != 1 else ''}: {len(back)} recovered, "
+            f"{n - len(back)} still quarantined"
+        )
+    if held:
+        lines.append(
+            f"quarantined: {len(held)} job(s) whose results stayed unavailable ("
+            f"{shown(held)}); builds skip them and do not exit 6 for them, "
+            "--retry-quarantined tries them again"
+        )
+    return lines
 
 
 def plan_lines(plan: dict[str, Any]) -> list[str]:

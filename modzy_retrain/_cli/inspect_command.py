@@ -9,7 +9,7 @@ from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.key_values import parse_key_values
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.manifest import list_versions, load_manifest
-from modzy_retrain._dataset.trigger import fired_record
+from modzy_retrain._triggers.records import action_records, fired_record
 
 from .build import EXIT_ERROR
 
@@ -58,8 +58,21 @@ def run_inspect_command(args: Any) -> int:
     if manifest.trigger is not None:
         t = manifest.trigger
         line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"
+        actions: dict[str, dict[str, Any]] = {}
         if t.ready and manifest.version is not None:
             record = fired_record(args.url, manifest.version, options)
-            line += f", fired at {record.get('fired_at')}" if record else ", not fired yet"
+            actions = action_records(args.url, manifest.version, options)
+            if record:
+                line += f", fired at {record.get('fired_at')}"
+            elif actions:
+                ok = sum(1 for a in actions.values() if a.get("ok") is True)
+                line += f", {ok} of {len(actions)} action(s) fired, the rest fire next run"
+            else:
+                line += ", not fired yet"
         print(line)
+        for action in actions.values():
+            state = "ok" if action.get("ok") is True else "FAILED"
+            print(
+                f"  {action.get('action')}: {state} at {action.get('at')} ({action.get('detail')})"
+            )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -15,9 +16,10 @@ from modzy_retrain._core.exceptions import (
 from modzy_retrain._core.key_values import parse_key_values
 from modzy_retrain._dataset.human import LabelAggregation, Majority, TrustedAnnotator, Unanimous
 from modzy_retrain._dataset.lock import DatasetLockedError
-from modzy_retrain._dataset.trigger import TriggerActions, TriggerGate
+from modzy_retrain._dataset.trigger import TriggerGate
 from modzy_retrain._labels.client import LabelStudioClient
 from modzy_retrain._labels.pull import PullResult, pull
+from modzy_retrain._triggers.fire import TriggerActions
 
 from .exit_codes import (
     EXIT_BELOW_THRESHOLD,
@@ -31,6 +33,7 @@ from .exit_codes import (
     exit_codes_help,
 )
 from .settings import load_settings
+from .trigger_output import firing_line
 
 PROG = "modzy-retrain label pull"
 
@@ -80,7 +83,8 @@ def add_pull_arguments(sub: Any) -> None:
         "--settings",
         metavar="FILE",
         help="a build's TOML settings: its [trigger] thresholds count the new labels, "
-        "and its on_ready command and webhook fire when the version is ready",
+        "and its actions (on_ready, webhook, [[trigger.actions]]) fire when the version "
+        "is ready",
     )
     pull_parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
 
@@ -135,6 +139,9 @@ def summary(result: PullResult) -> list[str]:
             f"trigger: {'ready' if result.trigger.ready else 'not ready'} "
             f"({result.trigger.reason}; {result.trigger.new} new trainable)"
         )
+    for title, firing in (("pending trigger", result.recovered), ("trigger", result.firing)):
+        if firing is not None and firing.fired:
+            lines.append(firing_line(title, firing))
     counts = result.problem_counts
     if counts:
         said = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
@@ -143,6 +150,8 @@ def summary(result: PullResult) -> list[str]:
 
 
 def _code(result: PullResult, gated: bool) -> int:
+    if result.recovered is not None and not result.recovered.ok:
+        return EXIT_TRIGGER_FAILED  # an earlier version's trigger failed again
     if result.version is None:
         return EXIT_NOTHING_NEW
     if not gated:
@@ -166,7 +175,11 @@ def run_pull_command(args: Any) -> int:
         if args.settings:
             trigger = load_settings(args.settings, {}).trigger
             gate = TriggerGate(trigger.min_new, trigger.min_new_per_label, trigger.min_since_last)
-            actions = TriggerActions(None, trigger.on_ready, trigger.webhook)
+            actions = TriggerActions(
+                None, trigger.on_ready, trigger.webhook, tuple(trigger.actions)
+            )
+            # Tokens are read now: a missing one is exit 2, before Label Studio is asked.
+            actions = actions.prepare(os.environ)
         client = LabelStudioClient(args.label_studio_url)
     except (ConfigurationError, MissingDependencyError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

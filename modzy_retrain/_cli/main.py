@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from modzy_retrain._version import __version__
@@ -36,6 +38,12 @@ def _inspect(args: argparse.Namespace) -> int:
     from .inspect_command import run_inspect_command
 
     return run_inspect_command(args)
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from .unlock_command import run_unlock_command
+
+    return run_unlock_command(args)
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -99,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_arguments(inspect)
     inspect.set_defaults(func=_inspect)
 
+    from .unlock_command import UNLOCK_EXIT_CODES, add_unlock_arguments
+
+    unlock = sub.add_parser(
+        "unlock",
+        help="clear a stuck lock, after showing who holds it",
+        description="Show who holds the dataset's lock and since when, and clear it "
+        "unless its holder is alive (its process on this host, or a lease still "
+        "renewed). A lock clears itself two minutes after its holder stops.",
+        epilog=exit_codes_help(UNLOCK_EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_unlock_arguments(unlock)
+    unlock.set_defaults(func=_unlock)
+
     from .label_command import add_label_arguments
 
     label = sub.add_parser(
@@ -113,7 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    # SIGTERM (a scheduler stopping the run, `docker stop`) unwinds like Ctrl-C: every
+    # `finally` runs, so the run lets go of its locks and scratch files. Only the
+    # command line does this; the Python API installs no signal handler.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)

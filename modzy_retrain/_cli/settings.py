@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from modzy_retrain._core.constants import (
@@ -27,9 +26,11 @@ from modzy_retrain._core.constants import (
 )
 from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
 from modzy_retrain._core.timestamps import parse_timestamp
+from modzy_retrain._dataset.quarantine import DEFAULT_QUARANTINE_AFTER
 from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY
 from modzy_retrain._stages.guard import DEFAULT_MAX_FAILURE_SHARE
 from modzy_retrain._stages.selectors import selector_from_setting
+from modzy_retrain._triggers.presets import TriggerAction, check_url, preset_model
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -51,7 +52,13 @@ _DEFAULT_SELECT: list[str | dict[str, Any]] = ["any-votes"]
 
 
 class TriggerSettings(BaseModel):
-    """The ``[trigger]`` table: thresholds in trainable samples, and what fires."""
+    """The ``[trigger]`` table: thresholds in trainable samples, and what fires.
+
+    ``on_ready`` (a shell command) and ``webhook`` (a URL the payload is POSTed to)
+    are the short forms; ``actions`` (``[[trigger.actions]]`` tables, and the
+    ``--trigger PRESET:TARGET`` flags after them) hold the presets: see
+    docs/training-triggers.md.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,18 +67,12 @@ class TriggerSettings(BaseModel):
     min_since_last: int = Field(default=0, ge=0)
     on_ready: str | None = None
     webhook: str | None = None
+    actions: list[TriggerAction] = Field(default_factory=list)
 
     @field_validator("webhook")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            url = httpx.URL(value)
-        except (httpx.InvalidURL, TypeError):
-            raise ValueError("not a URL") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("an absolute http(s) URL, such as https://ci.example.com/hook")
+        check_url(value)
         return value
 
 
@@ -110,6 +111,10 @@ class BuildSettings(BaseModel):
     max_inputs_per_job: int = Field(default=DEFAULT_MAX_INPUTS_PER_JOB, ge=1)
     max_history_pages: int = Field(default=DEFAULT_MAX_HISTORY_PAGES, ge=1)
     max_failure_share: float = Field(default=DEFAULT_MAX_FAILURE_SHARE, gt=0.0, le=1.0)
+    # A job whose results were unavailable in this many runs in a row is quarantined
+    # (0: never); retry_quarantined fetches the quarantined jobs again by id.
+    quarantine_after: int = Field(default=DEFAULT_QUARANTINE_AFTER, ge=0)
+    retry_quarantined: bool = False
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     # Whether ``start`` came from the command line (``--start``), not the config file:
     # on a dataset with a checkpoint the flag is refused, the file's value is the
@@ -143,6 +148,23 @@ def _check_keys(data: Mapping[str, Any], model: type[BaseModel], where: str) -> 
             raise ConfigurationError(f"unknown setting {where}{key!r}{hint}")
 
 
+def _check_actions(actions: object) -> None:
+    """Each ``[[trigger.actions]]`` table: a known preset, no unknown key."""
+    if not isinstance(actions, list):
+        return
+    for n, table in enumerate(actions):
+        where = f"trigger.actions[{n}]"
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(f'{where}: a table, such as {{ preset = "github", ... }}')
+        model = preset_model(table.get("preset"))
+        if model is None:
+            raise ConfigurationError(
+                f"{where}: preset = {table.get('preset')!r}: github, gitlab, airflow, "
+                "dagster, webhook or command"
+            )
+        _check_keys(table, model, f"{where}.")
+
+
 def load_settings(path: str | None, overrides: Mapping[str, Any]) -> BuildSettings:
     """Read the TOML file (if any), apply the flags given, and validate."""
     data: dict[str, Any] = {}
@@ -168,7 +190,11 @@ def load_settings(path: str | None, overrides: Mapping[str, Any]) -> BuildSettin
             )
     for key, value in overrides.items():
         if key == "trigger":
-            data.setdefault("trigger", {}).update(value)
+            table = data.setdefault("trigger", {})
+            flags = value.get("actions", [])
+            table.update({k: v for k, v in value.items() if k != "actions"})
+            if flags:  # --trigger flags add to the file's actions
+                table["actions"] = [*table.get("actions", []), *flags]
         elif key in ("storage_options", "input_templates"):
             data[key] = {**data.get(key, {}), **value}
         else:
@@ -176,6 +202,7 @@ def load_settings(path: str | None, overrides: Mapping[str, Any]) -> BuildSettin
     _check_keys(data, BuildSettings, "")
     if isinstance(data.get("trigger"), Mapping):
         _check_keys(data["trigger"], TriggerSettings, "trigger.")
+        _check_actions(data["trigger"].get("actions"))
     try:
         settings = BuildSettings.model_validate(data)
     except ValidationError as exc:

@@ -32,6 +32,9 @@ ModzyRetrainError                      anything from modzy_retrain
     │   ├── LabelStudioAuthError        401, 403: the token is wrong, expired or lacks rights
     │   └── LabelStudioNotFoundError    404: no such project, task or route
     └── LabelStudioResponseError        a 2xx body that is not JSON or not the documented shape
+└── TriggerError                        a trigger's action failed (the version stays published)
+    ├── TriggerRefusedError             the service answered 4xx: the message names what to fix
+    └── TriggerUnavailableError         5xx, timeouts, no connection: still failing after retries
 ```
 
 Exceptions carry their context as attributes (``method``, ``path``, ``status_code``,
@@ -73,6 +76,9 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "ResultParseError",
+    "TriggerError",
+    "TriggerRefusedError",
+    "TriggerUnavailableError",
     "UnprocessableEntityError",
     "UnsafeNameError",
 ]
@@ -363,3 +369,30 @@ class LabelStudioNotFoundError(LabelStudioStatusError):
 
 class LabelStudioResponseError(LabelStudioError):
     """A successful response whose body is not JSON or not the shape Label Studio documents."""
+
+
+class TriggerError(ModzyRetrainError):
+    """A retraining trigger's action failed: the version it fires for stays published,
+    and the action is tried again by the next build (or label pull).
+
+    Messages name the action (``github:acme/vision/retrain.yml@main``) and never a
+    token: whatever the service echoed back is redacted first.
+
+    Attributes:
+        action: The action's description.
+        status_code: The HTTP status, or 0 when there was no response.
+    """
+
+    def __init__(self, message: str, *, action: str = "", status_code: int = 0) -> None:
+        super().__init__(message)
+        self.action = action
+        self.status_code = status_code
+
+
+class TriggerRefusedError(TriggerError):
+    """The service refused the request (4xx): retrying cannot help, a setting must change
+    (a token, a workflow's inputs, a ref, a DAG id...); the message says which."""
+
+
+class TriggerUnavailableError(TriggerError):
+    """The service failed (5xx), timed out or could not be reached, on every attempt."""

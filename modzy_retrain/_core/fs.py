@@ -124,6 +124,31 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
     fs.pipe_file(path, data)
 
 
+def create_exclusive(fs: Any, path: str, data: bytes) -> None:
+    """Create ``path`` holding ``data`` only if it does not exist yet, atomically:
+    readers see no file or the whole one. ``FileExistsError`` when it exists.
+
+    This is the one step two writers cannot both win: on a local disk a complete
+    temporary file is hard-linked into place (``link`` fails if the name exists); on
+    S3 a PUT with ``If-None-Match: *``, on GCS one with ``ifGenerationMatch=0``
+    (fsspec's ``mode="create"``).
+    """
+    if is_local(fs):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+        return
+    fs.pipe_file(path, data, mode="create")
+
+
 def hash_file(
     fs: Any, path: str, *, keep_up_to: int = 0, max_bytes: int | None = None
 ) -> tuple[str, int, bytes | None]:

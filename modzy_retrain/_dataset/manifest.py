@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, overload
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
 from modzy_retrain._core.fs import CHUNK, join, url_to_fs
 
+from .quarantine import QuarantinedJob
 from .reading import published_samples, row_dicts, sample_rows
 from .rows import PublishedSample
 
@@ -37,6 +39,8 @@ LATEST_NAME = "_latest.json"
 FILES_NAME = "files.jsonl"
 # 2: the data files moved from the manifest to its file table.
 FORMAT_VERSION = 2
+# A version's name: v and at least four digits (up to nine: a sane bound on a pointer).
+_VERSION = re.compile(r"v(\d{4,9})")
 
 DatasetFormat = Literal["jsonl", "csv", "parquet", "imagefolder"]
 FileRole = Literal["data", "samples"]
@@ -164,7 +168,8 @@ class Manifest(BaseModel):
         classes: Per model id, its classes in a stable order: a class keeps its index
             in every later version, new ones are appended (empty in manifests
             written before it).
-        query: The history query that produced the data.
+        query: The history query that produced the data (with, under
+            ``quarantine``, the jobs it skipped: see :attr:`quarantined`).
         stages: The settings of each stage of the run.
     """
 
@@ -192,6 +197,14 @@ class Manifest(BaseModel):
     trigger: TriggerState | None = None
 
     @property
+    def quarantined(self) -> tuple[QuarantinedJob, ...]:
+        """The jobs quarantined when this version was written: their results stayed
+        unavailable run after run, and its checkpoint moved past them without them
+        (a job its run retried and read is not listed: its samples are in)."""
+        held = (self.query or {}).get("quarantine") or {}
+        return tuple(QuarantinedJob(**job) for job in held.get("jobs", ()))
+
+    @property
     def file_count(self) -> int:
         """How many files the dataset holds: sample tables and data files."""
         return len(self.files) + (self.file_table.entries if self.file_table else 0)
@@ -208,19 +221,36 @@ def _read_json(fs: Any, path: str) -> bytes | None:
 
 
 def latest_version(url: str, *, storage_options: Mapping[str, Any] | None = None) -> str | None:
-    """The latest published version of a versioned dataset (``None``: none yet)."""
+    """The latest published version of a versioned dataset (``None``: none yet).
+
+    A version is published once its manifest exists (a writer creates it only if
+    absent). ``_latest.json`` is a hint written after each publication: it may lag
+    behind (a writer that stopped between the two steps), never run ahead, so the
+    versions after the one it names are looked for until one is missing.
+    """
     fs, root = url_to_fs(url, storage_options)
     raw = _read_json(fs, join(root, LATEST_NAME))
-    if raw is None:
-        return None
-    try:
-        pointer = json.loads(raw)
-        version = pointer["version"]
-    except (ValueError, KeyError, TypeError):
-        raise DatasetError(f"unreadable {LATEST_NAME} at {url}") from None
-    if not isinstance(version, str) or not version.startswith("v"):
-        raise DatasetError(f"unreadable {LATEST_NAME} at {url}")
-    return version
+    number = 0
+    if raw is not None:
+        try:
+            version = json.loads(raw)["version"]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"unreadable {LATEST_NAME} at {url}") from None
+        matched = _VERSION.fullmatch(version) if isinstance(version, str) else None
+        if matched is None:
+            raise DatasetError(
+                f"unreadable {LATEST_NAME} at {url}: {str(version)[:40]!r} is no version "
+                "(v0001, v0002...)"
+            )
+        number = int(matched.group(1))
+    while fs.exists(join(root, version_manifest(f"v{number + 1:04d}"))):
+        number += 1
+    return f"v{number:04d}" if number else None
+
+
+def version_manifest(version: str) -> str:
+    """A version's manifest, relative to the dataset's root: its publication."""
+    return f"{version}/{MANIFEST_NAME}"
 
 
 def list_versions(url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:

@@ -2,8 +2,13 @@
 
 Publishing: every file is written first, then ``manifest.json`` in one atomic step.
 Nothing depends on renames (object stores have none), so a crash before the manifest
-leaves no visible dataset. A versioned dataset is published by moving its
-``_latest.json`` pointer to the new version's manifest, once that is written.
+leaves no visible dataset. A version of a versioned dataset is published by creating
+its manifest, ``vNNNN/manifest.json``, only if it does not exist yet
+(``create_exclusive``): of two writers that both wrote version N, one publishes it and
+the other publishes nothing (:class:`VersionConflictError`). Each writer names its
+tables after its run (``vNNNN/<run tag>-samples.jsonl``), so a loser never overwrites
+the winner's files. ``_latest.json`` is then moved to the new version: a hint that
+readers follow forward (``manifest.latest_version``).
 
 The data files are listed in ``files.jsonl`` (the manifest's file table) as they are
 written, and what dedupe and a version's merge must remember is spilled to a scratch
@@ -13,6 +18,7 @@ database: memory does not grow with the number of samples.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, MutableSet
@@ -20,14 +26,14 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from modzy_retrain._core.exceptions import DatasetExistsError
-from modzy_retrain._core.fs import FileSystems, atomic_write, join, url_to_fs
+from modzy_retrain._core.fs import FileSystems, atomic_write, create_exclusive, join, url_to_fs
 from modzy_retrain._version import __version__
 
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
 from .human import rule_sources
 from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
-from .lock import DatasetLock
+from .lock import DatasetLock, VersionConflictError
 from .manifest import (
     FILES_NAME,
     LATEST_NAME,
@@ -39,6 +45,7 @@ from .manifest import (
     ManifestCounts,
     ManifestFile,
     TriggerState,
+    version_manifest,
 )
 from .options import WriterOptions
 from .rows import upgrade_row
@@ -153,9 +160,12 @@ class DatasetDraft:
         self.version, self.previous = version.name, version.previous
         self.classes = version.classes
         self.resuming = version.resuming
-        self.prefix = version.prefix
+        # This run's tables: named after it, so that two runs that both came to write
+        # this version (a lease lost while stalled) never write the same file.
+        tag = hashlib.sha256(self.run_id.encode()).hexdigest()[:8]
+        self.prefix = f"{version.prefix}{tag}-"
         self.canonical = canonical_table(o.format, self.prefix)
-        self.manifest_path = join(self.root, self.prefix + MANIFEST_NAME)
+        self.manifest_path = join(self.root, version_manifest(version.name))
 
     @property
     def _scratch(self) -> ScratchTables:
@@ -349,13 +359,34 @@ class DatasetDraft:
             checkpoint=mark,
             trigger=trigger,
         )
-        atomic_write(self.fs, self.manifest_path, manifest.to_json())
-        if self.version is not None:
-            # The pointer is the publication: until it moves, the new version is not there.
-            pointer = {"version": self.version, "manifest": self.prefix + MANIFEST_NAME}
-            atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
+        if self.version is None:
+            atomic_write(self.fs, self.manifest_path, manifest.to_json())
+        else:
+            self._publish_version(manifest)
         self._done()
         return manifest
+
+    def _publish_version(self, manifest: Manifest) -> None:
+        """Create the version's manifest if no other writer did (the publication),
+        then move the pointer, then clear what other writers left in the folder."""
+        assert self.version is not None
+        try:
+            create_exclusive(self.fs, self.manifest_path, manifest.to_json())
+        except FileExistsError:
+            self._drop_version()
+            self.committed = True  # nothing to clear: the journal is kept for a rerun
+            self.release()
+            raise VersionConflictError(
+                f"another writer published {self.version} of {self.options.url} while this "
+                "run wrote it: this run published nothing (run it again: its results "
+                "journal is kept)"
+            ) from None
+        pointer = {"version": self.version, "manifest": version_manifest(self.version)}
+        atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
+        listed = {f.path for f in manifest.files}
+        if manifest.file_table is not None:
+            listed.add(manifest.file_table.path)
+        _clear_unlisted(self.fs, self.root, self.version, listed)
 
     def _done(self) -> None:
         """Published, or nothing new: the journal has served its purpose."""
@@ -367,12 +398,18 @@ class DatasetDraft:
             self.release()
 
     def _drop_version(self) -> None:
-        """Forget this run's unpublished version folder (before the lock goes, so
-        never under another run)."""
+        """Forget this run's unpublished tables (its own files only: another run may
+        be writing the same version)."""
+        names = list(self.tables.open)
         self.tables.abort()
         if self.version is not None:
+            for name in names:
+                with contextlib.suppress(OSError):
+                    self.fs.rm_file(join(self.root, name))
+            # The folder goes too if nothing else is in it (a folder is only a name on
+            # an object store; rmdir refuses one that is not empty).
             with contextlib.suppress(OSError):
-                self.fs.rm(join(self.root, self.version), recursive=True)
+                self.fs.rmdir(join(self.root, self.version))
 
     def withdraw(self) -> None:
         """Publish nothing, on purpose: the previous version and its checkpoint stay.
@@ -399,3 +436,19 @@ class DatasetDraft:
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+
+def _clear_unlisted(fs: Any, root: str, version: str, listed: set[str]) -> None:
+    """Best effort, after a publication: remove the files in the version's folder that
+    its manifest does not list (tables of a run that crashed, or lost the version)."""
+    folder = join(root, version)
+    keep = {join(root, path) for path in listed} | {join(root, version_manifest(version))}
+    try:
+        found = fs.find(folder)
+    except OSError:
+        return
+    for path in found:
+        name = path if path.startswith(root) else join(root, path)
+        if name not in keep and fs.info(path).get("type") != "directory":
+            with contextlib.suppress(OSError):
+                fs.rm_file(path)

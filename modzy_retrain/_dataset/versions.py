@@ -61,7 +61,7 @@ class NextVersion:
 
     @property
     def prefix(self) -> str:
-        """Where the version's own files go, relative to the dataset's root."""
+        """The version's folder, relative to the dataset's root."""
         return self.name + "/"
 
 
@@ -78,13 +78,10 @@ def begin_version(
     previous one into ``scratch``. Only safe under the dataset's lock."""
     latest = latest_version(url, storage_options=storage_options)
     name = version_name(latest)
-    stale = join(root, name)
-    # A rerun after a crash: content-addressed files already copied are kept.
-    resuming = bool(journal is not None and journal.bodies)
-    if fs.exists(stale):
-        # Debris of a run that died before publishing: never visible, safe to clear.
-        fs.rm(stale, recursive=True)
-        resuming = True
+    # A rerun after a crash: content-addressed files already copied are kept. What a
+    # dead run left in the version's folder stays unlisted (another run may be writing
+    # there too); the run that publishes the version clears it.
+    resuming = bool(journal is not None and journal.bodies) or fs.exists(join(root, name))
     previous = None
     classes = ClassLists()
     if latest is not None:

@@ -13,6 +13,7 @@ A sample a label file labelled too is given both sources' say (``human.combine``
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +38,8 @@ from modzy_retrain._dataset.options import WriterOptions
 from modzy_retrain._dataset.publish import DatasetDraft
 from modzy_retrain._dataset.reading import jsonl_rows
 from modzy_retrain._dataset.rows import upgrade_row
-from modzy_retrain._dataset.trigger import Firing, TriggerActions, TriggerGate, fire
+from modzy_retrain._dataset.trigger import TriggerGate
+from modzy_retrain._triggers.fire import Firing, TriggerActions, fire
 
 from .annotations import (
     SAMPLE_NOT_IN_DATASET,
@@ -307,6 +309,7 @@ def pull(
     trigger: TriggerGate | None,
     actions: TriggerActions,
     progress: Progress | None = None,
+    trigger_sleep: Callable[[float], None] = time.sleep,
 ) -> PullResult:
     """One pull through a client (what :func:`pull_from_label_studio` and the command
     line share); the caller checked the arguments and closes the client."""
@@ -348,24 +351,30 @@ def pull(
         "projects": read.projects,
         "policy": repr(policy),
     }
-    # The whole pull holds the lock (the draft takes it again), so a pending trigger
-    # and this pull's own can never fire twice at once.
+    # Nothing slow runs under the lock: a pending firing before it is taken, this
+    # pull's own after it is let go (each action recorded per version, carrying the
+    # version as idempotency key).
+    recovered = None
+    if actions.any:
+        current = load_manifest(dataset_url, storage_options=storage_options)
+        if current.trigger is not None and current.trigger.ready:
+            recovered = fire(
+                dataset, current, actions, storage_options=storage_options, sleep=trigger_sleep
+            )
+    # Taken here to name the holder a "label pull"; the draft takes it again.
     lock = DatasetLock(fs, root, run_id, purpose="label pull")
     lock.acquire()
     try:
-        recovered = None
-        if actions.any:
-            current = load_manifest(dataset_url, storage_options=storage_options)
-            if current.trigger is not None and current.trigger.ready:
-                recovered = fire(dataset, current, actions, storage_options=storage_options)
         gate = trigger if trigger is not None else _CountOnly()
         written = _publish(dataset_url, storage_options, latest, read, policy, gate, run_id, stage)
-        manifest = written.manifest
-        firing = None
-        if manifest is not None and trigger is not None and actions.any:
-            firing = fire(dataset, manifest, actions, storage_options=storage_options)
     finally:
         lock.release()
+    manifest = written.manifest
+    firing = None
+    if manifest is not None and trigger is not None and actions.any:
+        firing = fire(
+            dataset, manifest, actions, storage_options=storage_options, sleep=trigger_sleep
+        )
     return replace(
         base,
         version=manifest.version if manifest is not None else None,

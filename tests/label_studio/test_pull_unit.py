@@ -486,3 +486,47 @@ def test_a_ready_pull_fires_the_trigger_once(dataset: tuple[str, list[PublishedS
     assert quiet.trigger is not None
     assert (quiet.trigger.ready, quiet.trigger.since_last) == (False, 1)
     assert len(fired) == 1
+
+
+def test_label_pull_settings_fire_the_build_s_actions(
+    dataset: tuple[str, list[PublishedSample]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.triggers.services import FakeGitHub
+
+    url, samples = dataset
+    classes = load_manifest(url).classes[samples[0].model_id]
+    fake = FakeLabelStudio(samples)
+    fake.annotate(1, classes[0], 1)
+    monkeypatch.setenv("LABEL_STUDIO_URL", SERVER)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    monkeypatch.setattr(
+        "modzy_retrain._cli.label_pull_command.LabelStudioClient",
+        lambda url=None: client_for(fake),
+    )
+    settings = Path(url).parent / "build.toml"
+    settings.write_text(
+        f'out = "{url}"\n[trigger]\nmin_new = 1\n'
+        '[[trigger.actions]]\npreset = "github"\nrepository = "acme/vision"\n'
+        'workflow = "retrain.yml"\nref = "main"\n'
+    )
+    inputs = {"dataset_url", "version", "added", "relabelled", "new_samples", "new_by_label"}
+    github = FakeGitHub(
+        token="ghp_pull0canary", workflows={"acme/vision/retrain.yml": {*inputs, "idempotency_key"}}
+    )
+    with github.running():
+        monkeypatch.setenv("GITHUB_API_URL", github.url)
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        # No token: invalid settings, before Label Studio is asked anything.
+        assert main(["label", "pull", url, "--settings", str(settings)]) == 2
+        assert "set GITHUB_TOKEN" in capsys.readouterr().err
+        assert fake.calls == 0
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_pull0canary")
+        assert main(["label", "pull", url, "--settings", str(settings)]) == 0
+    out = capsys.readouterr().out
+    assert "trigger for v0002: fired, ok (github:acme/vision/retrain.yml@main: 204)" in out
+    assert github.problems == []
+    (dispatch,) = github.dispatches
+    assert (dispatch["inputs"]["version"], dispatch["inputs"]["relabelled"]) == ("v0002", "1")
+    assert "ghp_pull0canary" not in out

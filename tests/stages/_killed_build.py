@@ -52,6 +52,15 @@ elif point == "write":
         return original_s(self, sample)
 
     DatasetWriter.serialize = serialize
+elif point == "manifest":
+    original_c = _publish.create_exclusive
+
+    def create_exclusive(fs, path, data):
+        if path.endswith("manifest.json"):
+            tick()
+        return original_c(fs, path, data)
+
+    _publish.create_exclusive = create_exclusive
 elif point == "pointer":
     original_w = _publish.atomic_write
 

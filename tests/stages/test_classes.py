@@ -138,8 +138,12 @@ def test_an_old_version_without_classes_reads_and_seeds_the_next(tmp_path: Path)
     del old["classes"]  # as written before class lists existed...
     for name in old["samples_files"]:  # ...and before the annotations column
         _strip_annotations(Path(url) / name)
-    for name in ("samples.jsonl", "samples.csv"):
-        assert "annotations" not in (Path(url) / "v0001" / name).read_text()
+    assert {Path(n).name.split("-", 1)[1] for n in old["samples_files"]} == {
+        "samples.jsonl",
+        "samples.csv",
+    }
+    for name in old["samples_files"]:
+        assert "annotations" not in (Path(url) / name).read_text()
     path.write_text(json.dumps(old))
     assert load_manifest(url).classes == {}
     assert [s.annotations for s in read_samples(url)] == [()]

@@ -104,7 +104,7 @@ def reference(world: tuple[Sandbox, str], tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.mark.parametrize(
-    ("point", "after"), [("fetch", 5), ("fetch", 40), ("write", 1), ("write", 30), ("pointer", 1)]
+    ("point", "after"), [("fetch", 5), ("fetch", 40), ("write", 1), ("write", 30), ("manifest", 1)]
 )
 def test_a_build_killed_anywhere_reruns_to_the_same_version(
     point: str, after: int, world: tuple[Sandbox, str], reference: Path, tmp_path: Path
@@ -138,6 +138,27 @@ def test_a_build_killed_anywhere_reruns_to_the_same_version(
     if point != "fetch":
         # Killed after fetching: at least a whole journal part was there to reuse.
         assert rerun["reused"] >= 16
+
+
+def test_a_build_killed_after_publishing_before_the_pointer_is_published(
+    world: tuple[Sandbox, str], reference: Path, tmp_path: Path
+) -> None:
+    """The manifest is the publication; the pointer, a hint written after it."""
+    sb, data_url = world
+    out = tmp_path / "ds"
+    assert build(data_url, out, middle(sb))["killed"] == 0
+    assert build(data_url, out, "-", "pointer", 1)["killed"] == 1
+    assert json.loads((out / "_latest.json").read_text())["version"] == "v0001"
+    assert list_versions(str(out)) == ["v0001", "v0002"]
+    assert verify_dataset(str(out)) == []
+    assert rows(out) == rows(reference)
+    assert load_checkpoint(str(out)) == load_checkpoint(str(reference))
+    # The rerun reclaims the dead run's lock and finds nothing new to publish.
+    rerun = build(data_url, out, "-")
+    assert rerun["killed"] == 0
+    assert list_versions(str(out)) == ["v0001", "v0002"]
+    assert rows(out) == rows(reference)
+    assert not (out / LOCK_NAME).exists()
 
 
 def run_chain(sb: Sandbox, out: Path) -> None:

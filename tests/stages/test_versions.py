@@ -262,8 +262,13 @@ def test_versioned_csv_and_parquet(sandbox: Sandbox, tmp_path: Path, fmt: str) -
     assert keys(url) == keys(reference)
     manifest = load_manifest(url)
     assert manifest.format == fmt
-    assert sorted(manifest.samples_files) == sorted([f"v0002/samples.{fmt}", "v0002/samples.jsonl"])
-    table = Path(url) / "v0002" / f"samples.{fmt}"
+    # Each run names its tables after itself (``vNNNN/<run tag>-samples.<ext>``).
+    assert sorted(n.split("-", 1)[1] for n in manifest.samples_files) == sorted(
+        [f"samples.{fmt}", "samples.jsonl"]
+    )
+    assert all(n.startswith("v0002/") for n in manifest.samples_files)
+    (name,) = [n for n in manifest.samples_files if n.endswith(f".{fmt}")]
+    table = Path(url) / name
     if fmt == "csv":
         import csv
 
