@@ -331,7 +331,7 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
                     yield from self._account(fetched, report)
                 finally:
                     # Let go of this job before the next is fetched: the loop variable
-                    # would keep its results alive (twice the memory of one large job).
+                    # would keep its results alive while the next one is read.
                     del fetched
                     lease.release()
         finally:
