@@ -51,6 +51,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/harvest_layers.py
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
+	$(PY) bench/hostile_memory.py --bound 350
 	$(PY) bench/loaders.py
 
 check-official-sdk: $(VENV)/.runtime

@@ -52,6 +52,7 @@ from ._core.exceptions import (
     MissingDependencyError,
     ModzyRetrainError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     ResponseTooLargeError,
@@ -88,6 +89,7 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
+from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
 from ._dataset.rows import PublishedSample
 from ._dataset.trigger import TriggerGate
 from ._labels.annotations import PullProblem
@@ -224,6 +226,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "NetScore",
     "Not",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "PredictedIn",
     "PredictionRecord",
@@ -231,6 +234,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PullProblem",
     "PullResult",
     "PushResult",
+    "Quarantine",
+    "QuarantinedJob",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -271,6 +276,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "load_hf_dataset",
     "load_label_file",
     "load_manifest",
+    "load_quarantine",
     "load_settings",
     "load_torch_dataset",
     "pipeline",
