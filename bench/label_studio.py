@@ -108,6 +108,17 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy, over all cores (Linux; else 0)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = sum(fields[3:5])  # idle, iowait; guest time is counted in user already
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _server_pid() -> int | None:
     """The Label Studio process: this process's child running ``label-studio``."""
     me = str(os.getpid())
@@ -132,6 +143,8 @@ class Phase:
     seconds: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float = 0.0
+    # CPU seconds the rest of the machine used meanwhile (other work on a shared machine).
+    others_cpu: float = 0.0
     routes: Counter[str] = field(default_factory=Counter)
     # Seconds per block of BLOCK tasks, in order (the loops only): does a task cost more
     # as the project fills?
@@ -159,7 +172,7 @@ def measure(name: str, counter: Requests, server_pid: int | None) -> Iterator[Ph
     phase = Phase(name)
     before_routes = Counter(counter.by_route)
     before, server = counter.count, _cpu_seconds(server_pid)
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall, busy = time.process_time(), time.perf_counter(), _machine_busy()
     phase._mark = wall
     try:
         yield phase
@@ -169,6 +182,7 @@ def measure(name: str, counter: Requests, server_pid: int | None) -> Iterator[Ph
         phase.server_cpu = _cpu_seconds(server_pid) - server
         phase.requests = counter.count - before
         phase.routes = counter.by_route - before_routes
+        phase.others_cpu = max(0.0, _machine_busy() - busy - phase.client_cpu - phase.server_cpu)
 
 
 # -- the dataset ---------------------------------------------------------------------------
@@ -394,7 +408,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
     )
     header = (
         f"{'step':<34}{'tasks':>7}{'requests':>10}{'seconds':>10}{'s/1000 tasks':>14}"
-        f"{'client CPU':>12}{'server CPU':>12}"
+        f"{'client CPU':>12}{'server CPU':>12}{'others, cores':>15}"
     )
     print(header)
     names = {
@@ -409,12 +423,14 @@ def report(args: argparse.Namespace, run: Run) -> None:
         print(
             f"{label:<34}{p.tasks:>7}{p.requests:>10}{p.seconds:>10.1f}"
             f"{p.per_thousand():>14.2f}{p.client_cpu:>11.1f}s{p.server_cpu:>11.1f}s"
+            f"{p.others_cpu / p.seconds:>15.2f}"
         )
     for bulk, loop, what in (("push", "push-loop", "push"), ("pull", "pull-loop", "pull")):
         b, one = run.phases[bulk], run.phases[loop]
         print(
             f"{what}: one request per task / bulk: {one.requests / b.requests:.0f}x the "
-            f"requests, {one.per_thousand() / b.per_thousand():.1f}x the time per task"
+            f"requests, {one.per_thousand() / b.per_thousand():.1f}x the time per task, "
+            f"{one.server_cpu / b.server_cpu:.1f}x the server's CPU"
         )
     if not math.isnan(run.pull_read_seconds):
         pulling, reading = run.phases["pull"], run.phases["pull-loop"]
