@@ -53,6 +53,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
 	$(PY) bench/hostile_memory.py --bound 350
+	$(PY) bench/loaders.py
 
 # A real Label Studio (installed once into ~/.cache/modzy-retrain, needs PyPI then);
 # `.venv/bin/python bench/label_studio.py --quick` tries it in a few minutes.

@@ -9,7 +9,8 @@ ModzyRetrainError                      anything from modzy_retrain
 ├── MissingDependencyError (ImportError) an optional extra is not installed
 ├── DatasetError                        a dataset could not be written or read
 │   ├── DatasetExistsError              the target holds a dataset; pass overwrite=True
-│   └── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   ├── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   └── LabelNotInClassListError        a loader met a label outside its model's class list
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout
@@ -60,6 +61,7 @@ __all__ = [
     "DatasetExistsError",
     "InternalServerError",
     "InvalidQueryError",
+    "LabelNotInClassListError",
     "LabelStudioAuthError",
     "LabelStudioConnectionError",
     "LabelStudioError",
@@ -305,6 +307,26 @@ class DatasetError(ModzyRetrainError):
 
 class DatasetExistsError(DatasetError):
     """The target already holds a dataset and ``overwrite`` was not set."""
+
+
+class LabelNotInClassListError(DatasetError):
+    """A sample's label is not in its model's class list (the manifest's ``classes``), so
+    it has no class id: a loader refuses it rather than give it ``-1``.
+
+    Attributes:
+        model_id: The sample's model.
+        label: Its label.
+        job_id, input_name: The sample.
+    """
+
+    def __init__(
+        self, message: str, *, model_id: str, label: str, job_id: str, input_name: str
+    ) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.label = label
+        self.job_id = job_id
+        self.input_name = input_name
 
 
 class LineageError(ConfigurationError):
