@@ -151,3 +151,24 @@ def test_printable(text: str, shown: str) -> None:
     assert printable(text) == shown
     assert printable("a\nb", keep_newlines=True) == "a\nb"
     assert printable("a\x1b\nb", keep_newlines=True) == "a\\x1b\nb"
+
+
+def test_a_label_pull_s_summary_escapes_what_services_answered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modzy_retrain._cli.label_pull_command import summary
+    from modzy_retrain._cli.terminal import say
+    from modzy_retrain._labels.pull import PullResult
+    from modzy_retrain._triggers.fire import ActionOutcome, Firing
+
+    answered = ActionOutcome("hook", "webhook:https://hooks.example.com/x", False, HOSTILE)
+    firing = Firing("v0002", fired=True, ok=False, outcomes=[answered], error=HOSTILE)
+    result = PullResult(
+        dataset="/data/ds", version="v0002", previous="v0001", firing=firing, recovered=firing
+    )
+    for line in summary(result):  # as `modzy-retrain label pull` prints it
+        say(line, block=True)
+    out = capsys.readouterr().out
+    assert "trigger for v0002: fired, FAILED" in out
+    assert "\\x1b[2J" in out
+    _clean(out)
