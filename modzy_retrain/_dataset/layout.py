@@ -26,7 +26,6 @@ import string
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from .manifest import DatasetFormat
 from .rows import FILE_NAME
@@ -79,20 +78,11 @@ def extension(url: str | None) -> str:
     """The lower-cased extension of a URL's last segment, or ``""`` if it has no sane one."""
     if not url:
         return ""
+    if "://" in url and not url.startswith(("file://", "local://", "memory://")):
+        url = url.split("#", 1)[0].split("?", 1)[0]  # a URL's query names no extension
     base = url.rsplit("/", 1)[-1]
     ext = "." + base.rsplit(".", 1)[-1] if "." in base else ""
     return ext.lower() if _EXT.match(ext) else ""
-
-
-def public_url(url: str | None) -> str | None:
-    """Drop any user:password from a URL before it is written anywhere."""
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def template_fields(template: str) -> set[str]:

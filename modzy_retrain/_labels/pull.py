@@ -22,6 +22,7 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
 from modzy_retrain._core.fs import url_to_fs
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.human import (
     HumanLabel,
     LabelAggregation,
@@ -31,7 +32,6 @@ from modzy_retrain._dataset.human import (
     from_row,
     rule_sources,
 )
-from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import Manifest, TriggerState, latest_version, load_manifest
 from modzy_retrain._dataset.options import WriterOptions
