@@ -325,12 +325,12 @@ class DatasetDraft:
                 trigger = evaluate_trigger(o.trigger, changes, self.previous)
         file_table: FileTable | None = None
         sample_tables: list[ManifestFile] = []
-        for name, size, sha256 in self.tables.close():
+        for name, size, sha256, rows in self.tables.close():
             if name == self.files_table:
                 file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
             else:
                 sample_tables.append(
-                    ManifestFile(path=name, size=size, sha256=sha256, role="samples")
+                    ManifestFile(path=name, size=size, sha256=sha256, role="samples", rows=rows)
                 )
         manifest = Manifest(
             library_version=__version__,
