@@ -41,6 +41,7 @@ from ._core.exceptions import (
     DatasetExistsError,
     InternalServerError,
     InvalidQueryError,
+    LabelNotInClassListError,
     LabelStudioAuthError,
     LabelStudioConnectionError,
     LabelStudioError,
@@ -51,6 +52,7 @@ from ._core.exceptions import (
     MissingDependencyError,
     ModzyRetrainError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     ResponseTooLargeError,
@@ -101,6 +103,9 @@ from ._labels.projects import S3StorageSettings
 from ._labels.pull import PullResult, pull_from_label_studio
 from ._labels.push import PushResult, push_to_label_studio
 from ._labels.retry import LabelStudioRetry
+from ._loaders.frames import to_pandas
+from ._loaders.hf import load_hf_dataset
+from ._loaders.pytorch import load_torch_dataset
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
@@ -188,6 +193,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "JobUser",
     "LabelAggregation",
     "LabelDecision",
+    "LabelNotInClassListError",
     "LabelPolicy",
     "LabelState",
     "LabelStudioAnnotation",
@@ -219,6 +225,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "NetScore",
     "Not",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "PredictedIn",
     "PredictionRecord",
@@ -265,15 +272,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "latest_version",
     "list_versions",
     "load_checkpoint",
+    "load_hf_dataset",
     "load_label_file",
     "load_manifest",
     "load_quarantine",
     "load_settings",
+    "load_torch_dataset",
     "pipeline",
     "pull_from_label_studio",
     "push_to_label_studio",
     "read_samples",
     "selector_by_name",
+    "to_pandas",
     "verify_dataset",
 ]
 

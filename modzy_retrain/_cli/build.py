@@ -289,7 +289,10 @@ class _Run:
         since = load_checkpoint(url, storage_options=out_options)
         notes = self._window(since)
         client = given_client or ModzyClient(
-            api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
+            api_key=read_api_key(settings, environ),
+            base_url=settings.base_url,
+            transport=transport,
+            max_response_bytes=settings.max_response_bytes,
         )
         with contextlib.nullcontext(client) if given_client else client:
             unknown = _unknown_models(client, settings.model_id)
@@ -359,8 +362,15 @@ class _Run:
                 since=None if rebuild else since,
                 lag=s.lag,
                 quarantine=quarantine,
+                max_pages=s.max_history_pages,
             )
-            fetch = ResultFetcher(client, concurrency=s.concurrency, journal=journal)
+            fetch = ResultFetcher(
+                client,
+                concurrency=s.concurrency,
+                journal=journal,
+                max_bytes_in_flight=s.max_bytes_in_flight,
+                max_inputs_per_job=s.max_inputs_per_job,
+            )
             chain = query | fetch | select | resolve
             if self.dry_run:
                 return self._dry_run(chain, guard)

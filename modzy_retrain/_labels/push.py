@@ -26,6 +26,7 @@ from typing import Any
 from modzy_retrain._core.exceptions import ConfigurationError, LabelStudioError
 from modzy_retrain._core.fs import join
 from modzy_retrain._core.secrets import public_url
+from modzy_retrain._dataset.inputs import InputKind
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import load_manifest
 from modzy_retrain._dataset.reading import read_samples
@@ -52,7 +53,6 @@ from .tasks import (
     SKIP_UNKNOWN_KIND,
     TITLE_MAX,
     TITLE_MIN,
-    InputKind,
     build_task,
     default_title,
     input_kind,

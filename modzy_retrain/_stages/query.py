@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
 from modzy_retrain._client.history import HistoryFilters, build_history_params, check_filter_names
 from modzy_retrain._client.models import Job
-from modzy_retrain._client.pagination import JobHistoryPage
+from modzy_retrain._client.pagination import JobHistoryPage, check_max_pages
 from modzy_retrain._core.concurrency import aread_ahead, read_ahead
-from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
+from modzy_retrain._core.constants import DEFAULT_MAX_HISTORY_PAGES, DEFAULT_PAGE_SIZE
 from modzy_retrain._core.exceptions import APIError, InvalidQueryError
 from modzy_retrain._dataset.manifest import Checkpoint
 from modzy_retrain._dataset.quarantine import Quarantine, QuarantinedJob
@@ -57,6 +57,11 @@ class JobHistoryQuery(Source[Job]):
     ``quarantine.retrying()`` they are fetched again by id (``GET /jobs/{id}``), in
     creation order with the window's jobs, whatever the window.
 
+    ``max_pages`` caps the pages one run reads (10,000 by default; ``None``: no cap): a
+    history still full at that page, or one that repeats a full page (a server that
+    ignores paging), stops the run with :class:`PaginationError`. It is never skipped:
+    the checkpoint would move past jobs nobody read.
+
     Subclass hook: override :meth:`keep` to filter jobs on anything the API cannot
     (job metadata, explain flag...). Jobs it rejects are reported as ``job_filtered``.
     """
@@ -71,10 +76,12 @@ class JobHistoryQuery(Source[Job]):
         since: Checkpoint | None = None,
         lag: timedelta = timedelta(0),
         quarantine: Quarantine | None = None,
+        max_pages: int | None = DEFAULT_MAX_HISTORY_PAGES,
         **filters: Unpack[HistoryFilters],
     ) -> None:
         check_client(client, "JobHistoryQuery")
         check_filter_names(filters)
+        self.max_pages = check_max_pages(max_pages)
         given: object = quarantine  # typed callers cannot get this wrong; notebooks can
         if given is not None and not isinstance(given, Quarantine):
             raise InvalidQueryError(
@@ -222,7 +229,8 @@ class JobHistoryQuery(Source[Job]):
                 retried.add(self._retrieved(job_id, found))
         # The next page is requested while this one's jobs flow downstream: without it
         # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
-        for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        for page in read_ahead(pager.pages()):
             yield from self._outcomes(page, report, retried)
         yield from self._judged(retried.before(None), report)
 
@@ -249,7 +257,8 @@ class JobHistoryQuery(Source[Job]):
                 except APIError as exc:
                     found = exc
                 retried.add(self._retrieved(job_id, found))
-        pages = client.jobs.history(**self.filters, strict=False).pages()
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        pages = pager.pages()
         async for page in aread_ahead(pages):
             for outcome in self._outcomes(page, report, retried):
                 yield outcome
