@@ -189,8 +189,7 @@ def test_split_folders_that_would_clash_are_refused(splits: dict[str, float]) ->
 
 
 def test_hugging_face_loads_every_exact_label(tmp_path: Path, source: str) -> None:
-    # Runs where the `datasets` package is installed (not a dependency of the suite);
-    # it was run by hand with datasets 5.2.0: 62 rows, every label exact.
+    # Hugging Face's own loader (the dev dependencies bring it, for the hf extra).
     datasets = pytest.importorskip("datasets")
     pytest.importorskip("PIL")
     from modzy_retrain.sandbox._content import render_input
