@@ -7,6 +7,11 @@ down to the reader as filters, so no row becomes a Python object. The other form
 row reader (``_dataset/reading.py``), filtered there, and become Arrow record batches
 a few thousand rows at a time, typed by the row's declared schema (``_dataset/rows.py``):
 every format gives the same table.
+
+Every table is checked against its manifest entry (size, sha256, rows), as
+``read_samples`` checks it: a table cut short, grown or altered is a ``DatasetError``
+naming the file, never a smaller dataset. (A Parquet table is hashed before pyarrow
+reads it, its rows counted from its footer.)
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from modzy_retrain._core.exceptions import (
 )
 from modzy_retrain._core.fs import is_local, join
 from modzy_retrain._dataset.manifest import ManifestFile
-from modzy_retrain._dataset.reading import TABLE_SUFFIX, table_rows
+from modzy_retrain._dataset.reading import (
+    TABLE_SUFFIX,
+    damaged,
+    file_problem,
+    rows_problem,
+    table_rows,
+)
 from modzy_retrain._dataset.rows import (
     COLUMNS,
     FILE_NAME,
@@ -82,6 +93,12 @@ def _parquet(
     pa: Any, pq: Any, fs: Any, root: str, entry: ManifestFile, selection: Selection
 ) -> Any | None:
     """The selected rows of one Parquet table, or ``None`` if its columns are untyped."""
+    # Checked whole first: pyarrow reads it from its footer, then only what it needs.
+    problem = file_problem(fs, root, entry.path, entry.size, entry.sha256)
+    if problem is not None:
+        if problem.endswith(": missing"):
+            raise DatasetError(f"{entry.path}: a sample table the manifest lists is missing")
+        raise damaged(problem)
     path = join(root, entry.path)
     filters = [
         ("model_id", "==", selection.model_id),
@@ -91,10 +108,15 @@ def _parquet(
     local = is_local(fs)
     try:
         if local:
-            schema = pq.read_schema(path)
+            footer = pq.ParquetFile(path)
+            schema, count = footer.schema_arrow, footer.metadata.num_rows
         else:
             with fs.open(path, "rb") as handle:
-                schema = pq.read_schema(handle)
+                footer = pq.ParquetFile(handle)
+                schema, count = footer.schema_arrow, footer.metadata.num_rows
+        problem = rows_problem(entry, count)
+        if problem is not None:
+            raise damaged(problem)
         if not _typed(pa, schema):
             return None
         missing = {"model_id", "label_state"} - set(schema.names)

@@ -29,6 +29,7 @@ from modzy_retrain import (
     latest_version,
     load_manifest,
     read_samples,
+    to_pandas,
     verify_dataset,
 )
 from modzy_retrain._dataset.manifest import LATEST_NAME, MANIFEST_NAME
@@ -309,3 +310,17 @@ def test_an_absurd_pointer_stops_every_reader_and_writer_at_once(
             list(call(url))  # type: ignore[operator]
     with pytest.raises(DatasetError, match="is no version"):
         DatasetWriter(url, versioned=True).write([])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("how", ["cut at a row", "one byte changed"])
+def test_the_training_loaders_check_every_table(
+    tmp_path: Path, source: str, fmt: Any, how: str
+) -> None:
+    url = str(tmp_path / "ds")
+    DatasetWriter(url, format=fmt).write(four(source))
+    assert len(to_pandas(url)) == 4
+    table = sample_table(url, {"imagefolder": ".jsonl"}.get(fmt, ""))
+    damage(table, "cut mid-line" if fmt == "parquet" and how != "one byte changed" else how)
+    with pytest.raises(DatasetError, match=re.escape(table.relative_to(url).as_posix())):
+        to_pandas(url)
