@@ -41,7 +41,7 @@ from modzy_retrain._version import __version__
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
 from .human import rule_sources
-from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
+from .layout import SAMPLE_TABLES, LabelFolders, canonical_table, imagefolder_row, place
 from .lock import DatasetLock, VersionConflictError
 from .manifest import (
     FILES_NAME,
@@ -105,6 +105,8 @@ class DatasetDraft:
         self.resuming = False
         self.committed = False
         self.tables = SampleTables(self.fs, self.root)
+        # An image folder's folder per label: distinct for the whole write.
+        self.label_folders = LabelFolders()
         self.sources = FileSystems(options.source_storage_options)
         self.duplicates = 0
         # The folders copies went to (a few hundred at most: data/<xx>/, split/label/),
@@ -218,6 +220,7 @@ class DatasetDraft:
             split=split,
             sha256=sha256,
             source_url=source_url,
+            folders=self.label_folders,
         )
 
     def list_file(self, path: str, size: int, sha256: str) -> None:
@@ -347,18 +350,18 @@ class DatasetDraft:
         sample_tables: list[ManifestFile] = []
         closed = self.tables.close()
         try:
-            self._sync([join(self.root, name) for name, _, _ in closed])
+            self._sync([join(self.root, name) for name, _, _, _ in closed])
         except FileNotFoundError:
             # Another writer published this version and cleared this run's tables:
             # creating the manifest below fails, as the conflict it is.
             if self.version is None or not self.fs.exists(self.manifest_path):
                 raise
-        for name, size, sha256 in closed:
+        for name, size, sha256, rows in closed:
             if name == self.files_table:
                 file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
             else:
                 sample_tables.append(
-                    ManifestFile(path=name, size=size, sha256=sha256, role="samples")
+                    ManifestFile(path=name, size=size, sha256=sha256, role="samples", rows=rows)
                 )
         manifest = Manifest(
             library_version=__version__,
