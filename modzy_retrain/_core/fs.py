@@ -132,6 +132,14 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
     temporary file is hard-linked into place (``link`` fails if the name exists); on
     S3 a PUT with ``If-None-Match: *``, on GCS one with ``ifGenerationMatch=0``
     (fsspec's ``mode="create"``).
+
+    On an object store a create can succeed and its answer be lost (a dropped
+    connection, a read timeout); the client sends it again and the store answers 412,
+    since the object now exists. The object then holds exactly ``data`` (callers write
+    bytes no other writer would: a run id, a timestamp): that create was this one, and
+    it succeeded. S3 answers 409 ``ConditionalRequestConflict`` to a conditional write
+    that met another one in flight on the same key: the create is sent again (a few
+    times), and the second answer says which won.
     """
     if is_local(fs):
         directory = os.path.dirname(path)
@@ -146,7 +154,47 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
         finally:
             os.unlink(tmp)
         return
-    fs.pipe_file(path, data, mode="create")
+    try:
+        _create_on_store(fs, path, data)
+    except FileExistsError:
+        try:
+            found = bytes(fs.cat_file(path))
+        except FileNotFoundError:
+            found = None  # deleted meanwhile (a lock released): not this create's
+        if found != data:
+            raise
+        # A retried create found its own first attempt.
+
+
+# How often a create that met another conditional write in flight is sent again.
+_CONFLICT_ATTEMPTS = 4
+
+
+def _create_on_store(fs: Any, path: str, data: bytes) -> None:
+    for attempt in range(_CONFLICT_ATTEMPTS):
+        try:
+            fs.pipe_file(path, data, mode="create")
+            return
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if "ConditionalRequestConflict" not in _error_code(exc) or (
+                attempt == _CONFLICT_ATTEMPTS - 1
+            ):
+                raise
+
+
+def _error_code(exc: BaseException) -> str:
+    """The store's error code behind an fsspec error (s3fs chains the botocore one)."""
+    found = [str(exc)]
+    cause = exc.__cause__
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            found.append(str(response.get("Error", {}).get("Code", "")))
+        found.append(str(cause))
+        cause = cause.__cause__
+    return " ".join(found)
 
 
 def hash_file(

@@ -37,7 +37,7 @@ from modzy_retrain._dataset.manifest import LATEST_NAME, latest_version
 from modzy_retrain._dataset.options import WriterOptions
 from modzy_retrain._dataset.publish import DatasetDraft
 
-from ._store_proxy import Seen, StoreProxy
+from ._store_proxy import FaultPlan, Seen, StoreProxy, first, writes_to
 from .conftest import Store
 
 STORES = ["s3", "gcs"]
@@ -294,3 +294,38 @@ def test_the_gcs_emulator_itself_ignores_generation_preconditions(
     fs.pipe_file(f"{gcs.bucket}/x", b"second", mode="create")  # GCS would answer 412
     assert fs.cat_file(f"{gcs.bucket}/x") == b"second"
 
+
+def test_a_create_whose_answer_was_lost_is_the_writers_own(
+    where: Where, store_waits: list[float]
+) -> None:
+    """The store created the lock, then the manifest, but each answer was lost on the
+    way back: the client sends the create again, and the store answers 412, because
+    the object exists. It is this writer's own: the version is published, and the lock
+    is held (renewed, released) as if the first answer had arrived."""
+    where.proxy.plan = FaultPlan(
+        rules=[first(writes_to(LOCK_NAME), "lost"), first(writes_to("/manifest.json"), "lost")]
+    )
+    a = where.draft("run-a", ["a1", "a2"])
+    assert a.lock is not None
+    assert not a.lock.reentrant  # held as its own: renewed by a heartbeat, released
+    assert a.commit(query=None, stages=[]) is not None
+    assert where.proxy.faults["lost"] == 2
+    assert [c.status for c in where.manifest_creates()] == [200, 412]
+    assert where.versions() == ["v0001"]
+    assert where.names() == {"a1", "a2"}
+    where.one_history()
+    assert read_holder(where.fs, f"{where.root}/{LOCK_NAME}") is None
+
+
+def test_a_create_that_met_another_in_flight_is_sent_again(
+    s3_via_proxy: Store, s3_proxy: StoreProxy
+) -> None:
+    """S3 answers 409 ConditionalRequestConflict to a conditional write that met another
+    one on the same key in flight (moto never does; the proxy plays it): the create is
+    sent again, and its second answer decides."""
+    where = Where(s3_via_proxy, s3_proxy, "s3")
+    s3_proxy.plan = FaultPlan(rules=[first(writes_to("/manifest.json"), "conflict")])
+    assert where.draft("run-a", ["a1"]).commit(query=None, stages=[]) is not None
+    assert [c.status for c in where.manifest_creates()] == [409, 200]
+    assert where.names() == {"a1"}
+    where.one_history()
