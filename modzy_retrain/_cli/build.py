@@ -284,6 +284,11 @@ class _Run:
         settings, url, out_options = self.settings, self.url, self.out_options
         since = load_checkpoint(url, storage_options=out_options)
         notes = self._window(since)
+        passed = self._window_published(since)
+        if passed is not None:
+            # Another writer (a build with a later end, run first) published every job
+            # of this window: nothing is left to read.
+            return BuildResult(self.report, EXIT_NOTHING_NEW, notes=[*notes, passed])
         client = given_client or ModzyClient(
             api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
         )
@@ -294,6 +299,19 @@ class _Run:
             result = self._chain(client, since, select, resolve, guard)
         result.notes = notes + result.notes
         return result
+
+    def _window_published(self, since: Checkpoint | None) -> str | None:
+        """A note when ``end`` is before where the checkpoint has the next run start."""
+        s = self.settings
+        if s.end is None or s.rebuild_from is not None or since is None or since.cursor is None:
+            return None
+        if s.end >= since.cursor - s.lag:
+            return None
+        return (
+            f"end = {s.end.isoformat()} is before the checkpoint (cursor "
+            f"{since.cursor.isoformat()}, version {since.version}): every job up to end "
+            "is published already"
+        )
 
     def _window(self, since: Checkpoint | None) -> list[str]:
         """Check ``start`` and ``rebuild_from`` against the checkpoint; notes to show."""
