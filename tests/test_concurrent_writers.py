@@ -48,3 +48,19 @@ def test_a_build_whose_window_ends_before_the_checkpoint_finds_nothing_new(
     assert result.exit_code == EXIT_NOTHING_NEW
     assert any("checkpoint" in note for note in result.notes), result.notes
     assert list_versions(url) == ["v0001"]
+
+
+def test_eight_writers_at_once_publish_every_change_once(tmp_path: Path) -> None:
+    template = str(tmp_path / "template")
+    prepared = w.prepare(tmp_path, template, {})
+    reference = w.sequential(template, str(tmp_path / "sequential"), prepared, {})
+    for number in range(2):
+        result = w.run_round(number, template, str(tmp_path / f"round{number}"), prepared, {},
+                             reference)  # fmt: skip
+        assert [o.error for o in result.outcomes if o.error] == []
+        # Each writer ends published, or with nothing new (a build whose window another
+        # build covered first); none is left refused.
+        assert set(result.codes) <= {EXIT_PUBLISHED, EXIT_NOTHING_NEW}, result.outcomes
+        assert result.history.problems == []
+        assert result.equal
+        assert result.refused > 0  # they did collide
