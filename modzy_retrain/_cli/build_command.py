@@ -14,6 +14,7 @@ from modzy_retrain._core.exceptions import (
     MissingDependencyError,
     ModzyRetrainError,
 )
+from modzy_retrain._core.fs import is_store_error
 from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._stages.report import RunReport
 from modzy_retrain._triggers.presets import FLAG_FORMS, parse_trigger_flag
@@ -317,7 +318,7 @@ def run_build_command(args: Any) -> int:
         print(f"modzy-retrain build: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except Exception as exc:
-        if not isinstance(exc, (ModzyRetrainError, OSError)):
+        if not (isinstance(exc, ModzyRetrainError) or is_store_error(exc)):
             raise
         print(f"modzy-retrain build: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

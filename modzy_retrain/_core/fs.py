@@ -53,6 +53,20 @@ def check_backend(url: str, what: str) -> None:
             ) from None
 
 
+# The packages under fsspec's object-store backends, whose errors are not all OSErrors
+# (gcsfs's HttpError, aiohttp's dropped connections, botocore's).
+_STORE_CLIENTS = {"gcsfs", "s3fs", "aiohttp", "botocore", "aiobotocore", "google", "requests"}
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a storage failure: an ``OSError``, or an error of an object
+    store's client that ran out of retries (gcsfs raises its own ``HttpError`` for a
+    5xx, aiohttp a ``ClientError`` for a dropped connection)."""
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__module__.split(".")[0] in _STORE_CLIENTS for cls in type(exc).__mro__)
+
+
 def require_module(module: str, what: str, extra: str) -> None:
     """Check that an optional dependency imports, before any work needs it."""
     try:
