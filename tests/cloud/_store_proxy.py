@@ -23,7 +23,6 @@ send), one upstream connection per request.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import random
@@ -38,6 +37,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
+# A run's tag in a file name: tables and journal parts are named after their run.
+# A test's bucket is named at random (``conftest.new_store``): not part of a request's
+# identity either.
+RUN_TAG = re.compile(r"(?<![0-9a-f])[0-9a-f]{8}-|\bb-[0-9a-f]{12}\b")
 # Query parameters that differ between two sends of the same request.
 _VOLATILE = {"uploadId", "upload_id", "x-id"}
 FAULT_KINDS = ("error", "slow", "drop", "lost")
@@ -155,10 +158,13 @@ class StoreProxy:
 
     # -- the work of one request ----------------------------------------------------
 
-    def _identity(self, method: str, path: str, query: dict[str, str], body: bytes) -> str:
-        stable = sorted((k, v) for k, v in query.items() if k not in _VOLATILE)
-        digest = hashlib.sha256(body).hexdigest()[:16] if body else ""
-        return f"{method} {path} {stable} {digest}"
+    @staticmethod
+    def _identity(method: str, path: str, query: dict[str, str], name: str | None) -> str:
+        """What makes two requests the same one, from one run to the next: not a run's
+        tag in a file name (``v0001/1a2b3c4d-samples.jsonl``), nor an upload's id, nor
+        a body (a manifest holds its run id and time)."""
+        stable = sorted((k, RUN_TAG.sub("TAG-", v)) for k, v in query.items() if k not in _VOLATILE)
+        return f"{method} {RUN_TAG.sub('TAG-', path)} {RUN_TAG.sub('TAG-', name or '')} {stable}"
 
     def upstream(
         self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -216,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         named = gcs_object_name(split.path, query, body) if proxy.gcs else None
         name = named[1] if named else (None if proxy.gcs else s3_object_name(split.path))
         probe = Seen(self.command, split.path, query, headers, name, None, None)
-        identity = proxy._identity(self.command, split.path, query, body)
+        identity = proxy._identity(self.command, split.path, query, name)
         with proxy._lock:
             occurrence = proxy._occurrences[identity]
             proxy._occurrences[identity] += 1
@@ -322,6 +328,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        return None  # a client that hung up (a dropped connection, a timeout)
+
+
 @contextmanager
 def store_proxy(
     upstream: str, *, gcs: bool = False, enforce_generation_match: bool = False
@@ -329,7 +340,7 @@ def store_proxy(
     """Run a proxy to ``upstream`` (an ``http://host:port`` endpoint) on loopback."""
     proxy = StoreProxy(upstream, gcs=gcs, enforce_generation_match=enforce_generation_match)
     handler = type("Handler", (_Handler,), {"proxy": proxy})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="store-proxy", daemon=True)
