@@ -192,6 +192,12 @@ class Outcome:
 def run_writer(kind: str, index: int, job: dict[str, Any]) -> Outcome:
     """Run one writer until it is not refused any more (in the worker process)."""
     url, options = job["url"], job["options"]
+    if job.get("fencing_only"):
+        # Every lock counts as expired: writers take it from each other at once, and
+        # only the create-if-absent manifest keeps their versions apart.
+        from modzy_retrain._dataset import lock
+
+        lock.expired = lambda *_, **__: True
     outcome = Outcome(f"{kind}-{index}")
     rng = random.Random(f"{job['round']}-{kind}-{index}")
     for _ in range(MAX_ATTEMPTS):
@@ -319,12 +325,15 @@ class Round:
 
 
 def run_round(number: int, template: str, url: str, prepared: dict[str, Any],
-              options: dict[str, Any], reference: list[Row]) -> Round:  # fmt: skip
-    """Eight writers in eight processes, started at once, on a copy of the template."""
+              options: dict[str, Any], reference: list[Row], *,
+              fencing_only: bool = False) -> Round:  # fmt: skip
+    """Eight writers in eight processes, started at once, on a copy of the template.
+
+    ``fencing_only``: the lock holds nobody off (see :func:`run_writer`)."""
     clone(template, url, options)
     started = time.perf_counter()
     job = {"url": url, "options": options, "round": number, **prepared,
-           "start_at": time.time() + 4.0}  # fmt: skip
+           "start_at": time.time() + 4.0, "fencing_only": fencing_only}  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:

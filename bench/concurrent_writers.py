@@ -27,20 +27,44 @@ import _writers as w
 
 from modzy_retrain.sandbox import s3_server
 
+MODES = {
+    "lease": "the lock as it is (a two-minute lease, renewed)",
+    "fencing": "fencing only: every lock counts as expired, writers take it from each "
+    "other at once, and only the create-if-absent manifest keeps versions apart",
+}
+
 
 def rounds_on(name: str, base: str, options: dict[str, Any], rounds: int, work: Path) -> bool:
     template = f"{base}/template"
     prepared = w.prepare(work, template, options)
     reference = w.sequential(template, f"{base}/sequential", prepared, options)
-    print(f"\n## {name}: {rounds} rounds of 8 writers (4 builds, 4 label pulls)\n")
+    ok = True
+    for mode, what in MODES.items():
+        ok &= mode_rounds(name, base, mode, what, prepared, options, reference, rounds)
+    return ok
+
+
+def mode_rounds(
+    name: str,
+    base: str,
+    mode: str,
+    what: str,
+    prepared: dict[str, Any],
+    options: dict[str, Any],
+    reference: list[Any],
+    rounds: int,
+) -> bool:
+    template = f"{base}/template"
+    print(f"\n## {name}, {mode}: {rounds} rounds of 8 writers (4 builds, 4 label pulls)\n")
+    print(f"Lock: {what}.\n")
     print("| round | published | nothing new | refused (exit 8) | of which lost versions "
           "| versions | final = sequential | history verified | seconds |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     totals: Counter[str] = Counter()
     ok = True
     for number in range(rounds):
-        result = w.run_round(number, template, f"{base}/round{number:02d}", prepared, options,
-                             reference)  # fmt: skip
+        result = w.run_round(number, template, f"{base}/{mode}{number:02d}", prepared, options,
+                             reference, fencing_only=mode == "fencing")  # fmt: skip
         errors = [o.error for o in result.outcomes if o.error]
         codes = result.codes
         clean = not errors and not result.history.problems and result.equal
@@ -62,7 +86,7 @@ def rounds_on(name: str, base: str, options: dict[str, Any], rounds: int, work: 
         for problem in result.history.problems:
             print(f"    problem: {problem}")
     print(
-        f"\n{name}: {totals['published']} published, {totals['nothing_new']} nothing new, "
+        f"\n{name}, {mode}: {totals['published']} published, {totals['nothing_new']} nothing new, "
         f"{totals['refused']} refused attempts ({totals['conflicts']} lost versions), "
         f"{totals['errors']} errors; final = sequential in {totals['equal']}/{rounds} rounds, "
         f"every version verified in {totals['verified']}/{rounds}"
