@@ -2,8 +2,9 @@
 lock: two writers of one version, a holder stalled past its lease, a release racing a
 reclaim, a crash between a version and its pointer, an absurd pointer.
 
-Each scenario runs on the local disk, and (``tests/cloud``) on S3 through moto's
-server, which enforces ``If-None-Match``.
+Each scenario runs on the local disk, and (``tests/cloud/test_commit_protocol_stores.py``)
+on S3 through moto's server, which enforces ``If-None-Match``, and on GCS through a
+proxy that enforces ``ifGenerationMatch=0`` in front of the emulator, which does not.
 """
 
 from __future__ import annotations
@@ -235,3 +236,34 @@ def test_an_absurd_pointer_fails_at_once(url: str, pointer: str) -> None:
     (Path(url) / LATEST_NAME).write_text(json.dumps({"version": pointer}))
     with pytest.raises(DatasetError, match="is no version"):
         latest_version(url)
+
+
+def test_two_reclaimers_of_one_expired_lock_publish_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reclaims the expired lock; B, which read the expired lock before A replaced
+    it, deletes A's fresh one and takes it too. Both hold it; one version is published."""
+    from modzy_retrain._dataset import lock as lock_module
+
+    stalled(url, "run-dead")  # left behind, its lease run out
+    fs, root = url_to_fs(url)
+    path = str(Path(root) / LOCK_NAME)
+    stale = read_holder(fs, path)
+    a = draft(url, "run-a", ["a1"])
+    reads = iter([stale])
+    real = lock_module.read_holder
+    monkeypatch.setattr(lock_module, "read_holder", lambda fs, p: next(reads, None) or real(fs, p))
+    b = draft(url, "run-b", ["b1"])
+    monkeypatch.undo()
+    holder = read_holder(fs, path)
+    assert holder is not None
+    assert holder["run_id"] == "run-b"
+    assert a.lock is not None
+    assert not a.lock.renew()
+    assert a.commit(query=None, stages=[]) is not None
+    with pytest.raises(VersionConflictError):
+        b.commit(query=None, stages=[])
+    assert list_versions(url) == ["v0001"]
+    assert names(url) == {"a1"}
+    assert verify_dataset(url) == []
+    assert read_holder(fs, path) is None
