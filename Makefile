@@ -9,12 +9,13 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 OUT    ?= ./retrain-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench check-official-sdk clean
+.PHONY: help demo test lint typecheck unit bench bench-label-studio check-official-sdk clean
 
 help:
 	@echo "make demo   run the main job on the offline sandbox"
 	@echo "make test   install dev dependencies, then ruff, mypy --strict and the test suite"
 	@echo "make bench  run the benchmarks under bench/ (not part of make test)"
+	@echo "make bench-label-studio  push and pull 10,000 tasks on a real Label Studio (~40 min; installs it once)"
 	@echo "make check-official-sdk  run the official modzy-sdk 0.11.6 against the sandbox (needs PyPI)"
 
 $(PY):
@@ -51,6 +52,13 @@ bench: $(VENV)/.dev
 	$(PY) bench/harvest_layers.py
 	$(PY) bench/lineage_s3.py
 	$(PY) bench/memory.py
+	$(PY) bench/hostile_memory.py --bound 350
+	$(PY) bench/loaders.py
+
+# A real Label Studio (installed once into ~/.cache/modzy-retrain, needs PyPI then);
+# `.venv/bin/python bench/label_studio.py --quick` tries it in a few minutes.
+bench-label-studio: $(VENV)/.dev
+	$(PY) bench/label_studio.py
 
 check-official-sdk: $(VENV)/.runtime
 	$(PY) scripts/check_official_sdk.py

@@ -41,6 +41,7 @@ from ._core.exceptions import (
     DatasetExistsError,
     InternalServerError,
     InvalidQueryError,
+    LabelNotInClassListError,
     LabelStudioAuthError,
     LabelStudioConnectionError,
     LabelStudioError,
@@ -51,6 +52,7 @@ from ._core.exceptions import (
     MissingDependencyError,
     ModzyRetrainError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     ResponseTooLargeError,
@@ -87,6 +89,7 @@ from ._dataset.manifest import (
     read_samples,
     verify_dataset,
 )
+from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
 from ._dataset.rows import PublishedSample
 from ._dataset.trigger import TriggerGate
 from ._labels.annotations import PullProblem
@@ -101,6 +104,9 @@ from ._labels.projects import S3StorageSettings
 from ._labels.pull import PullResult, pull_from_label_studio
 from ._labels.push import PushResult, push_to_label_studio
 from ._labels.retry import LabelStudioRetry
+from ._loaders.frames import to_pandas
+from ._loaders.hf import load_hf_dataset
+from ._loaders.pytorch import load_torch_dataset
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
@@ -188,6 +194,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "JobUser",
     "LabelAggregation",
     "LabelDecision",
+    "LabelNotInClassListError",
     "LabelPolicy",
     "LabelState",
     "LabelStudioAnnotation",
@@ -219,6 +226,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "NetScore",
     "Not",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "PredictedIn",
     "PredictionRecord",
@@ -226,6 +234,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "PullProblem",
     "PullResult",
     "PushResult",
+    "Quarantine",
+    "QuarantinedJob",
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -263,14 +273,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "latest_version",
     "list_versions",
     "load_checkpoint",
+    "load_hf_dataset",
     "load_label_file",
     "load_manifest",
+    "load_quarantine",
     "load_settings",
+    "load_torch_dataset",
     "pipeline",
     "pull_from_label_studio",
     "push_to_label_studio",
     "read_samples",
     "selector_by_name",
+    "to_pandas",
     "verify_dataset",
 ]
 

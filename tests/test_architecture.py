@@ -17,6 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     # The push (_labels/push.py and its helpers) reads datasets; the REST client does not.
     # The pull fires the trigger's actions, as a build does.
     "_labels": {"_core", "_dataset", "_triggers"},
+    # The training loaders read datasets; they know no stage, client or labelling tool.
+    "_loaders": {"_core", "_dataset"},
     "_stages": {"_core", "_client", "_dataset"},
     # The trigger's actions read manifests and write their records beside the dataset.
     "_triggers": {"_core", "_dataset"},

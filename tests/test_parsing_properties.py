@@ -13,6 +13,7 @@ bounded in examples, so the file stays quick on a shared two-core machine.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from unittest import mock
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -29,14 +31,17 @@ import modzy_retrain._core.timestamps as time_module
 from modzy_retrain import (
     InputFailure,
     InputResult,
+    InternalServerError,
     Job,
     JobResults,
     ModelSummary,
     ModzyClient,
     ResponseValidationError,
     ResultParseError,
+    RetryPolicy,
 )
 from modzy_retrain._client.calls import Call, job_results_body
+from modzy_retrain._client.decoding import nested_deeper_than
 from modzy_retrain._client.models import ModzyModel
 from modzy_retrain._client.parsing import (
     parse_history_page,
@@ -820,3 +825,150 @@ def test_bad_timestamps_in_a_result_are_typed_errors(field: str, value: object) 
     payload = {"status": "SUCCESSFUL", field: value}
     check_input(parse_input_result, "in", payload)
     check_job({"jobIdentifier": "a", "model": {"identifier": "m"}, "createdAt": value})
+
+
+# -- Bytes: bodies the client may fail to decode ---------------------------------------
+#
+# Everything above starts from decoded JSON. A body is bytes first: nested deeper than
+# any recursive walk takes, an integer literal Python will not convert (more than 4,300
+# digits), bytes that are not UTF-8, text cut short, garbage. Through the client, each
+# must still be the typed model or the typed error.
+
+
+def _nest(depth: int, inner: bytes, kind: str) -> bytes:
+    if kind == "list":
+        return b"[" * depth + inner + b"]" * depth
+    return b'{"a":' * depth + inner + b"}" * depth
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
+
+
+real_bodies = st.sampled_from(
+    [*BODIES["results"], *BODIES["single"], BODIES["history"], BODIES["job"], BODIES["models"]]
+).map(_json_bytes)
+
+
+@st.composite
+def hostile_bytes(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["deep", "deep-in-body", "huge-int", "bad-utf8", "cut", "junk"]))
+    if kind == "deep":
+        depth = draw(st.integers(40, 3000))
+        return _nest(
+            depth,
+            draw(st.sampled_from([b"1", b'"]]]"', b"[]", b"{}"])),
+            draw(st.sampled_from(["list", "object"])),
+        )
+    body = draw(real_bodies)
+    if kind == "deep-in-body":
+        # A model's explanation nested past the limit, inside a real body.
+        at = body.index(b"{") + 1
+        nested = _nest(draw(st.integers(50, 2000)), b"0", draw(st.sampled_from(["list", "object"])))
+        return body[:at] + b'"explanation": ' + nested + b"," + body[at:]
+    if kind == "huge-int":
+        digits = draw(st.integers(4000, 9000))
+        at = body.index(b"{") + 1
+        return body[:at] + b'"total": ' + b"7" * digits + b"," + body[at:]
+    if kind == "bad-utf8":
+        at = draw(st.integers(0, len(body)))
+        junk = draw(st.sampled_from([b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]))
+        return body[:at] + junk + body[at:]
+    if kind == "cut":
+        return body[: draw(st.integers(0, max(0, len(body) - 1)))]
+    return draw(st.binary(max_size=64))
+
+
+class _Served:
+    """One client whose every answer is ``body`` (set per example)."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.status = 200
+        self.client = ModzyClient(
+            api_key="AbCdEfGhIj0123456789.ZyXwVuTsRq9876543210",
+            base_url="https://modzy.invalid",
+            transport=httpx.MockTransport(
+                lambda request: httpx.Response(self.status, content=self.body)
+            ),
+            retry=RetryPolicy.disabled(),
+        )
+
+
+SERVED = _Served()
+
+
+def _through_client(body: bytes, status: int = 200) -> None:
+    SERVED.body, SERVED.status = body, status
+    client = SERVED.client
+    for strict in (True, False):
+        got = _attempt(lambda strict=strict: client.results.retrieve(JOB, strict=strict))
+        if isinstance(got, ResponseValidationError):
+            assert isinstance(got, ResultParseError)
+            assert got.job_id == JOB
+            assert got.errors
+            assert repr(JOB) in str(got)
+    single = _attempt(lambda: client.results.retrieve_input(JOB, "in"))
+    if isinstance(single, ResponseValidationError):
+        assert isinstance(single, ResultParseError)
+        assert single.job_id == JOB
+    for call in (
+        lambda: list(client.jobs.history().page(1)),
+        lambda: client.jobs.history(strict=False).page(1),
+        lambda: client.jobs.retrieve("x"),
+        client.models.list,
+    ):
+        outcome = _attempt(call)
+        if isinstance(outcome, ResponseValidationError):
+            assert not isinstance(outcome, ResultParseError)
+
+
+@props(150)
+@given(hostile_bytes())
+def test_hostile_bytes_through_the_client_are_typed(body: bytes) -> None:
+    _through_client(body)
+
+
+@props(60)
+@given(st.one_of(hostile_bytes(), real_bodies))
+def test_hostile_error_bodies_keep_their_status(body: bytes) -> None:
+    SERVED.body, SERVED.status = body, 500
+    with pytest.raises(InternalServerError) as info:
+        SERVED.client.models.list()
+    assert info.value.status_code == 500
+
+
+@props(100)
+@given(json_values.map(_json_bytes), st.integers(0, 12))
+def test_arbitrary_json_text_through_the_client_is_typed(body: bytes, depth: int) -> None:
+    # Valid JSON, wrapped a few levels deep (well within the limit): decodes, then
+    # parses or is refused exactly as the decoded value would be.
+    _through_client(_nest(depth, body, "list") if depth else body)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+bracket_text = st.text(alphabet='[]{}"\\ab', max_size=6)
+nested_values = st.recursive(
+    st.one_of(st.integers(), bracket_text, st.none()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(bracket_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@props(300)
+@given(nested_values, st.integers(0, 8))
+def test_the_depth_check_agrees_with_the_decoded_depth(value: Any, limit: int) -> None:
+    # Strings full of brackets, quotes and backslashes are text, not nesting.
+    for text in (
+        json.dumps(value),
+        json.dumps(value, indent=1),
+        json.dumps(value, ensure_ascii=False),
+    ):
+        assert nested_deeper_than(text.encode(), limit) == (_depth(value) > limit)

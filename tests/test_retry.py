@@ -17,6 +17,9 @@ from modzy_retrain import (
     InternalServerError,
     ModzyClient,
     RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    ResultParseError,
     RetryEvent,
     RetryPolicy,
 )
@@ -59,6 +62,11 @@ def test_what_is_retryable() -> None:
         assert is_retryable(err, policy), status
     assert not is_retryable(BadRequestError("x", status_code=400), policy)
     assert not is_retryable(ValueError("x"), policy)
+    # Raised while receiving (the client parses outside its retries): a body that could
+    # not be decoded is worth another attempt, one over the size limit is not.
+    assert is_retryable(ResponseValidationError("not JSON"), policy)
+    assert is_retryable(ResultParseError("not JSON", job_id="j"), policy)
+    assert not is_retryable(ResponseTooLargeError("big", limit=1), policy)
     assert not is_retryable(
         RateLimitError("x", status_code=429), RetryPolicy(retry_statuses=frozenset({503}))
     )

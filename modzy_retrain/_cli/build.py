@@ -29,13 +29,14 @@ from modzy_retrain._dataset.manifest import (
     load_checkpoint,
     load_manifest,
 )
+from modzy_retrain._dataset.quarantine import UnavailableJobs
 from modzy_retrain._dataset.trigger import TriggerGate
 from modzy_retrain._stages.fetch import ResultFetcher
 from modzy_retrain._stages.guard import MisconfigurationGuard
 from modzy_retrain._stages.labels import LabelPolicy
 from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
-from modzy_retrain._stages.report import RunReport
+from modzy_retrain._stages.report import RESULTS_UNAVAILABLE, RunReport
 from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_from_setting
 from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
@@ -86,6 +87,8 @@ class BuildResult:
         problems: Why nothing was published when the configuration looks wrong
             (exit code 7), one line each.
         notes: What the user should know about how settings were applied.
+        retried: The quarantined jobs this run tried again (``retry_quarantined``);
+            those not in ``report.quarantined`` any more recovered.
     """
 
     report: RunReport
@@ -95,6 +98,7 @@ class BuildResult:
     plan: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
     # A published version that passed the gate: fired once the lock is let go.
     ready: Manifest | None = field(default=None, repr=False)
 
@@ -290,7 +294,10 @@ class _Run:
             # of this window: nothing is left to read.
             return BuildResult(self.report, EXIT_NOTHING_NEW, notes=[*notes, passed])
         client = given_client or ModzyClient(
-            api_key=read_api_key(settings, environ), base_url=settings.base_url, transport=transport
+            api_key=read_api_key(settings, environ),
+            base_url=settings.base_url,
+            transport=transport,
+            max_response_bytes=settings.max_response_bytes,
         )
         with contextlib.nullcontext(client) if given_client else client:
             unknown = _unknown_models(client, settings.model_id)
@@ -346,6 +353,12 @@ class _Run:
         guard: MisconfigurationGuard,
     ) -> BuildResult:
         s, url, out_options = self.settings, self.url, self.out_options
+        # Jobs whose results were unavailable in earlier runs: counted, or quarantined
+        # (skipped, or with retry_quarantined fetched again by id).
+        fs, root = url_to_fs(url, out_options)
+        unavailable = UnavailableJobs.load(fs, root)
+        quarantine = unavailable.quarantine(retry=s.retry_quarantined)
+        self.report.progress.watch(unavailable.ids)
         with contextlib.ExitStack() as cleanup:
             journal = None
             if not self.dry_run:
@@ -366,8 +379,16 @@ class _Run:
                 user=s.user,
                 since=None if rebuild else since,
                 lag=s.lag,
+                quarantine=quarantine,
+                max_pages=s.max_history_pages,
             )
-            fetch = ResultFetcher(client, concurrency=s.concurrency, journal=journal)
+            fetch = ResultFetcher(
+                client,
+                concurrency=s.concurrency,
+                journal=journal,
+                max_bytes_in_flight=s.max_bytes_in_flight,
+                max_inputs_per_job=s.max_inputs_per_job,
+            )
             chain = query | fetch | select | resolve
             if self.dry_run:
                 return self._dry_run(chain, guard)
@@ -389,12 +410,31 @@ class _Run:
             for _ in _tap(it, self.progress):
                 pass
             report = it.report.finish()
+        # Published or not (most runs that meet a poison job publish nothing), under
+        # the build's lock: each unavailable job's attempt is counted, a job read
+        # leaves the count. Written only when it changed.
+        before = dict(unavailable.jobs)
+        unavailable.record(
+            failed=report.unavailable,
+            reason=RESULTS_UNAVAILABLE,
+            had=report.progress.had,
+            at=report.started_at,
+            after=s.quarantine_after,
+        )
+        if unavailable.jobs != before:
+            unavailable.save(fs, root)
+        report.quarantined = list(unavailable.quarantine().jobs)
+        result = self._outcome(report)
+        result.retried = sorted(quarantine.ids) if quarantine.retry else []
+        return result
+
+    def _outcome(self, report: RunReport) -> BuildResult:
         dataset = report.dataset or {}
         if dataset.get("refused"):
             return BuildResult(report, EXIT_MISCONFIGURED, problems=list(dataset["refused"]))
         if not dataset.get("published"):
             return BuildResult(report, EXIT_NOTHING_NEW)
-        manifest = load_manifest(url, storage_options=out_options)
+        manifest = load_manifest(self.url, storage_options=self.out_options)
         assert manifest.trigger is not None
         if not manifest.trigger.ready:
             return BuildResult(report, EXIT_BELOW_THRESHOLD)

@@ -97,6 +97,20 @@ def add_build_arguments(parser: Any) -> None:
         help="publish nothing (exit 7) when more than this share of a model's inputs "
         "fail in lineage for one reason (default 0.5; all of them always do)",
     )
+    add(
+        "--quarantine-after",
+        type=int,
+        metavar="N",
+        help="quarantine a job whose results were unavailable in N runs in a row: later "
+        "runs skip it and no longer exit 6 for it (default 3; 0: never)",
+    )
+    add(
+        "--retry-quarantined",
+        action="store_true",
+        default=None,
+        help="fetch the quarantined jobs again by id; one whose results are had leaves "
+        "the quarantine and its samples are written",
+    )
     add("--report", help="write the run report as JSON to this path")
     add("--dry-run", action="store_true", help="show the plan; write nothing")
     add("--min-new", type=int, help="retraining threshold: new samples in the version")
@@ -159,6 +173,8 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "label_file": args.label_file,
         "allow_new_classes": args.allow_new_classes,
         "max_failure_share": args.max_failure_share,
+        "quarantine_after": args.quarantine_after,
+        "retry_quarantined": args.retry_quarantined,
         "out": args.out,
         "format": args.format,
         "concurrency": args.concurrency,
@@ -360,13 +376,47 @@ def run_build_command(args: Any) -> int:
             EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
             EXIT_TRIGGER_FAILED: "published, but the retraining trigger failed (retried next run)",
             EXIT_INCOMPLETE: "incomplete: the results of {n} job(s) could not be had after "
-            "retries ({jobs}); the next run fetches them",
+            "retries ({jobs}); {then}",
         }
         if result.exit_code in messages:
             jobs = report.unavailable_jobs
-            shown = ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
-            print(messages[result.exit_code].format(n=len(jobs), jobs=shown))
+            held = {job.job_id for job in report.quarantined}
+            now = sum(job in held for job in jobs)
+            then = "the next run fetches them"
+            if now:
+                then = (
+                    "quarantined now: later runs skip them"
+                    if now == len(jobs)
+                    else f"the next run fetches them, but the {now} quarantined now"
+                )
+            print(messages[result.exit_code].format(n=len(jobs), jobs=shown(jobs), then=then))
+        for line in quarantine_lines(result):
+            print(line)
     return result.exit_code
+
+
+def shown(jobs: list[str]) -> str:
+    return ", ".join(jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+
+
+def quarantine_lines(result: Any) -> list[str]:
+    """What a build says of the quarantine: what it retried, and what it skips."""
+    held = [job.job_id for job in result.report.quarantined]
+    lines = []
+    if result.retried:
+        back = [job for job in result.retried if job not in held]
+        n = len(result.retried)
+        lines.append(
+            f"retried {n} quarantined job{'s' if n != 1 else ''}: {len(back)} recovered, "
+            f"{n - len(back)} still quarantined"
+        )
+    if held:
+        lines.append(
+            f"quarantined: {len(held)} job(s) whose results stayed unavailable ("
+            f"{shown(held)}); builds skip them and do not exit 6 for them, "
+            "--retry-quarantined tries them again"
+        )
+    return lines
 
 
 def plan_lines(plan: dict[str, Any]) -> list[str]:

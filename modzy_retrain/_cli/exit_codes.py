@@ -24,7 +24,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NOTHING_NEW: "nothing new: no version published (a dry run: none would be)",
     EXIT_BELOW_THRESHOLD: "published, below the retraining threshold: trigger not fired",
     EXIT_TRIGGER_FAILED: "published, but the trigger failed: it fires again next run",
-    EXIT_INCOMPLETE: "incomplete: some jobs' results could not be had; the next run fetches them",
+    EXIT_INCOMPLETE: "incomplete: some jobs' results could not be had; the next run fetches "
+    "them (one unavailable in `quarantine_after` runs in a row is quarantined)",
     EXIT_MISCONFIGURED: "nothing published: the configuration looks wrong (a template, "
     "a model id...); the checkpoint did not move",
     EXIT_LOCKED: "the dataset is held by another build: try again when it ends (a stale "

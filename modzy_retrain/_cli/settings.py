@@ -17,9 +17,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from modzy_retrain._core.constants import API_KEY_ENV
+from modzy_retrain._core.constants import (
+    API_KEY_ENV,
+    DEFAULT_MAX_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_HISTORY_PAGES,
+    DEFAULT_MAX_INPUTS_PER_JOB,
+    DEFAULT_MAX_RESPONSE_BYTES,
+)
 from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
 from modzy_retrain._core.timestamps import parse_timestamp
+from modzy_retrain._dataset.quarantine import DEFAULT_QUARANTINE_AFTER
 from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY
 from modzy_retrain._stages.guard import DEFAULT_MAX_FAILURE_SHARE
 from modzy_retrain._stages.selectors import selector_from_setting
@@ -98,7 +105,16 @@ class BuildSettings(BaseModel):
     report: str | None = None
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1)
     max_input_bytes: int | None = Field(default=None, ge=1)
+    # The API's answers, bounded (docs/reliability.md, "Resource limits").
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1)
+    max_bytes_in_flight: int = Field(default=DEFAULT_MAX_BYTES_IN_FLIGHT, ge=1)
+    max_inputs_per_job: int = Field(default=DEFAULT_MAX_INPUTS_PER_JOB, ge=1)
+    max_history_pages: int = Field(default=DEFAULT_MAX_HISTORY_PAGES, ge=1)
     max_failure_share: float = Field(default=DEFAULT_MAX_FAILURE_SHARE, gt=0.0, le=1.0)
+    # A job whose results were unavailable in this many runs in a row is quarantined
+    # (0: never); retry_quarantined fetches the quarantined jobs again by id.
+    quarantine_after: int = Field(default=DEFAULT_QUARANTINE_AFTER, ge=0)
+    retry_quarantined: bool = False
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     # Whether ``start`` came from the command line (``--start``), not the config file:
     # on a dataset with a checkpoint the flag is refused, the file's value is the

@@ -6,20 +6,20 @@ Nothing here does I/O. The two clients in ``_client`` differ only in their send 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import random
-import re
 import warnings
 from typing import Any, Final, TypeVar
 
 import httpx
 
 from modzy_retrain._core.backoff import parse_retry_after
+from modzy_retrain._core.budget import OverBudget
 from modzy_retrain._core.constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
+    DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
@@ -43,6 +43,9 @@ from modzy_retrain._core.exceptions import (
 from modzy_retrain._core.secrets import ApiKey, redact, redact_obj
 from modzy_retrain._version import __version__
 
+from .calls import Call
+from .deadline import Deadline
+from .decoding import Undecodable, decode_json
 from .retry import RetryHook, RetryPolicy
 
 logger = logging.getLogger("modzy_retrain")
@@ -118,46 +121,52 @@ def normalize_base_url(url: str) -> str:
     return str(parsed.copy_with(path=path)).rstrip("/")
 
 
-# JSON may escape half a UTF-16 pair ("\ud800"), which decodes to a string no encoder
-# takes: such a value could never be written to a dataset. Checked on the bytes first,
-# so bodies without the escape (nearly all) cost nothing.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _whole_unicode(value: Any) -> Any:
-    """``value`` with every lone surrogate replaced by U+FFFD, keys included."""
-    if isinstance(value, str):
-        if _LONE_SURROGATE.search(value) is None:
-            return value
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_whole_unicode(v) for v in value]
-    if isinstance(value, dict):
-        return {_whole_unicode(k): _whole_unicode(v) for k, v in value.items()}
-    return value
-
-
 class _Body:
     """A response body gathered chunk by chunk (decompressed), counted as it arrives:
-    one over the limit is refused before it is ever held whole. The clients' read loops
-    feed it; only the loops differ between sync and async."""
+    one over the limit is refused before it is ever held whole, and one still arriving
+    when the call's deadline passes is abandoned. The clients' read loops feed it; only
+    the loops differ between sync and async."""
 
-    def __init__(self, client: BaseClient, method: str, path: str) -> None:
+    def __init__(
+        self, client: BaseClient, method: str, path: str, deadline: Deadline | None
+    ) -> None:
         self._client = client
         self._method = method
         self._path = path
-        self._chunks: list[bytes] = []
+        self._deadline = deadline
+        # One growing buffer, not a list of chunks joined at the end: the join would
+        # hold a large body twice.
+        self._buffer = bytearray()
         self._size = 0
 
     def add(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._client.max_response_bytes:
             raise self._client._too_large(self._method, self._path, None)
-        self._chunks.append(chunk)
+        # Between chunks is where the sync client can stop a body that trickles in:
+        # each read resets httpx's read timeout, the deadline does not move.
+        if self._deadline is not None and self._deadline.passed():
+            raise self._deadline.error(self._method, self._path)
+        self._buffer += chunk
 
-    def content(self) -> bytes:
-        return b"".join(self._chunks)
+    def out_of_time(self) -> APITimeoutError:
+        """The deadline passed while this body waited for the fetcher's budget."""
+        assert self._deadline is not None  # only a wait with a deadline runs out
+        return self._deadline.error(self._method, self._path)
+
+    def content(self) -> bytearray:
+        return self._buffer
+
+
+def over_budget(call: Call[Any], exc: OverBudget) -> ResponseTooLargeError:
+    """The error for a body that alone would hold more than the fetcher's budget."""
+    return ResponseTooLargeError(
+        f"{call.method} {call.path} sent a body that alone, once decoded, would weigh more "
+        f"than the fetcher's max_bytes_in_flight ({exc.limit:,}); refused",
+        limit=exc.limit,
+        method=call.method,
+        path=call.path,
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -167,6 +176,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_deadline(deadline: object) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0:
+        raise ConfigurationError(f"deadline takes seconds above 0, or None, not {deadline!r}")
+    return float(deadline)
 
 
 def _check_timeout(timeout: object) -> httpx.Timeout:
@@ -198,6 +215,7 @@ class BaseClient:
         headers: dict[str, str] | None,
         on_retry: RetryHook | None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -225,6 +243,7 @@ class BaseClient:
             raise ConfigurationError("max_response_bytes must be at least 1")
         self.max_response_bytes = max_response_bytes
         self.timeout = _check_timeout(timeout)
+        self.deadline = _check_deadline(deadline)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(
                 f"retry takes a RetryPolicy (e.g. RetryPolicy(max_attempts=3)), "
@@ -308,18 +327,24 @@ class BaseClient:
         return given
 
     def _build_request(
-        self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, params: Any
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        call: Call[Any],
+        deadline: Deadline | None,
     ) -> httpx.Request:
         if self._closed:
             raise RuntimeError(f"this {self._client_name} is closed")
+        if deadline is not None and deadline.passed():
+            raise deadline.error(call.method, call.path)
         # The URL is absolute, so a given client's base_url never redirects the key
-        # elsewhere; its default headers come first and ours (the key too) win.
+        # elsewhere; its default headers come first and ours (the key too) win. Each
+        # phase of this attempt waits at most the time the deadline leaves.
         return http.build_request(
-            method,
-            self.base_url + path,
-            params=params,
+            call.method,
+            self.base_url + call.path,
+            params=call.params,
             headers=self._headers,
-            timeout=self.timeout,
+            timeout=self.timeout if deadline is None else deadline.cap(self.timeout),
         )
 
     # -- errors -------------------------------------------------------------------------
@@ -345,12 +370,12 @@ class BaseClient:
 
     # -- bodies --------------------------------------------------------------------------
 
-    def _body(self, method: str, path: str, response: httpx.Response) -> _Body:
+    def _body(self, call: Call[Any], response: httpx.Response, deadline: Deadline | None) -> _Body:
         """A collector for ``response``'s body; refuses it now if its declared size is over."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
-            raise self._too_large(method, path, int(declared))
-        return _Body(self, method, path)
+            raise self._too_large(call.method, call.path, int(declared))
+        return _Body(self, call.method, call.path, deadline)
 
     def _too_large(self, method: str, path: str, size: int | None) -> ResponseTooLargeError:
         what = f"{size:,} bytes" if size is not None else "more"
@@ -364,13 +389,14 @@ class BaseClient:
         )
 
     def _status_error(
-        self, method: str, path: str, response: httpx.Response, content: bytes
+        self, method: str, path: str, response: httpx.Response, content: bytes | bytearray
     ) -> APIStatusError:
         secrets = self._api_key.secret_parts()
         body: object
         try:
-            body = redact_obj(json.loads(content), secrets)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = redact_obj(decode_json(content), secrets)
+        except Undecodable:
+            # Kept as text, cut short: an error body is for people to read.
             body = self._redact(content[:2000].decode("utf-8", errors="replace"))
         api_message = None
         if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -395,22 +421,27 @@ class BaseClient:
             return RateLimitError(text, retry_after=retry_after, **kwargs)
         return (cls or APIStatusError)(text, **kwargs)
 
-    def _decode(self, method: str, path: str, status: int, content: bytes, raw: bool) -> Any:
-        if raw:
-            return content
+    def _decode(self, call: Call[Any], status: int, content: bytes | bytearray) -> Any:
+        """The body as JSON (raw bytes for a file), or the call's typed error.
+
+        A body that cannot be decoded is the call's own error (a job's results name
+        the job) raised inside the attempt, so it is retried like a dropped connection
+        before it is believed: a proxy's glitch can send one.
+        """
+        if call.raw:
+            return bytes(content)
         if not content.strip():
             return None
         try:
-            data = json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return decode_json(content)
+        except Undecodable as exc:
+            if call.undecodable is not None:
+                raise call.undecodable(exc.reason) from None
             raise ResponseValidationError(
-                f"{method} {path} returned {status} with a body that is not JSON",
-                method=method,
-                path=path,
+                f"{call.method} {call.path} returned {status} with a body that {exc.reason}",
+                method=call.method,
+                path=call.path,
             ) from None
-        if _SURROGATE_ESCAPE.search(content):
-            data = _whole_unicode(data)
-        return data
 
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "BaseClient", "InsecureBaseURLWarning"]

@@ -27,13 +27,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request and the parser for its (decoded JSON, or raw bytes) body."""
+    """One request and the parser for its (decoded JSON, or raw bytes) body.
+
+    ``undecodable`` makes the typed error for a body that is not JSON (given the
+    reason); by default a :class:`ResponseValidationError`.
+    """
 
     method: str
     path: str
     parse: Callable[[Any], T]
     params: dict[str, str] | None = None
     raw: bool = False
+    undecodable: Callable[[str], ResponseValidationError] | None = None
 
 
 def segment(name: str, value: str) -> str:
@@ -60,6 +65,16 @@ def history_page(
     )
 
 
+def _undecodable_result(
+    job_id: str, input_name: str | None, path: str
+) -> Callable[[str], ResponseValidationError]:
+    # A results body that is not JSON is that job's unparseable result: the fetcher
+    # quarantines it like any other, rather than take it for an outage.
+    return lambda reason: parsing.undecodable_result(
+        job_id, input_name, reason, method="GET", path=path
+    )
+
+
 def job_results(job_id: str, *, strict: bool = True) -> Call[JobResults]:
     path = f"/results/{segment('job_id', job_id)}"
     return Call(
@@ -68,13 +83,14 @@ def job_results(job_id: str, *, strict: bool = True) -> Call[JobResults]:
         lambda data: parsing.parse_job_results(
             job_id, data, method="GET", path=path, strict=strict
         ),
+        undecodable=_undecodable_result(job_id, None, path),
     )
 
 
 def job_results_body(job_id: str) -> Call[Any]:
     """The results of a job as decoded JSON (to journal before parsing)."""
     path = f"/results/{segment('job_id', job_id)}"
-    return Call("GET", path, lambda data: data)
+    return Call("GET", path, lambda data: data, undecodable=_undecodable_result(job_id, None, path))
 
 
 def input_result(job_id: str, input_name: str) -> Call[InputResult]:
@@ -83,6 +99,7 @@ def input_result(job_id: str, input_name: str) -> Call[InputResult]:
         "GET",
         path,
         lambda data: parsing.parse_single_result(job_id, input_name, data, method="GET", path=path),
+        undecodable=_undecodable_result(job_id, input_name, path),
     )
 
 

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from modzy_retrain._core.constants import DEFAULT_MAX_RESPONSE_BYTES
+from modzy_retrain._core.budget import AsyncLease, Lease, OverBudget
+from modzy_retrain._core.constants import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES
 from modzy_retrain._core.exceptions import ConfigurationError
 
 from . import calls
@@ -27,9 +28,12 @@ from .base import (
     BaseClient,
     NotGiven,
     TimeoutTypes,
+    over_budget,
     resolve_timeout,
 )
 from .calls import Call
+from .deadline import Deadline, within
+from .decoding import weigh
 from .resources import AsyncJobs, AsyncModels, AsyncResults, Jobs, Models, Results
 from .retry import RetryHook, RetryPolicy, async_retrying, sync_retrying
 
@@ -59,8 +63,14 @@ class ModzyClient(BaseClient):
         retry: The :class:`RetryPolicy`; bounded retries with backoff by default.
         max_connections: Connections in the library's own HTTP client's pool (all kept
             alive). Ignored with ``http_client``: its limits apply.
-        max_response_bytes: A response body over this many bytes (64 MiB by default) is
+        max_response_bytes: A response body over this many bytes (16 MiB by default) is
             refused with :class:`ResponseTooLargeError` instead of read into memory.
+        deadline: Seconds one call may take in all, every attempt and retry wait
+            included (300 by default; ``None``: none). Past it the call raises
+            :class:`APITimeoutError` and is not retried. The timeouts bound each read;
+            this bounds a server that keeps a call alive by trickling bytes. The sync
+            client checks it between body chunks and caps each attempt's timeouts to
+            the time left; it cannot cut short a head that trickles in (docs/client.md).
         headers: Extra headers sent with every request.
         transport: An httpx transport for the library's own client, e.g. the sandbox's
             in-process transport.
@@ -86,6 +96,7 @@ class ModzyClient(BaseClient):
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
@@ -100,6 +111,7 @@ class ModzyClient(BaseClient):
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
+            deadline=deadline,
             headers=headers,
             on_retry=on_retry,
         )
@@ -125,8 +137,16 @@ class ModzyClient(BaseClient):
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
         self.call(calls.models_list())
 
-    def call(self, call: Call[T]) -> T:
-        """Send one described call with retries and parse its body. Strictly private."""
+    def call(self, call: Call[T], *, lease: Lease | None = None) -> T:
+        """Send one described call with retries and parse its body. Strictly private.
+
+        ``lease``: the body's bytes are taken from it as they arrive (the fetcher's
+        budget across its concurrent calls); what a failed attempt took is given back.
+        """
+        # Parsed outside the retries: a body that decodes says the same on every try.
+        return call.parse(self._receive(call, Deadline.start(self.deadline), lease))
+
+    def _receive(self, call: Call[Any], deadline: Deadline | None, lease: Lease | None) -> Any:
         for attempt in sync_retrying(
             self.retry,
             method=call.method,
@@ -134,23 +154,26 @@ class ModzyClient(BaseClient):
             sleep=self._sleep,
             hook=self._on_retry,
             rng=self._rng,
+            deadline=deadline,
         ):
             with attempt:
-                return call.parse(self._send_once(call))
+                return self._send_once(call, deadline, lease)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(self._http, call.method, call.path, call.params)
+    def _send_once(self, call: Call[Any], deadline: Deadline | None, lease: Lease | None) -> Any:
+        request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = self._read(call, response)
+                content = self._read(call, response, deadline, lease)
             finally:
                 response.close()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
+        except OverBudget as exc:
+            raise over_budget(call, exc) from None
         logger.debug(
             "%s %s -> %d (%.1f ms)",
             call.method,
@@ -160,12 +183,30 @@ class ModzyClient(BaseClient):
         )
         if response.status_code >= 300:
             raise self._status_error(call.method, call.path, response, content)
-        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+        return self._decode(call, response.status_code, content)
 
-    def _read(self, call: Call[Any], response: httpx.Response) -> bytes:
-        body = self._body(call.method, call.path, response)
-        for chunk in response.iter_bytes():
-            body.add(chunk)
+    def _read(
+        self,
+        call: Call[Any],
+        response: httpx.Response,
+        deadline: Deadline | None,
+        lease: Lease | None,
+    ) -> bytearray:
+        body = self._body(call, response, deadline)
+        taken = 0
+        try:
+            for chunk in response.iter_bytes():
+                body.add(chunk)
+                if lease is not None:
+                    weight = weigh(chunk)
+                    left = None if deadline is None else deadline.remaining()
+                    if not lease.take(weight, timeout=left):
+                        raise body.out_of_time()
+                    taken += weight
+        except BaseException:
+            if lease is not None:
+                lease.give_back(taken)
+            raise
         return body.content()
 
     def close(self) -> None:
@@ -208,6 +249,7 @@ class AsyncModzyClient(BaseClient):
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = DEFAULT_DEADLINE,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
@@ -222,6 +264,7 @@ class AsyncModzyClient(BaseClient):
             retry=retry,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
+            deadline=deadline,
             headers=headers,
             on_retry=on_retry,
         )
@@ -247,8 +290,21 @@ class AsyncModzyClient(BaseClient):
         """Check the connection and the key with one ``GET /models``; raise if either fails."""
         await self.call(calls.models_list())
 
-    async def call(self, call: Call[T]) -> T:
-        """Send one described call with retries and parse its body. Strictly private."""
+    async def call(self, call: Call[T], *, lease: AsyncLease | None = None) -> T:
+        """Send one described call with retries and parse its body. Strictly private.
+
+        ``lease``: as for :meth:`ModzyClient.call`; waiting for it counts in the deadline.
+        """
+        deadline = Deadline.start(self.deadline)
+        # The whole call, waits included, is cancelled when the deadline passes.
+        receiving = self._receive(call, deadline, lease)
+        data = await within(deadline, receiving, call.method, call.path)
+        # Parsed outside the retries: a body that decodes says the same on every try.
+        return call.parse(data)
+
+    async def _receive(
+        self, call: Call[Any], deadline: Deadline | None, lease: AsyncLease | None
+    ) -> Any:
         async for attempt in async_retrying(
             self.retry,
             method=call.method,
@@ -256,23 +312,28 @@ class AsyncModzyClient(BaseClient):
             sleep=self._sleep,
             hook=self._on_retry,
             rng=self._rng,
+            deadline=deadline,
         ):
             with attempt:
-                return call.parse(await self._send_once(call))
+                return await self._send_once(call, deadline, lease)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _send_once(self, call: Call[Any]) -> Any:
-        request = self._build_request(self._http, call.method, call.path, call.params)
+    async def _send_once(
+        self, call: Call[Any], deadline: Deadline | None, lease: AsyncLease | None
+    ) -> Any:
+        request = self._build_request(self._http, call, deadline)
         started = time.perf_counter()
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
-                content = await self._aread(call, response)
+                content = await self._aread(call, response, deadline, lease)
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
             logger.debug("%s %s failed: %s", call.method, call.path, type(exc).__name__)
             raise self._connection_error(exc, call.method, call.path) from exc
+        except OverBudget as exc:
+            raise over_budget(call, exc) from None
         logger.debug(
             "%s %s -> %d (%.1f ms)",
             call.method,
@@ -282,12 +343,28 @@ class AsyncModzyClient(BaseClient):
         )
         if response.status_code >= 300:
             raise self._status_error(call.method, call.path, response, content)
-        return self._decode(call.method, call.path, response.status_code, content, call.raw)
+        return self._decode(call, response.status_code, content)
 
-    async def _aread(self, call: Call[Any], response: httpx.Response) -> bytes:
-        body = self._body(call.method, call.path, response)
-        async for chunk in response.aiter_bytes():
-            body.add(chunk)
+    async def _aread(
+        self,
+        call: Call[Any],
+        response: httpx.Response,
+        deadline: Deadline | None,
+        lease: AsyncLease | None,
+    ) -> bytearray:
+        body = self._body(call, response, deadline)
+        taken = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                body.add(chunk)
+                if lease is not None:
+                    weight = weigh(chunk)
+                    await lease.take(weight)  # the deadline around the call bounds the wait
+                    taken += weight
+        except BaseException:
+            if lease is not None:
+                lease.give_back(taken)
+            raise
         return body.content()
 
     async def aclose(self) -> None:

@@ -59,6 +59,13 @@ def _parse_error(
     )
 
 
+def undecodable_result(
+    job_id: str, input_name: str | None, reason: str, *, method: str, path: str
+) -> ResultParseError:
+    """The error for a results body that is not JSON at all (``reason``: what it is)."""
+    return _parse_error(job_id, input_name, (f"the body {reason}",), method=method, path=path)
+
+
 def _not_an_object(
     job_id: str, input_name: str | None, value: object, method: str, path: str
 ) -> ResultParseError:

@@ -10,10 +10,12 @@ import builtins
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from modzy_retrain._core.constants import DEFAULT_MAX_HISTORY_PAGES
+
 from . import calls
 from .history import HistoryFilters, build_history_params
 from .models import InputResult, Job, JobResults, ModelSummary, ModelVersion, VoteValue
-from .pagination import AsyncJobHistoryPager, JobHistoryPager
+from .pagination import AsyncJobHistoryPager, JobHistoryPager, check_max_pages
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,6 +38,10 @@ _HISTORY_DOC = """Query the job history; returns a lazy pager over every matchin
             strict: Raise :class:`ResponseValidationError` on the first history item
                 that is not a job (default). With ``False`` such items are set aside
                 in ``page.invalid`` with their reason, and iterating yields the rest.
+            max_pages: Pages one walk reads at most (10,000 by default; ``None``: no
+                cap). A walk still full at that page, or that meets a full page it has
+                seen before (a server that ignores paging), raises
+                :class:`PaginationError`.
 """
 
 
@@ -45,11 +51,19 @@ class Jobs:
     def __init__(self, client: ModzyClient) -> None:
         self._client = client
 
-    def history(self, *, strict: bool = True, **filters: Unpack[HistoryFilters]) -> JobHistoryPager:
+    def history(
+        self,
+        *,
+        strict: bool = True,
+        max_pages: int | None = DEFAULT_MAX_HISTORY_PAGES,
+        **filters: Unpack[HistoryFilters],
+    ) -> JobHistoryPager:
         params = build_history_params(**filters)
         client = self._client
         return JobHistoryPager(
-            params, lambda page: client.call(calls.history_page(params, page, strict=strict))
+            params,
+            lambda page: client.call(calls.history_page(params, page, strict=strict)),
+            check_max_pages(max_pages),
         )
 
     history.__doc__ = _HISTORY_DOC
@@ -66,12 +80,18 @@ class AsyncJobs:
         self._client = client
 
     def history(
-        self, *, strict: bool = True, **filters: Unpack[HistoryFilters]
+        self,
+        *,
+        strict: bool = True,
+        max_pages: int | None = DEFAULT_MAX_HISTORY_PAGES,
+        **filters: Unpack[HistoryFilters],
     ) -> AsyncJobHistoryPager:
         params = build_history_params(**filters)
         client = self._client
         return AsyncJobHistoryPager(
-            params, lambda page: client.call(calls.history_page(params, page, strict=strict))
+            params,
+            lambda page: client.call(calls.history_page(params, page, strict=strict)),
+            check_max_pages(max_pages),
         )
 
     history.__doc__ = _HISTORY_DOC

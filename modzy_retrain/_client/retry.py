@@ -1,8 +1,9 @@
 """Retry decisions (pure) and their tenacity drivers (one config, two loops).
 
 Only the API's read routes and its idempotent vote routes are ever called, so every
-request may be retried. What is retried: connection errors, timeouts, and the statuses
-in :attr:`RetryPolicy.retry_statuses` (429, 500, 502, 503, 504 by default). Waits are
+request may be retried. What is retried: connection errors, timeouts, a 2xx body that
+cannot be decoded, and the statuses in :attr:`RetryPolicy.retry_statuses` (429, 500,
+502, 503, 504 by default). Waits are
 exponential with jitter, except when the server says how long to wait
 (``Retry-After``), which is honoured up to :attr:`RetryPolicy.max_retry_after`; a longer
 ask is clamped to that cap rather than obeyed or ignored. Attempts and total time are
@@ -28,8 +29,12 @@ from modzy_retrain._core.exceptions import (
     APIStatusError,
     InternalServerError,
     RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
 )
 from modzy_retrain._core.options import FrozenOptions
+
+from .deadline import Deadline
 
 logger = logging.getLogger("modzy_retrain")
 
@@ -86,9 +91,16 @@ RetryHook = Callable[[RetryEvent], None]
 
 
 def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    """Whether another attempt could succeed where this one failed."""
+    """Whether another attempt could succeed where this one failed.
+
+    A ``ResponseValidationError`` reaches here only from receiving a body (the client
+    parses outside its retries): one that cannot be decoded may be a proxy's glitch,
+    like a dropped connection; one over the size limit would be the same again.
+    """
     if isinstance(exc, APIConnectionError):
         return True
+    if isinstance(exc, ResponseValidationError):
+        return not isinstance(exc, ResponseTooLargeError)
     if isinstance(exc, APIStatusError):
         return exc.status_code in policy.retry_statuses
     return False
@@ -113,8 +125,9 @@ def compute_wait(
 
 
 class _Stop(tenacity.stop.stop_base):
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, deadline: Deadline | None) -> None:
         self._policy = policy
+        self._deadline = deadline
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         if retry_state.attempt_number >= self._policy.max_attempts:
@@ -123,7 +136,13 @@ class _Stop(tenacity.stop.stop_base):
         # real time passes, yet the budget must still bound the run.
         spent = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
         upcoming = retry_state.upcoming_sleep or 0.0
-        return spent + upcoming > self._policy.max_total_seconds
+        if spent + upcoming > self._policy.max_total_seconds:
+            return True
+        # The call's deadline: no attempt is started, nor a wait, that it would cut.
+        deadline = self._deadline
+        return deadline is not None and (
+            max(deadline.elapsed(), retry_state.idle_for) + upcoming >= deadline.seconds
+        )
 
 
 class _Wait(tenacity.wait.wait_base):
@@ -159,10 +178,15 @@ def _before_sleep(method: str, path: str, hook: RetryHook | None) -> Callable[..
 
 
 def _common_kwargs(
-    policy: RetryPolicy, method: str, path: str, hook: RetryHook | None, rng: random.Random
+    policy: RetryPolicy,
+    method: str,
+    path: str,
+    hook: RetryHook | None,
+    rng: random.Random,
+    deadline: Deadline | None,
 ) -> dict[str, Any]:
     return {
-        "stop": _Stop(policy),
+        "stop": _Stop(policy, deadline),
         "wait": _Wait(policy, rng),
         "retry": tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
         "before_sleep": _before_sleep(method, path, hook),
@@ -179,8 +203,10 @@ def sync_retrying(
     sleep: Callable[[float], None],
     hook: RetryHook | None,
     rng: random.Random,
+    deadline: Deadline | None = None,
 ) -> tenacity.Retrying:
-    return tenacity.Retrying(sleep=sleep, **_common_kwargs(policy, method, path, hook, rng))
+    kwargs = _common_kwargs(policy, method, path, hook, rng, deadline)
+    return tenacity.Retrying(sleep=sleep, **kwargs)
 
 
 def async_retrying(
@@ -191,5 +217,7 @@ def async_retrying(
     sleep: Callable[[float], Awaitable[None]],
     hook: RetryHook | None,
     rng: random.Random,
+    deadline: Deadline | None = None,
 ) -> tenacity.AsyncRetrying:
-    return tenacity.AsyncRetrying(sleep=sleep, **_common_kwargs(policy, method, path, hook, rng))
+    kwargs = _common_kwargs(policy, method, path, hook, rng, deadline)
+    return tenacity.AsyncRetrying(sleep=sleep, **kwargs)

@@ -16,6 +16,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
 )
@@ -28,7 +29,7 @@ R = TypeVar("R")
 
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], *, concurrency: int, window: int | None = None
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Apply ``fn`` to every item on up to ``concurrency`` threads; yield in input order."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")

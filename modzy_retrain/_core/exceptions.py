@@ -9,7 +9,8 @@ ModzyRetrainError                      anything from modzy_retrain
 ├── MissingDependencyError (ImportError) an optional extra is not installed
 ├── DatasetError                        a dataset could not be written or read
 │   ├── DatasetExistsError              the target holds a dataset; pass overwrite=True
-│   └── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   ├── DatasetLockedError              another build (or label pull) holds the dataset's lock
+│   └── LabelNotInClassListError        a loader met a label outside its model's class list
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout
@@ -24,7 +25,8 @@ ModzyRetrainError                      anything from modzy_retrain
     │   └── InternalServerError         5xx
     └── ResponseValidationError         a 2xx body that is not what the API documents
         ├── ResultParseError            one job's (or one input's) result could not be parsed
-        └── ResponseTooLargeError       a body over the client's max_response_bytes
+        ├── ResponseTooLargeError       a body over the client's max_response_bytes
+        └── PaginationError             a history that repeats a page or passes max_pages
 └── LabelStudioError                    anything that went wrong talking to Label Studio
     ├── LabelStudioConnectionError      no usable response (refused, reset, timeout)
     ├── LabelStudioStatusError          Label Studio answered with an error status
@@ -59,6 +61,7 @@ __all__ = [
     "DatasetExistsError",
     "InternalServerError",
     "InvalidQueryError",
+    "LabelNotInClassListError",
     "LabelStudioAuthError",
     "LabelStudioConnectionError",
     "LabelStudioError",
@@ -69,6 +72,7 @@ __all__ = [
     "MissingDependencyError",
     "ModzyRetrainError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseTooLargeError",
@@ -245,7 +249,9 @@ class ResponseTooLargeError(ResponseValidationError):
     Refused as soon as the declared ``Content-Length`` or the bytes received (after
     decompression, so a small compressed body cannot expand without bound) pass the
     limit; what was received is discarded. Not retried: the same request would give the
-    same body. Raise ``max_response_bytes`` on the client to accept it.
+    same body. Raise ``max_response_bytes`` on the client to accept it. Also raised for
+    a body that alone would weigh more than a fetcher's ``max_bytes_in_flight`` (then
+    ``limit`` is that budget).
 
     Attributes:
         limit: The limit in bytes.
@@ -260,6 +266,37 @@ class ResponseTooLargeError(ResponseValidationError):
         self.size = size
 
 
+class PaginationError(ResponseValidationError):
+    """The job history did not end: a page repeated an earlier one, or it went past
+    ``max_pages``.
+
+    A server that ignores the ``page`` parameter answers the same full page for ever;
+    one that always answers a full page of new jobs never ends. Either would be walked
+    without end (and each job's results fetched), so the walk stops with this error.
+    Nothing after the page named is read.
+
+    Attributes:
+        page: The page at which the walk stopped.
+        repeats: The earlier page that ``page`` repeated, or ``None``.
+        max_pages: The cap that was reached, or ``None`` for a repeat.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page: int,
+        repeats: int | None = None,
+        max_pages: int | None = None,
+        method: str = "GET",
+        path: str = "/jobs/history",
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.page = page
+        self.repeats = repeats
+        self.max_pages = max_pages
+
+
 class MissingDependencyError(ModzyRetrainError, ImportError):
     """An optional extra is needed for this feature (the message names the pip command)."""
 
@@ -270,6 +307,26 @@ class DatasetError(ModzyRetrainError):
 
 class DatasetExistsError(DatasetError):
     """The target already holds a dataset and ``overwrite`` was not set."""
+
+
+class LabelNotInClassListError(DatasetError):
+    """A sample's label is not in its model's class list (the manifest's ``classes``), so
+    it has no class id: a loader refuses it rather than give it ``-1``.
+
+    Attributes:
+        model_id: The sample's model.
+        label: Its label.
+        job_id, input_name: The sample.
+    """
+
+    def __init__(
+        self, message: str, *, model_id: str, label: str, job_id: str, input_name: str
+    ) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.label = label
+        self.job_id = job_id
+        self.input_name = input_name
 
 
 class LineageError(ConfigurationError):

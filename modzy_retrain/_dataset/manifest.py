@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
 from modzy_retrain._core.fs import CHUNK, join, url_to_fs
 
+from .quarantine import QuarantinedJob
 from .reading import published_samples, row_dicts, sample_rows
 from .rows import PublishedSample
 
@@ -167,7 +168,8 @@ class Manifest(BaseModel):
         classes: Per model id, its classes in a stable order: a class keeps its index
             in every later version, new ones are appended (empty in manifests
             written before it).
-        query: The history query that produced the data.
+        query: The history query that produced the data (with, under
+            ``quarantine``, the jobs it skipped: see :attr:`quarantined`).
         stages: The settings of each stage of the run.
     """
 
@@ -193,6 +195,14 @@ class Manifest(BaseModel):
     changes: Changes | None = None
     checkpoint: Checkpoint | None = None
     trigger: TriggerState | None = None
+
+    @property
+    def quarantined(self) -> tuple[QuarantinedJob, ...]:
+        """The jobs quarantined when this version was written: their results stayed
+        unavailable run after run, and its checkpoint moved past them without them
+        (a job its run retried and read is not listed: its samples are in)."""
+        held = (self.query or {}).get("quarantine") or {}
+        return tuple(QuarantinedJob(**job) for job in held.get("jobs", ()))
 
     @property
     def file_count(self) -> int:

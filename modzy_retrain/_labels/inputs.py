@@ -19,13 +19,13 @@ Label Studio.
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Mapping
 from typing import Any
 
 import fsspec
 
 from modzy_retrain._core.fs import is_local, join, url_to_fs
+from modzy_retrain._dataset.inputs import safe_relative
 from modzy_retrain._dataset.rows import PublishedSample
 
 from .tasks import (
@@ -48,14 +48,6 @@ def _protocol(url: str) -> str:
 def is_s3(url: str) -> bool:
     """Whether ``url`` is in S3 (``s3://`` or ``s3a://``)."""
     return _CLOUD.get(_protocol(url)) == "s3"
-
-
-def _safe_relative(path: str) -> str | None:
-    """``path`` normalised, if it stays inside the root it is relative to."""
-    normal = posixpath.normpath(path.replace("\\", "/"))
-    if normal.startswith(("/", "../")) or normal in ("..", "."):
-        return None
-    return normal
 
 
 class InputResolver:
@@ -96,7 +88,7 @@ class InputResolver:
 
     def image(self, sample: PublishedSample) -> tuple[str | None, str | None, bool]:
         """``(url, skip reason, served as local files)`` for an image sample."""
-        relative = _safe_relative(sample.file) if sample.file else None
+        relative = safe_relative(sample.file) if sample.file else None
         if relative is not None and self.local_folder is not None:
             return local_files_url(f"{self._local_prefix}/{relative}"), None, True
         if relative is not None and self.protocol in _CLOUD:
@@ -108,7 +100,7 @@ class InputResolver:
 
     def text(self, sample: PublishedSample) -> tuple[str | None, str | None]:
         """``(text, skip reason)`` for a text sample."""
-        relative = _safe_relative(sample.file) if sample.file else None
+        relative = safe_relative(sample.file) if sample.file else None
         try:
             if relative is not None:
                 raw = self._read(self.fs, join(self.root, relative))

@@ -25,6 +25,7 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError, LabelStudioError
 from modzy_retrain._core.fs import join
+from modzy_retrain._dataset.inputs import InputKind
 from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import load_manifest, read_samples
@@ -51,7 +52,6 @@ from .tasks import (
     SKIP_UNKNOWN_KIND,
     TITLE_MAX,
     TITLE_MIN,
-    InputKind,
     build_task,
     default_title,
     input_kind,

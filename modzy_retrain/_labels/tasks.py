@@ -12,20 +12,16 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
 
+from modzy_retrain._dataset.inputs import InputKind, kind_of
 from modzy_retrain._dataset.rows import PublishedSample
 from modzy_retrain._version import __version__
 
-InputKind = Literal["image", "text"]
 # The control every generated configuration names: predictions and the pull use it.
 CONTROL = "label"
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}
-)
-TEXT_EXTENSIONS = frozenset({".txt", ".text", ".md"})
 TITLE_MIN, TITLE_MAX = 3, 50
 
 # Why a selected sample did not become a task (PushResult.skipped counts them).
@@ -38,22 +34,10 @@ SKIP_TEXT_TOO_LARGE = "text_too_large"
 SKIP_NO_CLASSES = "model_has_no_class_list"
 
 
-def _extension(path: str | None) -> str:
-    if not path:
-        return ""
-    return posixpath.splitext(urlsplit(path).path if "://" in path else path)[1].lower()
-
-
 def input_kind(sample: PublishedSample) -> InputKind | None:
     """``image`` or ``text`` from the raw input's extension (the copy's, else the
     source's); ``None`` when neither says."""
-    for candidate in (sample.file, sample.source_url):
-        ext = _extension(candidate)
-        if ext in IMAGE_EXTENSIONS:
-            return "image"
-        if ext in TEXT_EXTENSIONS:
-            return "text"
-    return None
+    return kind_of(sample.file, sample.source_url)
 
 
 def label_config(kind: InputKind, classes: Sequence[str]) -> str:

@@ -5,7 +5,9 @@ knows of (the job's input names, and whatever the results list): a successful in
 becomes a :class:`PredictionRecord`; anything else is a drop with a reason:
 
 - ``job_not_finished``: the job is still queued or running (a later run will get it);
-- ``results_unavailable``: the results could not be had after the client's retries;
+- ``results_unavailable``: the results could not be had after the client's retries, or
+  are over a limit (``max_response_bytes``, ``max_bytes_in_flight``,
+  ``max_inputs_per_job``: raised, the next run fetches the job);
 - ``result_unparseable``: the results, or one input's result, could not be parsed;
 - ``input_failed``: the model failed on the input (the error is in the detail);
 - ``no_result``: the job ended (canceled, timed out) before the input was processed.
@@ -22,7 +24,9 @@ from modzy_retrain._client import calls
 from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
 from modzy_retrain._client.models import Job, JobResults, JobStatus
 from modzy_retrain._client.parsing import parse_job_results
+from modzy_retrain._core.budget import AsyncByteBudget, AsyncLease, ByteBudget, Lease, OverBudget
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
+from modzy_retrain._core.constants import DEFAULT_MAX_BYTES_IN_FLIGHT, DEFAULT_MAX_INPUTS_PER_JOB
 from modzy_retrain._core.exceptions import APIError, ConfigurationError, ResultParseError
 from modzy_retrain._dataset.journal import ResultJournal
 
@@ -49,6 +53,11 @@ _WINDOW_PER_WORKER = 4
 _NOT_STARTED = frozenset({JobStatus.SUBMITTED, JobStatus.OPEN})
 
 
+# What one input's parsed result and record may hold, on top of its body's weight (an
+# InputResult measured at about 2.4 KB, its PredictionRecord and the job's metadata).
+_INPUT_WEIGHT = 4 * 1024
+
+
 @dataclass(frozen=True)
 class _Fetched:
     job: Job
@@ -56,6 +65,15 @@ class _Fetched:
     error: str | None = None
     reason: str | None = None
     body: Any = None  # the raw body, when it was fetched now (to journal)
+
+
+def _results_inputs(body: Any) -> int:
+    """How many inputs a decoded results body lists (before any of them is parsed)."""
+    if not isinstance(body, dict):
+        return 0
+    return sum(
+        len(part) for key in ("results", "failures") if isinstance(part := body.get(key), dict)
+    )
 
 
 class ResultFetcher(Stage[Job, PredictionRecord]):
@@ -70,6 +88,17 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             inputs (default: report them as ``job_not_finished`` for a later run).
         journal: A :class:`ResultJournal`: results it holds are not fetched again,
             and finished jobs fetched now are added to it (see incremental builds).
+        max_bytes_in_flight: Memory the fetcher may hold at once for results it is
+            receiving or has not passed on yet (128 MiB by default). Each body is
+            weighed as it arrives, at an estimate of what it becomes once decoded (its
+            bytes twice, 64 bytes for each JSON value, 256 for each object), plus 4 KiB
+            an input for its parsed result and record. A fetch waits while the budget
+            is spent, except the oldest, which the run is waiting for; so at most twice
+            this is held. A job that alone would weigh more is refused
+            (``results_unavailable``).
+        max_inputs_per_job: A job with more inputs than this (10,000 by default), by
+            its history entry or by its results, is not fetched or parsed
+            (``results_unavailable``, naming the setting).
 
     Records come out in job order, then in the order the API lists the inputs.
 
@@ -87,17 +116,25 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         concurrency: int = DEFAULT_CONCURRENCY,
         include_unfinished: bool = False,
         journal: ResultJournal | None = None,
+        max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+        max_inputs_per_job: int = DEFAULT_MAX_INPUTS_PER_JOB,
     ) -> None:
         check_client(client, "ResultFetcher")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(
-                f"ResultFetcher: concurrency must be a whole number of at least 1, "
-                f"not {concurrency!r}"
-            )
+        for name, value in (
+            ("concurrency", concurrency),
+            ("max_bytes_in_flight", max_bytes_in_flight),
+            ("max_inputs_per_job", max_inputs_per_job),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(
+                    f"ResultFetcher: {name} must be a whole number of at least 1, not {value!r}"
+                )
         self.journal = journal
         self.client = client
         self.concurrency = concurrency
         self.include_unfinished = include_unfinished
+        self.max_bytes_in_flight = max_bytes_in_flight
+        self.max_inputs_per_job = max_inputs_per_job
 
     def to_records(self, job: Job, results: JobResults) -> Iterable[PredictionRecord]:
         """Turn one job's parsed results into prediction records (one per input)."""
@@ -108,6 +145,8 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             "stage": self.name,
             "concurrency": self.concurrency,
             "include_unfinished": self.include_unfinished,
+            "max_bytes_in_flight": self.max_bytes_in_flight,
+            "max_inputs_per_job": self.max_inputs_per_job,
         }
 
     # -- pure: what to fetch, and what a fetch means -------------------------------------
@@ -194,14 +233,39 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         return [*drops, *records]
 
     def _before(self, job: Job) -> _Fetched | None:
-        """What is known without a request: a job to skip, or journaled results."""
+        """What is known without a request: a job to skip, too large, or journaled."""
         skip = self._skip_reason(job)
         if skip is not None:
             return _Fetched(job, None, skip, JOB_NOT_FINISHED)
+        too_many = self._too_many_inputs(job, job_input_count(job), "its history entry")
+        if too_many is not None:
+            return too_many
         cached = self.journal.get(job.job_id) if self.journal is not None else None
         if cached is not None:
-            return self._parsed(job, cached, to_journal=False)
+            refused, _ = self._parse_weight(job, cached)
+            return refused or self._parsed(job, cached, to_journal=False)
         return None
+
+    def _too_many_inputs(self, job: Job, inputs: int, said_by: str) -> _Fetched | None:
+        if inputs <= self.max_inputs_per_job:
+            return None
+        detail = (
+            f"{said_by} lists {inputs:,} inputs, over the fetcher's max_inputs_per_job "
+            f"({self.max_inputs_per_job:,}): not fetched; raise it to fetch this job"
+        )
+        return _Fetched(job, None, detail, RESULTS_UNAVAILABLE)
+
+    def _parse_weight(self, job: Job, body: Any) -> tuple[_Fetched | None, int]:
+        """Before parsing a body: refused for its input count, or what parsing will hold."""
+        inputs = _results_inputs(body)
+        return self._too_many_inputs(job, inputs, "its results"), inputs * _INPUT_WEIGHT
+
+    def _over_budget(self, job: Job) -> _Fetched:
+        detail = (
+            f"its {job_input_count(job):,} inputs, once parsed, would weigh more than the "
+            f"fetcher's max_bytes_in_flight ({self.max_bytes_in_flight:,}): not parsed"
+        )
+        return _Fetched(job, None, detail, RESULTS_UNAVAILABLE)
 
     def _parsed(self, job: Job, body: Any, *, to_journal: bool = True) -> _Fetched:
         try:
@@ -217,20 +281,35 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
 
     @staticmethod
     def _failed(job: Job, exc: APIError) -> _Fetched:
+        if isinstance(exc, ResultParseError):
+            # A body that never decoded, after the client's retries: quarantined like
+            # one that decodes but will not parse, so it does not hold the cursor back.
+            return _Fetched(job, None, str(exc), RESULT_UNPARSEABLE)
         return _Fetched(job, None, f"{type(exc).__name__}: {exc}", RESULTS_UNAVAILABLE)
 
     # -- sync -------------------------------------------------------------------------
 
-    def _fetch(self, job: Job) -> _Fetched:
+    def _fetch(self, leased: tuple[Job, Lease]) -> tuple[_Fetched, Lease]:
+        job, lease = leased
+        return self._fetch_job(job, lease), lease
+
+    def _fetch_job(self, job: Job, lease: Lease) -> _Fetched:
         known = self._before(job)
         if known is not None:
             return known
         client = self.client
         assert isinstance(client, ModzyClient)
         try:
-            body = client.call(calls.job_results_body(job.job_id))
+            body = client.call(calls.job_results_body(job.job_id), lease=lease)
         except APIError as exc:
             return self._failed(job, exc)
+        refused, weight = self._parse_weight(job, body)
+        if refused is not None:
+            return refused
+        try:
+            lease.take(weight)
+        except OverBudget:
+            return self._over_budget(job)
         return self._parsed(job, body)
 
     def process_stream(self, items: Iterator[Job]) -> Iterator[PredictionRecord | Drop]:
@@ -241,21 +320,48 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             )
         report = run_report(items)
         window = self.concurrency * _WINDOW_PER_WORKER
-        for fetched in ordered_map(self._fetch, items, concurrency=self.concurrency, window=window):
-            yield from self._account(fetched, report)
+        budget = ByteBudget(self.max_bytes_in_flight)
+        # Leases are opened here, on the caller's thread, as jobs enter the window: in
+        # job order, the order their results are consumed and their leases released.
+        leased = ((job, budget.lease()) for job in items)
+        fetched_jobs = ordered_map(self._fetch, leased, concurrency=self.concurrency, window=window)
+        try:
+            for fetched, lease in fetched_jobs:
+                try:
+                    yield from self._account(fetched, report)
+                finally:
+                    # Let go of this job before the next is fetched: the loop variable
+                    # would keep its results alive while the next one is read.
+                    del fetched
+                    lease.release()
+        finally:
+            # Closed early: fetches waiting for the budget stop, then the pool is joined.
+            budget.close()
+            fetched_jobs.close()
 
     # -- async ------------------------------------------------------------------------
 
-    async def _afetch(self, job: Job) -> _Fetched:
+    async def _afetch(self, leased: tuple[Job, AsyncLease]) -> tuple[_Fetched, AsyncLease]:
+        job, lease = leased
+        return await self._afetch_job(job, lease), lease
+
+    async def _afetch_job(self, job: Job, lease: AsyncLease) -> _Fetched:
         known = self._before(job)
         if known is not None:
             return known
         client = self.client
         assert isinstance(client, AsyncModzyClient)
         try:
-            body = await client.call(calls.job_results_body(job.job_id))
+            body = await client.call(calls.job_results_body(job.job_id), lease=lease)
         except APIError as exc:
             return self._failed(job, exc)
+        refused, weight = self._parse_weight(job, body)
+        if refused is not None:
+            return refused
+        try:
+            await lease.take(weight)
+        except OverBudget:
+            return self._over_budget(job)
         return self._parsed(job, body)
 
     async def aprocess_stream(
@@ -268,10 +374,24 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
             )
         report = run_report(items)
         window = self.concurrency * _WINDOW_PER_WORKER
+        budget = AsyncByteBudget(self.max_bytes_in_flight)
+
+        async def leased() -> AsyncIterator[tuple[Job, AsyncLease]]:
+            # Opened as jobs enter the window: in job order, as in the sync path.
+            async for job in items:
+                yield job, budget.lease()
+
         fetched_jobs = aordered_map(
-            self._afetch, items, concurrency=self.concurrency, window=window
+            self._afetch, leased(), concurrency=self.concurrency, window=window
         )
-        async with aclosing(fetched_jobs):  # closed early: the pending fetches are cancelled
-            async for fetched in fetched_jobs:
-                for result in self._account(fetched, report):
-                    yield result
+        try:
+            async with aclosing(fetched_jobs):  # closed early: pending fetches are cancelled
+                async for fetched, lease in fetched_jobs:
+                    try:
+                        for result in self._account(fetched, report):
+                            yield result
+                    finally:
+                        del fetched  # as in the sync path
+                        lease.release()
+        finally:
+            budget.close()

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from modzy_retrain._client.client import AsyncModzyClient, ModzyClient, check_client
 from modzy_retrain._client.history import HistoryFilters, build_history_params, check_filter_names
 from modzy_retrain._client.models import Job
-from modzy_retrain._client.pagination import JobHistoryPage
+from modzy_retrain._client.pagination import JobHistoryPage, check_max_pages
 from modzy_retrain._core.concurrency import aread_ahead, read_ahead
-from modzy_retrain._core.constants import DEFAULT_PAGE_SIZE
-from modzy_retrain._core.exceptions import InvalidQueryError
+from modzy_retrain._core.constants import DEFAULT_MAX_HISTORY_PAGES, DEFAULT_PAGE_SIZE
+from modzy_retrain._core.exceptions import APIError, InvalidQueryError
 from modzy_retrain._dataset.manifest import Checkpoint
+from modzy_retrain._dataset.quarantine import Quarantine, QuarantinedJob
 
 from .base import AsyncCountedInput, AsyncStageIterator, CountedInput, Source, StageIterator
 from .report import (
     ALREADY_PUBLISHED,
     JOB_FILTERED,
+    JOB_QUARANTINED,
     JOB_UNPARSEABLE,
+    RESULTS_UNAVAILABLE,
     Drop,
     RunReport,
 )
@@ -48,6 +51,17 @@ class JobHistoryQuery(Source[Job]):
     arrive days after the inference. With no lag, the jobs created exactly at the cursor
     that the previous version already holds are skipped (``already_published``).
 
+    Poison jobs: pass ``quarantine=load_quarantine(url)`` (the jobs a build
+    quarantined because their results stayed unavailable run after run) to skip them,
+    reported as ``job_quarantined``; they never hold the cursor back. With
+    ``quarantine.retrying()`` they are fetched again by id (``GET /jobs/{id}``), in
+    creation order with the window's jobs, whatever the window.
+
+    ``max_pages`` caps the pages one run reads (10,000 by default; ``None``: no cap): a
+    history still full at that page, or one that repeats a full page (a server that
+    ignores paging), stops the run with :class:`PaginationError`. It is never skipped:
+    the checkpoint would move past jobs nobody read.
+
     Subclass hook: override :meth:`keep` to filter jobs on anything the API cannot
     (job metadata, explain flag...). Jobs it rejects are reported as ``job_filtered``.
     """
@@ -61,10 +75,21 @@ class JobHistoryQuery(Source[Job]):
         *,
         since: Checkpoint | None = None,
         lag: timedelta = timedelta(0),
+        quarantine: Quarantine | None = None,
+        max_pages: int | None = DEFAULT_MAX_HISTORY_PAGES,
         **filters: Unpack[HistoryFilters],
     ) -> None:
         check_client(client, "JobHistoryQuery")
         check_filter_names(filters)
+        self.max_pages = check_max_pages(max_pages)
+        given: object = quarantine  # typed callers cannot get this wrong; notebooks can
+        if given is not None and not isinstance(given, Quarantine):
+            raise InvalidQueryError(
+                "JobHistoryQuery(quarantine=...) takes a Quarantine (load_quarantine(url)), "
+                f"not {type(given).__name__}"
+            )
+        self.quarantine = quarantine or Quarantine()
+        self._held = {job.job_id: job for job in self.quarantine.jobs}
         if not isinstance(lag, timedelta):
             raise InvalidQueryError(f"lag must be a timedelta, not {type(lag).__name__}")
         if lag < timedelta(0):
@@ -113,6 +138,8 @@ class JobHistoryQuery(Source[Job]):
         if self.since is not None:
             out["since"] = {"version": self.since.version, "cursor": self.since.cursor_text}
             out["lag_seconds"] = self.lag.total_seconds()
+        if self.quarantine.jobs:
+            out["quarantine"] = self.quarantine.model_dump(mode="json")
         return out
 
     # Each history item, a job or an item that is not one, is one item in; the ones not
@@ -120,8 +147,12 @@ class JobHistoryQuery(Source[Job]):
 
     def _judge(self, job: Job, report: RunReport) -> Job | Drop:
         created = job.created_at or job.submitted_at
-        if (
-            self.since is not None
+        held = self._held.get(job.job_id)
+        if held is not None and not self.quarantine.retry:
+            reason, detail = JOB_QUARANTINED, _quarantined(held)
+        elif (
+            held is None
+            and self.since is not None
             and not self.lag
             and created == self.since.cursor
             and job.job_id in self._boundary
@@ -133,10 +164,16 @@ class JobHistoryQuery(Source[Job]):
             reason, detail = JOB_FILTERED, "rejected by keep()"
         n = job_input_count(job)
         report.saw_inputs(n)
-        report.progress.mark(job.job_id, created, True, read=False)
+        if reason != JOB_QUARANTINED:
+            report.progress.mark(job.job_id, created, True, read=False)
+        # A quarantined job is not marked at all: the fetcher marks the jobs before it
+        # later than this (it works a window behind), and the cursor needs its marks in
+        # creation order. Unmarked, it cannot hold the cursor back.
         return Drop(self.name, reason, job.job_id, None, detail, n)
 
-    def _outcomes(self, page: JobHistoryPage, report: RunReport) -> Iterator[Job | Drop]:
+    def _outcomes(
+        self, page: JobHistoryPage, report: RunReport, retried: _Retried
+    ) -> Iterator[Job | Drop]:
         # A history item that is not a job: reported with its reason, and the run goes
         # on. It is not retried (the API would send the same), nor can it hold the
         # checkpoint back (it has no readable time).
@@ -145,7 +182,29 @@ class JobHistoryQuery(Source[Job]):
             job_id = bad.job_id or f"(item {bad.index} of history page {page.page})"
             yield Drop(self.name, JOB_UNPARSEABLE, job_id, None, bad.reason, bad.inputs)
         for job in page.items:
-            yield self._judge(job, report)
+            yield from self._judged(retried.before(job), report)
+            if job.job_id not in retried.ids:  # fetched by id already
+                yield self._judge(job, report)
+
+    def _judged(self, items: list[Job | Drop], report: RunReport) -> Iterator[Job | Drop]:
+        for item in items:
+            yield item if isinstance(item, Drop) else self._judge(item, report)
+
+    def _start(self, report: RunReport) -> None:
+        """What the run's report learns before the first job: the quarantine."""
+        if report.query is None:
+            report.query = self.describe()
+        held = self.quarantine.jobs
+        if held:
+            report.progress.watch(self._held, exempt=True)
+            if not report.quarantined:
+                report.quarantined = list(held)
+
+    def _retrieved(self, job_id: str, found: Job | APIError) -> Job | Drop:
+        if isinstance(found, Job):
+            return found
+        detail = f"retrying a quarantined job: {type(found).__name__}: {found}"
+        return Drop(self.name, RESULTS_UNAVAILABLE, job_id, None, detail, 0)
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Job]:
         if not isinstance(self.client, ModzyClient):
@@ -154,17 +213,26 @@ class JobHistoryQuery(Source[Job]):
                 "use `async for job in query`"
             )
         report = report or RunReport()
-        if report.query is None:
-            report.query = self.describe()
+        self._start(report)
         stats = report.stage(self.name, self.unit, unit_in=self.unit)
         items = CountedInput(self._history(self.client, report), report, stats)
         return StageIterator(items, report, stats)
 
     def _history(self, client: ModzyClient, report: RunReport) -> Iterator[Job | Drop]:
+        retried = _Retried()
+        if self.quarantine.retry:
+            for job_id in sorted(self._held):
+                try:
+                    found: Job | APIError = client.jobs.retrieve(job_id)
+                except APIError as exc:
+                    found = exc
+                retried.add(self._retrieved(job_id, found))
         # The next page is requested while this one's jobs flow downstream: without it
         # the fetcher's workers ran dry at each page boundary (bench/RESULTS.md).
-        for page in read_ahead(client.jobs.history(**self.filters, strict=False).pages()):
-            yield from self._outcomes(page, report)
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        for page in read_ahead(pager.pages()):
+            yield from self._outcomes(page, report, retried)
+        yield from self._judged(retried.before(None), report)
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Job]:
         if not isinstance(self.client, AsyncModzyClient):
@@ -173,8 +241,7 @@ class JobHistoryQuery(Source[Job]):
                 "ModzyClient iterate it with a plain `for`"
             )
         report = report or RunReport()
-        if report.query is None:
-            report.query = self.describe()
+        self._start(report)
         stats = report.stage(self.name, self.unit, unit_in=self.unit)
         items = AsyncCountedInput(self._ahistory(self.client, report), report, stats)
         return AsyncStageIterator(items, report, stats)
@@ -182,7 +249,76 @@ class JobHistoryQuery(Source[Job]):
     async def _ahistory(
         self, client: AsyncModzyClient, report: RunReport
     ) -> AsyncIterator[Job | Drop]:
-        pages = client.jobs.history(**self.filters, strict=False).pages()
+        retried = _Retried()
+        if self.quarantine.retry:
+            for job_id in sorted(self._held):
+                try:
+                    found: Job | APIError = await client.jobs.retrieve(job_id)
+                except APIError as exc:
+                    found = exc
+                retried.add(self._retrieved(job_id, found))
+        pager = client.jobs.history(**self.filters, strict=False, max_pages=self.max_pages)
+        pages = pager.pages()
         async for page in aread_ahead(pages):
-            for outcome in self._outcomes(page, report):
+            for outcome in self._outcomes(page, report, retried):
                 yield outcome
+        for outcome in self._judged(retried.before(None), report):
+            yield outcome
+
+
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _created(job: Job) -> datetime:
+    return job.created_at or job.submitted_at or _EPOCH
+
+
+class _Retried:
+    """Quarantined jobs fetched by id, merged into the history by creation time (the
+    history's default order), so that the cursor sees them in order."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self._pending: list[Job | Drop] = []
+
+    def add(self, item: Job | Drop) -> None:
+        if isinstance(item, Job):
+            self.ids.add(item.job_id)
+        self._pending.append(item)
+        # Drops (not found) first: they have no time.
+        self._pending.sort(key=lambda i: _EPOCH if isinstance(i, Drop) else _created(i))
+
+    def before(self, job: Job | None) -> list[Job | Drop]:
+        """The retried jobs due before ``job`` (``None``: all that are left)."""
+        if job is None:
+            due, self._pending = self._pending, []
+            return due
+        at = _created(job)
+        n = 0
+        while n < len(self._pending):
+            item = self._pending[n]
+            if not isinstance(item, Drop) and _created(item) > at:
+                break
+            n += 1
+        due, self._pending = self._pending[:n], self._pending[n:]
+        return due
+
+
+def _quarantined(job: QuarantinedJob) -> str:
+    """A skipped job's drop detail: why, since when, and how to try it again."""
+    return (
+        f"quarantined: {job.reason} in {job.attempts} runs in a row "
+        f"({job.first_attempt.isoformat()} to {job.last_attempt.isoformat()}): {job.detail}; "
+        "`modzy-retrain build --retry-quarantined` (Quarantine(retry=True)) tries it again"
+    )
+
+
+def recorded_query(report: RunReport) -> dict[str, Any] | None:
+    """The query as a version's manifest records it: its quarantine without the jobs
+    this run retried and read (they left it, and their samples are in the version)."""
+    query = report.query
+    held = (query or {}).get("quarantine")
+    if query is None or not held or not report.progress.had:
+        return query
+    jobs = [job for job in held["jobs"] if job["job_id"] not in report.progress.had]
+    return {**query, "quarantine": {**held, "jobs": jobs}}

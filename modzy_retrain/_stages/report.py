@@ -13,14 +13,17 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import MutableSet
+from collections.abc import Iterable, MutableSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from modzy_retrain._dataset.quarantine import QuarantinedJob
+
 # Drop reasons, by the stage that records them.
 JOB_FILTERED = "job_filtered"
 JOB_UNPARSEABLE = "job_unparseable"
+JOB_QUARANTINED = "job_quarantined"
 JOB_NOT_FINISHED = "job_not_finished"
 RESULTS_UNAVAILABLE = "results_unavailable"
 RESULT_UNPARSEABLE = "result_unparseable"
@@ -90,10 +93,18 @@ class JobProgress:
     oldest first), so the cursor is the creation time of the first incomplete job, or
     of the last job when all are complete, plus the ids of the complete jobs created
     at exactly that time (the next run's closed lower bound skips those).
+
+    A quarantined job (:meth:`watch` with ``exempt``) never holds the cursor back, even
+    when it is retried and its results are still missing.
     """
 
     def __init__(self) -> None:
         self.ordered = True
+        # Jobs whose outcome the run's owner wants (a build: the ones it counts as
+        # unavailable, and the quarantined): ``had`` gets those read in full.
+        self.watched: set[str] = set()
+        self.exempt: set[str] = set()
+        self.had: set[str] = set()
         # Jobs whose results this run read in full: their samples are authoritative.
         # Kept only when a versioned writer asks (it merges by them, and hands in a
         # set spilled to disk); a plain run keeps no per-job state, so its memory
@@ -116,14 +127,28 @@ class JobProgress:
         self.track_ids = False
         self.complete_ids = set()
 
+    def watch(self, ids: Iterable[str], *, exempt: bool = False) -> None:
+        """Note which of these jobs this run reads in full (in :attr:`had`); ``exempt``:
+        they are quarantined, and never hold the cursor back."""
+        given = set(ids)
+        self.watched |= given
+        if exempt:
+            self.exempt |= given
+
     def mark(
         self, job_id: str, created_at: datetime | None, complete: bool, *, read: bool = True
     ) -> None:
         """Record one job. ``read``: its results were read in this run, so this run
         has the final word on its samples (a skipped or filtered job is complete but
         was not read, and its earlier samples stand)."""
-        if complete and read and self.track_ids:
-            self.complete_ids.add(job_id)
+        if complete and read:
+            if self.track_ids:
+                self.complete_ids.add(job_id)
+            if job_id in self.watched:
+                self.had.add(job_id)
+        # Quarantined: done for the cursor, whatever came of it (its samples, if any
+        # from before, stand unless it was read).
+        complete = complete or job_id in self.exempt
         if created_at is None:
             if not complete:
                 self.ordered = False  # nothing safe to advance past
@@ -206,6 +231,11 @@ class RunReport:
         inputs_seen: Inputs that came out of the history.
         delivered: Items the last stage yielded (samples written, for a full chain).
         dataset: What the writer published (``None`` until it commits).
+        unavailable: Every job whose results could not be had, with the last error
+            (exact, whatever the cap on details).
+        quarantined: The jobs quarantined for unavailable results: the ones a query
+            was given, or, after a build, the quarantine it leaves (see
+            :class:`QuarantinedJob`).
     """
 
     def __init__(self, *, max_details: int = 1000, run_id: str | None = None) -> None:
@@ -229,6 +259,8 @@ class RunReport:
         self.pipeline: list[dict[str, Any]] = []
         self.dataset: dict[str, Any] | None = None
         self.progress = JobProgress()
+        self.unavailable: dict[str, str] = {}
+        self.quarantined: list[QuarantinedJob] = []
         self._last: StageStats | None = None
 
     # -- recording (used by the stages) ---------------------------------------------------
@@ -261,6 +293,8 @@ class RunReport:
         self.drop_counts[key] += drop.inputs
         if drop.model_id is not None:
             self.drop_counts_by_model[(stats.name, drop.reason, drop.model_id)] += drop.inputs
+        if drop.reason == RESULTS_UNAVAILABLE:
+            self.unavailable.setdefault(drop.job_id, drop.detail)
         if self._detail_counts[key] < self.max_details:
             self._detail_counts[key] += 1
             self.drops.append(drop)
@@ -298,11 +332,11 @@ class RunReport:
     def unavailable_jobs(self) -> list[str]:
         """Jobs whose results could not be had after the client's retries, in run order.
 
-        From the drop details (up to the cap); ``drops_by_reason()`` has the exact count
-        of inputs. A later run fetches these jobs again: they hold the checkpoint back.
+        A later run fetches these jobs again: they hold the checkpoint back. A
+        quarantined job retried in vain is not one (it stays quarantined); ``unavailable``
+        has it too.
         """
-        seen = dict.fromkeys(d.job_id for d in self.drops if d.reason == RESULTS_UNAVAILABLE)
-        return list(seen)
+        return [job for job in self.unavailable if job not in self.progress.exempt]
 
     def drops_by_reason(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -328,6 +362,7 @@ class RunReport:
                 for (stage, reason), n in sorted(self.drop_counts.items())
             ],
             "drops": [d.to_dict() for d in self.drops],
+            "quarantined": [job.model_dump(mode="json") for job in self.quarantined],
             "dataset": self.dataset,
         }
 
@@ -380,6 +415,16 @@ class RunReport:
             for d in unresolved[:5]:
                 name = d.input_name if d.input_name is not None else "(unnamed)"
                 lines.append(f"  job {d.job_id}, input {name}: {d.reason}: {d.detail}")
+        if self.quarantined:
+            lines.append("quarantined jobs (results unavailable run after run; runs skip them):")
+            for job in self.quarantined[:5]:
+                lines.append(
+                    f"  job {job.job_id}: {job.reason} in {job.attempts} runs, "
+                    f"{job.first_attempt:%Y-%m-%d %H:%M} to {job.last_attempt:%Y-%m-%d %H:%M}"
+                    f" UTC: {job.detail}"
+                )
+            if len(self.quarantined) > 5:
+                lines.append(f"  ... and {len(self.quarantined) - 5} more")
         mark = "ok" if self.reconciled else "MISMATCH"
         lines.append(
             f"reconciled: {self.inputs_seen} inputs = {self.delivered} delivered"

@@ -38,6 +38,7 @@ from modzy_retrain._dataset.trigger import TriggerGate
 
 from .base import Stage, run_report
 from .guard import MisconfigurationGuard
+from .query import recorded_query
 from .records import Sample
 from .report import (
     DUPLICATE_CONTENT,
@@ -421,7 +422,7 @@ class DatasetWriter(Stage[Sample, Sample]):
                 }
                 return
         stages = report.pipeline or [self.describe()]
-        manifest = draft.commit(query=report.query, stages=stages)
+        manifest = draft.commit(query=recorded_query(report), stages=stages)
         report.dataset = self._published(draft.options, manifest)
 
     @staticmethod

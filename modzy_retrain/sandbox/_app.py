@@ -61,6 +61,9 @@ class SandboxApp:
         self.request_counts: Counter[str] = Counter()
         self.fault_counts: Counter[str] = Counter()
         self.request_log: deque[LogEntry] = deque(maxlen=100_000)
+        # Jobs whose results answer 503 to every request, until the set changes: a
+        # result store that lost them (what a poison job looks like to a build).
+        self.unavailable_results: frozenset[str] = frozenset()
         self.set_faults(faults or FaultConfig())
 
     # -- knobs -----------------------------------------------------------------------
@@ -164,6 +167,8 @@ class SandboxApp:
                     f"Method {request.method} is not allowed on {path}; allowed: {allowed}",
                     (("Allow", allowed),),
                 )
+            if matched.pattern.startswith("/results/") and args[0] in self.unavailable_results:
+                raise HttpError(503, f"The results of job {args[0]} are unavailable; retry later")
             ctx = Ctx(request, parse_qs(query_string, keep_blank_values=True), caller)
             return route, handler(self._handlers, ctx, *args)
         except HttpError as exc:

@@ -9,7 +9,7 @@ import threading
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
@@ -276,6 +276,20 @@ class Sandbox:
     def faults(self, config: FaultConfig) -> None:
         """Replace the fault knobs; the fault sequence restarts from ``config.fault_seed``."""
         self._app.set_faults(config)
+
+    @property
+    def unavailable_results(self) -> frozenset[str]:
+        """Jobs whose results answer 503 to every request (every ``/results/{jobId}``
+        route), retries included, until the set changes: a poison job. Settable at any
+        time; empty by default. The fault sequence is unchanged by it."""
+        return self._app.unavailable_results
+
+    @unavailable_results.setter
+    def unavailable_results(self, job_ids: Iterable[str]) -> None:
+        ids = frozenset(job_ids)
+        if not all(isinstance(job_id, str) for job_id in ids):
+            raise ValueError("unavailable_results takes job ids (strings)")
+        self._app.unavailable_results = ids
 
     @property
     def request_counts(self) -> Counter[str]:

@@ -231,3 +231,23 @@ def test_over_http_each_fault_kind(make_sb: Any) -> None:
             client.get("/jobs/history", timeout=httpx.Timeout(5.0, read=0.1))
         sb.faults = FaultConfig()
         assert client.get("/models", headers={"Authorization": f"ApiKey {sb.api_key}"}).is_success
+
+
+def test_unavailable_results_answer_503_until_served_again(sb: Sandbox, client_of: Any) -> None:
+    poison, other = [j.id for j in sb.jobs if j.status == "COMPLETED"][:2]
+    name = sb.job(poison).inputs[0].name
+    sb.unavailable_results = {poison}
+    assert sb.unavailable_results == frozenset({poison})
+    with client_of(sb) as client:
+        for path in (f"/results/{poison}", f"/results/{poison}/datasource/{name}"):
+            response = client.get(path)
+            assert response.status_code == 503
+            assert poison in response.json()["message"]
+        assert client.get(f"/results/{other}").status_code == 200
+        assert client.get(f"/jobs/{poison}").status_code == 200  # the job itself is there
+        assert client.get(f"/results/{poison}", headers={"Authorization": ""}).status_code == 401
+        sb.unavailable_results = set()
+        assert client.get(f"/results/{poison}").status_code == 200
+    assert sb.fault_counts == Counter()  # a knob, not a drawn fault
+    with pytest.raises(ValueError, match="job ids"):
+        sb.unavailable_results = {1}  # type: ignore[arg-type]

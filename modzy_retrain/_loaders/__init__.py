@@ -1,0 +1,1 @@
+"""Training loaders: a dataset version as Hugging Face ``datasets``, pandas or PyTorch."""
