@@ -267,3 +267,30 @@ def test_two_reclaimers_of_one_expired_lock_publish_once(
     assert names(url) == {"a1"}
     assert verify_dataset(url) == []
     assert read_holder(fs, path) is None
+
+
+def test_a_loser_whose_temporary_manifest_the_winner_cleared_loses_cleanly(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a local disk the manifest is written to a temporary file, then linked into
+    place. The winner, publishing meanwhile, clears its version's folder of what its
+    manifest does not list: the loser's temporary file too. The loser still learns it
+    lost (exit 8), not a FileNotFoundError (exit 1)."""
+    import os
+
+    lock = stalled(url, "run-a")
+    a = draft(url, "run-a", ["a1"])
+    b = draft(url, "run-b", ["b1"])
+    real_link = os.link
+
+    def the_winner_publishes_first(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
+        monkeypatch.setattr(os, "link", real_link)
+        assert b.commit(query=None, stages=[]) is not None
+        real_link(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "link", the_winner_publishes_first)
+    with pytest.raises(VersionConflictError):
+        a.commit(query=None, stages=[])
+    lock.release()
+    assert names(url) == {"b1"}
+    assert verify_dataset(url) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -145,7 +146,9 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
     This is the one step two writers cannot both win: on a local disk a complete
     temporary file is hard-linked into place (``link`` fails if the name exists); on
     S3 a PUT with ``If-None-Match: *``, on GCS one with ``ifGenerationMatch=0``
-    (fsspec's ``mode="create"``).
+    (fsspec's ``mode="create"``). A temporary file that vanished before its link (the
+    writer that published first cleared the folder) is written again: the link then
+    fails, as it should.
 
     On an object store a create can succeed and its answer be lost (a dropped
     connection, a read timeout); the client sends it again and the store answers 412,
@@ -156,17 +159,7 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
     times), and the second answer says which won.
     """
     if is_local(fs):
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
+        _create_on_disk(path, data)
         return
     try:
         _create_on_store(fs, path, data)
@@ -180,6 +173,30 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
         # A retried create found its own first attempt.
 
 
+def _create_on_disk(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    for attempt in range(_VANISHED_ATTEMPTS):
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)
+            return
+        except FileNotFoundError:
+            # The temporary file (or its folder) went: another writer that published
+            # first cleared the folder of what its manifest does not list. Again: the
+            # link now says who won (FileExistsError).
+            if attempt == _VANISHED_ATTEMPTS - 1:
+                raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+_VANISHED_ATTEMPTS = 3
 # How often a create that met another conditional write in flight is sent again.
 _CONFLICT_ATTEMPTS = 4
 
