@@ -294,3 +294,28 @@ def test_a_loser_whose_temporary_manifest_the_winner_cleared_loses_cleanly(
     lock.release()
     assert names(url) == {"b1"}
     assert verify_dataset(url) == []
+
+
+def test_a_file_whose_folder_another_run_cleared_meanwhile_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds whose leases overlapped share the results journal's folder; the one
+    that publishes clears it. The other's journal part, written meanwhile, is written
+    again rather than failing the build."""
+    import os
+    import shutil
+
+    from modzy_retrain._core.fs import atomic_write
+
+    fs, _ = url_to_fs(str(tmp_path))
+    target = tmp_path / "_staging" / "after-v0001" / "part-1.jsonl"
+    real_replace = os.replace
+
+    def cleared_first(src: Any, dst: Any) -> None:
+        monkeypatch.setattr(os, "replace", real_replace)
+        shutil.rmtree(tmp_path / "_staging")  # the other run published, and cleared it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", cleared_first)
+    atomic_write(fs, str(target), b"line\n")
+    assert target.read_bytes() == b"line\n"

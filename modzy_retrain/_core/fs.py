@@ -17,6 +17,8 @@ from fsspec.implementations.local import LocalFileSystem
 from .exceptions import ConfigurationError, MissingDependencyError
 
 CHUNK = 1 << 20
+# How often a local write whose temporary file or folder vanished is made again.
+_VANISHED_ATTEMPTS = 3
 
 
 def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
@@ -124,17 +126,25 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the new one, never half of it.
 
     Object stores publish a single PUT atomically. On a local disk we write a temporary
-    file beside the target, fsync it, then rename it over the target.
+    file beside the target, fsync it, then rename it over the target; if the folder
+    went meanwhile (another run cleared it), it is made again and the file written
+    again.
     """
     if is_local(fs):
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for attempt in range(_VANISHED_ATTEMPTS):
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                if attempt == _VANISHED_ATTEMPTS - 1:
+                    raise
         return
     fs.pipe_file(path, data)
 
@@ -196,7 +206,6 @@ def _create_on_disk(path: str, data: bytes) -> None:
                 os.unlink(tmp)
 
 
-_VANISHED_ATTEMPTS = 3
 # How often a create that met another conditional write in flight is sent again.
 _CONFLICT_ATTEMPTS = 4
 
