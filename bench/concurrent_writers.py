@@ -6,7 +6,8 @@ because another holds the dataset (exit 8, a lost version included) tries again 
 a short random pause. The round's final version is compared with a sequential run of
 the same eight writers, and every version of its history is verified.
 
-Run: ``.venv/bin/python bench/concurrent_writers.py [--rounds 20] [--store local|s3|both]``.
+Run: ``.venv/bin/python bench/concurrent_writers.py [--rounds 20] [--store local|s3|both]
+[--modes lease,fencing]``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ MODES = {
 }
 
 
-def rounds_on(name: str, base: str, options: dict[str, Any], rounds: int, work: Path) -> bool:
+def rounds_on(
+    name: str, base: str, options: dict[str, Any], rounds: int, work: Path, modes: list[str]
+) -> bool:
     template = f"{base}/template"
     prepared = w.prepare(work, template, options)
     reference = w.sequential(template, f"{base}/sequential", prepared, options)
     ok = True
     for mode, what in MODES.items():
+        if mode not in modes:
+            continue
         ok &= mode_rounds(name, base, mode, what, prepared, options, reference, rounds)
     return ok
 
@@ -98,18 +103,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--store", choices=["local", "s3", "both"], default="both")
+    parser.add_argument("--modes", default="lease,fencing", help="lease, fencing or both")
     args = parser.parse_args()
     print(f"# {platform.python_version()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    modes = args.modes.split(",")
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.store in ("local", "both"):
-            ok &= rounds_on("local disk", str(work / "local"), {}, args.rounds, work / "l")
+            local = str(work / "local")
+            ok &= rounds_on("local disk", local, {}, args.rounds, work / "l", modes)
         if args.store in ("s3", "both"):
             with s3_server() as server:
                 bucket = server.make_bucket("concurrent-writers")
                 options = {**server.storage_options, "skip_instance_cache": False}
-                ok &= rounds_on("S3 (moto)", bucket, options, args.rounds, work / "s")
+                ok &= rounds_on("S3 (moto)", bucket, options, args.rounds, work / "s", modes)
     return 0 if ok else 1
 
 
