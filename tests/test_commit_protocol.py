@@ -319,3 +319,24 @@ def test_a_file_whose_folder_another_run_cleared_meanwhile_is_written_again(
     monkeypatch.setattr(os, "replace", cleared_first)
     atomic_write(fs, str(target), b"line\n")
     assert target.read_bytes() == b"line\n"
+
+
+def test_clearing_the_journal_after_a_publication_never_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run published; another run whose lease overlapped writes a journal part
+    while this one clears the folder ("Directory not empty"). The publication stands:
+    what is left of the journal is only a cache."""
+    import errno
+
+    from modzy_retrain._dataset.journal import ResultJournal
+
+    journal = ResultJournal(str(tmp_path / "ds"), after="v0001")
+    journal.add("job-1", {"results": {}})
+    journal.flush()
+
+    def another_run_writes_meanwhile(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOTEMPTY, "Directory not empty")
+
+    monkeypatch.setattr(journal.fs, "rm", another_run_writes_meanwhile)
+    journal.clear()
