@@ -10,9 +10,14 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from modzy_retrain._cli.build import EXIT_NOTHING_NEW, EXIT_PUBLISHED
 
 from .conftest import Store
+
+# Eight processes a round: on a busy machine this takes minutes, not seconds.
+pytestmark = pytest.mark.timeout(600)
 
 
 def load_harness() -> ModuleType:

@@ -32,7 +32,11 @@ from .conftest import Store, gcs_options, new_store, s3_options
 
 # gcsfs hands aiohttp a resumable upload's chunks as bytes, which aiohttp warns about
 # (over 1 MiB): not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+# A build a test, and a healthy one before it: minutes on a busy machine.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning"),
+    pytest.mark.timeout(600),
+]
 
 SEED, JOBS = 17, 40
 BIG = 7 * 2**20  # two inputs this large: more than one part at a 5 MiB block size
