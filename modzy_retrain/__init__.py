@@ -81,17 +81,16 @@ from ._dataset.manifest import (
     FileTable,
     Manifest,
     ManifestFile,
-    dataset_files,
     latest_version,
     list_versions,
     load_checkpoint,
     load_manifest,
-    read_samples,
-    verify_dataset,
 )
 from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
+from ._dataset.reading import read_samples
 from ._dataset.rows import PublishedSample
 from ._dataset.trigger import TriggerGate
+from ._dataset.verify import dataset_files, verify_dataset
 from ._labels.annotations import PullProblem
 from ._labels.client import LabelStudioClient
 from ._labels.models import (

@@ -19,8 +19,8 @@ import httpx
 from modzy_retrain._client.client import ModzyClient
 from modzy_retrain._core.exceptions import ConfigurationError, NotFoundError
 from modzy_retrain._core.fs import check_backend, require_module, url_to_fs
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.journal import ResultJournal
-from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import (
     Checkpoint,

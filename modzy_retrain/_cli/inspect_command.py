@@ -7,7 +7,7 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.key_values import parse_key_values
-from modzy_retrain._dataset.layout import public_url
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.manifest import list_versions, load_manifest
 from modzy_retrain._triggers.records import action_records, fired_record
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from modzy_retrain._client.base import normalize_base_url
 from modzy_retrain._core.constants import (
     API_KEY_ENV,
     DEFAULT_MAX_BYTES_IN_FLIGHT,
@@ -25,6 +26,7 @@ from modzy_retrain._core.constants import (
     DEFAULT_MAX_RESPONSE_BYTES,
 )
 from modzy_retrain._core.exceptions import ConfigurationError, MissingDependencyError
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._core.timestamps import parse_timestamp
 from modzy_retrain._dataset.quarantine import DEFAULT_QUARANTINE_AFTER
 from modzy_retrain._stages.fetch import DEFAULT_CONCURRENCY
@@ -120,6 +122,26 @@ class BuildSettings(BaseModel):
     # on a dataset with a checkpoint the flag is refused, the file's value is the
     # first build's window (see build()).
     _start_from_flag: bool = PrivateAttr(default=False)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                normalize_base_url(value)  # credentials in it are refused now (exit 2)
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def __repr_args__(self) -> Any:
+        # The templates are shown without their credentials (user:password@, a
+        # signed query); the values themselves stay whole for the build.
+        for name, value in super().__repr_args__():
+            if name == "input_template" and isinstance(value, str):
+                value = public_url(value)
+            elif name == "input_templates" and isinstance(value, dict):
+                value = {k: public_url(v) for k, v in value.items()}
+            yield name, value
 
     @field_validator("start", "end", "rebuild_from", mode="before")
     @classmethod

@@ -102,7 +102,8 @@ def normalize_base_url(url: str) -> str:
     Returns the API root without a trailing slash.
 
     Raises:
-        ConfigurationError: Not an absolute http(s) URL.
+        ConfigurationError: Not an absolute http(s) URL, or one with credentials in it
+            (``user:password@``).
     """
     try:
         parsed = httpx.URL(url.strip())
@@ -112,6 +113,12 @@ def normalize_base_url(url: str) -> str:
         raise ConfigurationError(
             "base URL must be an absolute http(s) URL such as https://app.modzy.com "
             "or https://app.modzy.com/api"
+        )
+    if parsed.userinfo:
+        # Never quoted back: it would be the password itself.
+        raise ConfigurationError(
+            "base URL must not carry credentials (user:password@host): the API key "
+            "is the only credential (api_key=... or MODZY_API_KEY)"
         )
     if parsed.query or parsed.fragment:
         raise ConfigurationError("base URL must not carry a query or a fragment")

@@ -1,60 +1,98 @@
 """The dataset manifest: the one file readers trust, written last.
 
 A dataset is visible only through its ``manifest.json``: every file it lists exists
-with the listed size and sha256. The writer publishes the manifest in one atomic
-step after everything else, so a crashed or interrupted write leaves no manifest,
-hence no visible dataset, on a local disk and on object stores alike.
+with the listed size and sha256 (and each sample table with the listed number of rows).
+The writer publishes the manifest in one atomic step after everything else, so a
+crashed or interrupted write leaves no manifest, hence no visible dataset, on a local
+disk and on object stores alike.
 
 The manifest stays small however big the dataset: it lists the sample tables itself,
 and the data files (one per copied input) in a JSONL file table beside it, whose
-size, sha256 and entry count it records (``file_table``). Readers trust the table
-only once its hash matches (:func:`dataset_files`, :func:`verify_dataset`). Manifests
-of format 1 listed every file inline; they still read the same way.
+size, sha256 and entry count it records (``file_table``). Every path it records is
+relative to the dataset's root and stays under it (a manifest naming
+``../outside.jsonl`` is invalid). Manifests of format 1 listed every file inline, and
+those of format 2 recorded no row counts; they still read.
 
-:func:`read_samples` reads the sample tables back through the manifest; each format's
-reader is in ``reading.py``, the row they all give in ``rows.py``. The format itself is
-documented in ``docs/dataset-format.md``.
+Reading the tables back (``read_samples``, each table checked against its entry as it
+is read) is in ``reading.py``; checking every file (``verify_dataset``,
+``dataset_files``) in ``verify.py``. The format itself is documented in
+``docs/dataset-format.md``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
-from modzy_retrain._core.fs import CHUNK, join, url_to_fs
+from modzy_retrain._core.exceptions import DatasetError
+from modzy_retrain._core.fs import join, url_to_fs
 
 from .quarantine import QuarantinedJob
-from .reading import published_samples, row_dicts, sample_rows
-from .rows import PublishedSample
 
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "_latest.json"
 FILES_NAME = "files.jsonl"
-# 2: the data files moved from the manifest to its file table.
-FORMAT_VERSION = 2
+# 2: the data files moved from the manifest to its file table. 3: each sample table's
+# entry records its rows.
+FORMAT_VERSION = 3
 # A version's name: v and at least four digits (up to nine: a sane bound on a pointer).
 _VERSION = re.compile(r"v(\d{4,9})")
 
 DatasetFormat = Literal["jsonl", "csv", "parquet", "imagefolder"]
 FileRole = Literal["data", "samples"]
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def confined(path: str) -> str:
+    """``path`` if it is a plain relative path that stays under the dataset's root.
+
+    Raises:
+        ValueError: It is absolute (``/``, ``~``, a drive letter), a URL or an fsspec
+            chain, has a ``..``, ``.`` or empty segment, a backslash or a control
+            character.
+    """
+    if not path:
+        raise ValueError("an empty path")
+    if any(unicodedata.category(ch) == "Cc" for ch in path):
+        raise ValueError(f"{path[:80]!r} holds a control character")
+    if "\\" in path:
+        raise ValueError(f"{path[:80]!r} holds a backslash")
+    if path.startswith(("/", "~")) or _DRIVE.match(path):
+        raise ValueError(f"{path[:80]!r} is absolute: paths are relative to the dataset's root")
+    if "://" in path or "::" in path:
+        raise ValueError(f"{path[:80]!r} is a URL: paths are relative to the dataset's root")
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        raise ValueError(
+            f"{path[:80]!r} has an empty, '.' or '..' segment: it could leave the root"
+        )
+    return path
+
+
+# A path the manifest records: relative to the dataset's root, and under it.
+RelativePath = Annotated[str, AfterValidator(confined)]
 
 
 class ManifestFile(BaseModel):
-    """One file of the dataset: its path (relative to the dataset root), size and hash."""
+    """One file of the dataset: its path (relative to the dataset root), size and hash.
+
+    Attributes:
+        rows: A sample table's number of rows (``None`` for a data file, and in
+            manifests written before format 3): readers check it too.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str
-    size: int
+    path: RelativePath
+    size: int = Field(ge=0)
     sha256: str
     role: FileRole
+    rows: int | None = Field(default=None, ge=0)
 
 
 class FileTable(BaseModel):
@@ -70,10 +108,10 @@ class FileTable(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str
-    size: int
+    path: RelativePath
+    size: int = Field(ge=0)
     sha256: str
-    entries: int
+    entries: int = Field(ge=0)
 
 
 class ManifestCounts(BaseModel):
@@ -184,7 +222,7 @@ class Manifest(BaseModel):
     mode: Literal["copy", "reference"]
     splits: dict[str, float]
     group_by: str
-    samples_files: list[str]
+    samples_files: list[RelativePath]
     files: list[ManifestFile]
     file_table: FileTable | None = None
     counts: ManifestCounts
@@ -195,6 +233,19 @@ class Manifest(BaseModel):
     changes: Changes | None = None
     checkpoint: Checkpoint | None = None
     trigger: TriggerState | None = None
+
+    @model_validator(mode="after")
+    def _tables_described(self) -> Manifest:
+        # A table is read only against its size and sha256: each must have them.
+        described = {f.path for f in self.files if f.role == "samples"}
+        for name in self.samples_files:
+            if name not in described:
+                raise ValueError(f"sample table {name!r} has no entry (size, sha256) in files")
+        return self
+
+    def table(self, path: str) -> ManifestFile:
+        """The entry of one of its sample tables."""
+        return next(f for f in self.files if f.path == path and f.role == "samples")
 
     @property
     def quarantined(self) -> tuple[QuarantinedJob, ...]:
@@ -293,7 +344,17 @@ def load_manifest(
     try:
         return Manifest.model_validate_json(raw)
     except ValidationError as exc:
-        raise DatasetError(f"invalid manifest at {url}: {exc.error_count()} problem(s)") from None
+        raise DatasetError(f"invalid manifest at {url}: {problems(exc)}") from None
+
+
+def problems(exc: ValidationError, limit: int = 3) -> str:
+    """A validation error's first problems, each with where it is (never the input)."""
+    shown = [
+        f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_url=False, include_input=False)[:limit]
+    ]
+    more = exc.error_count() - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
 
 def load_checkpoint(
@@ -303,155 +364,3 @@ def load_checkpoint(
     if latest_version(url, storage_options=storage_options) is None:
         return None
     return load_manifest(url, storage_options=storage_options).checkpoint
-
-
-def _check_file(fs: Any, root: str, path: str, size: int, sha256: str) -> str | None:
-    """The problem with one listed file, or ``None`` when it is intact."""
-    digest = hashlib.sha256()
-    seen = 0
-    try:
-        with fs.open(join(root, path), "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                seen += len(chunk)
-                digest.update(chunk)
-    except FileNotFoundError:
-        return f"{path}: missing"
-    if seen != size:
-        return f"{path}: size {seen}, manifest says {size}"
-    if digest.hexdigest() != sha256:
-        return f"{path}: sha256 differs from the manifest"
-    return None
-
-
-def _check_table(fs: Any, root: str, table: FileTable) -> str | None:
-    """The problem with a file table (hash, size or entry count), or ``None``."""
-    problem = _check_file(fs, root, table.path, table.size, table.sha256)
-    if problem is not None:
-        return problem
-    entries = sum(1 for _ in _table_entries(fs, root, table))
-    if entries != table.entries:
-        return f"{table.path}: {entries} entries, manifest says {table.entries}"
-    return None
-
-
-def _table_entries(fs: Any, root: str, table: FileTable) -> Iterator[ManifestFile]:
-    with fs.open(join(root, table.path), "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield ManifestFile.model_validate_json(line)
-            except ValidationError:
-                raise DatasetError(f"{table.path}, line {number}: not a file entry") from None
-
-
-def dataset_files(
-    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
-) -> Iterator[ManifestFile]:
-    """Yield every file of a dataset, as its manifest records it: the sample tables,
-    then the data files of the manifest's file table, read one line at a time.
-
-    The file table is trusted only once it matches the manifest (size, sha256, entry
-    count), so it is read twice; memory stays flat however many files it lists.
-
-    Raises:
-        DatasetError: No dataset, or its file table does not match the manifest.
-    """
-    manifest = load_manifest(url, version=version, storage_options=storage_options)
-    yield from manifest.files
-    table = manifest.file_table
-    if table is None:
-        return
-    fs, root = url_to_fs(url, storage_options)
-    problem = _check_table(fs, root, table)
-    if problem is not None:
-        raise DatasetError(f"the file table of {url} does not match its manifest: {problem}")
-    yield from _table_entries(fs, root, table)
-
-
-def verify_dataset(
-    url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
-) -> list[str]:
-    """Check every file the manifest lists: present, right size, right sha256.
-
-    The data files are checked through the manifest's file table, itself checked
-    first (a table that does not match is reported, and its entries are not trusted).
-    Returns the problems found (empty when the dataset is intact).
-    """
-    manifest = load_manifest(url, version=version, storage_options=storage_options)
-    fs, root = url_to_fs(url, storage_options)
-    problems = []
-    for entry in manifest.files:
-        problem = _check_file(fs, root, entry.path, entry.size, entry.sha256)
-        if problem is not None:
-            problems.append(problem)
-    table = manifest.file_table
-    if table is not None:
-        try:
-            problem = _check_table(fs, root, table)
-        except DatasetError as exc:
-            problem = str(exc)
-        if problem is not None:
-            problems.append(problem)
-            problems.append(f"{table.path}: its data files were not checked")
-            return problems
-        for entry in _table_entries(fs, root, table):
-            problem = _check_file(fs, root, entry.path, entry.size, entry.sha256)
-            if problem is not None:
-                problems.append(problem)
-    return problems
-
-
-@overload
-def read_samples(
-    url: str,
-    *,
-    version: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    as_dicts: Literal[False] = False,
-) -> Iterator[PublishedSample]: ...
-
-
-@overload
-def read_samples(
-    url: str,
-    *,
-    version: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    as_dicts: Literal[True],
-) -> Iterator[dict[str, Any]]: ...
-
-
-def read_samples(
-    url: str,
-    *,
-    version: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    as_dicts: bool = False,
-) -> Iterator[PublishedSample] | Iterator[dict[str, Any]]:
-    """Yield the samples of a dataset, trusting only the manifest, as typed records.
-
-    Reads every format: JSONL, CSV and Parquet (the ``parquet`` extra), versioned or
-    not, and image folders (every split and ``unlabeled/``). Each sample is the same
-    :class:`PublishedSample` whatever the format (see ``docs/dataset-format.md`` for
-    what a format cannot hold). The tables are streamed, in the manifest's order.
-
-    Args:
-        url: The dataset.
-        version: For a versioned dataset, the version to read (default: the latest).
-        storage_options: fsspec options for ``url``.
-        as_dicts: Yield each row as a plain dict instead, in its JSON form (what
-            ``DatasetWriter.serialize`` returned: timestamps as ISO text), without
-            validating it; an image folder's rows keep their ``file_name``.
-
-    Raises:
-        DatasetError: No dataset at ``url``, or a row that is not a published sample
-            (while iterating; ``as_dicts=True`` reads it).
-        MissingDependencyError: A Parquet dataset, without pyarrow.
-    """
-    if not isinstance(as_dicts, bool):
-        raise ConfigurationError("read_samples(as_dicts=...): must be True or False")
-    manifest = load_manifest(url, version=version, storage_options=storage_options)
-    fs, root = url_to_fs(url, storage_options)
-    rows = sample_rows(fs, root, manifest.format, manifest.samples_files)
-    return row_dicts(rows) if as_dicts else published_samples(manifest.format, rows)

@@ -23,7 +23,7 @@ from pydantic import (
 from modzy_retrain._core.options import FrozenOptions
 
 from .journal import ResultJournal
-from .layout import DEFAULT_SPLITS, GROUP_FIELDS, safe_component, template_fields
+from .layout import DEFAULT_SPLITS, GROUP_FIELDS, UNLABELED_DIR, safe_component, template_fields
 from .manifest import DatasetFormat
 from .trigger import TriggerGate
 
@@ -149,6 +149,8 @@ class WriterOptions(FrozenOptions):
             raise ValueError("versions are never overwritten: drop overwrite=True")
         if self.format == "imagefolder" and self.mode != "copy":
             raise ValueError("the imagefolder layout needs mode='copy'")
+        if self.format == "imagefolder":
+            _check_split_folders(self.splits)
         return self
 
     @property
@@ -162,3 +164,19 @@ class WriterOptions(FrozenOptions):
         """A copy with ``changes`` applied, validated again."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
         return WriterOptions(**{**values, **changes})
+
+
+def _check_split_folders(splits: Mapping[str, float]) -> None:
+    """An image folder's splits are folders beside ``unlabeled/``: each distinct from
+    the others and from it on a case-blind file system, and none that Hugging Face
+    skips (``__*``)."""
+    seen = {UNLABELED_DIR}
+    for split in splits:
+        if split.casefold() in seen:
+            raise ValueError(
+                f"split name {split!r} would share a folder with another split or "
+                f"{UNLABELED_DIR}/ on a case-blind file system"
+            )
+        if split.startswith("__"):
+            raise ValueError(f"split name {split!r}: Hugging Face skips folders named __*")
+        seen.add(split.casefold())

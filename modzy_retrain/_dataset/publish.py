@@ -32,7 +32,7 @@ from modzy_retrain._version import __version__
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
 from .human import rule_sources
-from .layout import SAMPLE_TABLES, canonical_table, imagefolder_row, place
+from .layout import SAMPLE_TABLES, LabelFolders, canonical_table, imagefolder_row, place
 from .lock import DatasetLock, VersionConflictError
 from .manifest import (
     FILES_NAME,
@@ -96,6 +96,8 @@ class DatasetDraft:
         self.resuming = False
         self.committed = False
         self.tables = SampleTables(self.fs, self.root)
+        # An image folder's folder per label: distinct for the whole write.
+        self.label_folders = LabelFolders()
         self.sources = FileSystems(options.source_storage_options)
         self.duplicates = 0
         # Samples handed to the writer, per model (what lineage delivered): with the
@@ -205,6 +207,7 @@ class DatasetDraft:
             split=split,
             sha256=sha256,
             source_url=source_url,
+            folders=self.label_folders,
         )
 
     def list_file(self, path: str, size: int, sha256: str) -> None:
@@ -325,12 +328,12 @@ class DatasetDraft:
                 trigger = evaluate_trigger(o.trigger, changes, self.previous)
         file_table: FileTable | None = None
         sample_tables: list[ManifestFile] = []
-        for name, size, sha256 in self.tables.close():
+        for name, size, sha256, rows in self.tables.close():
             if name == self.files_table:
                 file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
             else:
                 sample_tables.append(
-                    ManifestFile(path=name, size=size, sha256=sha256, role="samples")
+                    ManifestFile(path=name, size=size, sha256=sha256, role="samples", rows=rows)
                 )
         manifest = Manifest(
             library_version=__version__,

@@ -71,6 +71,8 @@ class SampleTables:
         self.fs = fs
         self.root = root
         self.open: dict[str, HashingWriter] = {}
+        # Rows written to each table (the manifest records them; readers check them).
+        self.rows: Counter[str] = Counter()
         self.csv_fields: list[str] | None = None
         self.parquet: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
 
@@ -90,6 +92,7 @@ class SampleTables:
     def write(self, name: str, row: Mapping[str, Any]) -> None:
         # The table's own extension says how to write it: a versioned CSV or Parquet
         # dataset also keeps a JSONL table, which the next version merges from.
+        self.rows[name] += 1
         if name.endswith(".jsonl"):
             line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
             self._handle(name).write(line.encode("utf-8"))
@@ -134,8 +137,8 @@ class SampleTables:
         writer.write_table(table)
         return writer
 
-    def close(self) -> list[tuple[str, int, str]]:
-        """Finish every table; ``(name, size, sha256)`` of each, in the order opened."""
+    def close(self) -> list[tuple[str, int, str, int]]:
+        """Finish every table; ``(name, size, sha256, rows)`` of each, in the order opened."""
         for name, (writer, batch) in self.parquet.items():
             if batch:
                 writer = self._parquet_batch(name, writer, batch)
@@ -144,7 +147,7 @@ class SampleTables:
         closed = []
         for name, handle in self.open.items():
             handle.close()
-            closed.append((name, handle.size, handle.digest.hexdigest()))
+            closed.append((name, handle.size, handle.digest.hexdigest(), self.rows[name]))
         return closed
 
     def abort(self) -> None:

@@ -29,7 +29,7 @@ from .manifest import (
     latest_version,
     load_manifest,
 )
-from .reading import jsonl_rows
+from .reading import jsonl_rows, tables_of
 from .tables import ScratchTables
 from .trigger import TriggerGate
 
@@ -117,9 +117,10 @@ def load_previous(
     human: list[tuple[str, str, str]] = []
     contents: list[tuple[str, str, str]] = []
     # Its JSONL table (a CSV or Parquet version keeps one too), whose rows are carried
-    # over exactly as written: a custom serialize()'s columns and types included.
-    tables = [name for name in previous.samples_files if name.endswith(".jsonl")]
-    for _, row in jsonl_rows(fs, root, tables):
+    # over exactly as written: a custom serialize()'s columns and types included. Each
+    # is checked against the manifest (size, sha256, rows) once read, before anything
+    # of this version is published: a damaged one stops the run, never shrinks it.
+    for _, row in jsonl_rows(fs, root, tables_of(previous, ".jsonl")):
         job_id, name = str(row["job_id"]), str(row["input_name"])
         if classes is not None:
             classes.see(str(row.get("model_id")), row_classes(row))

@@ -22,6 +22,7 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError, DatasetError
 from modzy_retrain._core.fs import url_to_fs
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.human import (
     HumanLabel,
     LabelAggregation,
@@ -31,12 +32,11 @@ from modzy_retrain._dataset.human import (
     from_row,
     rule_sources,
 )
-from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
 from modzy_retrain._dataset.manifest import Manifest, TriggerState, latest_version, load_manifest
 from modzy_retrain._dataset.options import WriterOptions
 from modzy_retrain._dataset.publish import DatasetDraft
-from modzy_retrain._dataset.reading import jsonl_rows
+from modzy_retrain._dataset.reading import jsonl_rows, tables_of
 from modzy_retrain._dataset.rows import upgrade_row
 from modzy_retrain._dataset.trigger import TriggerGate
 from modzy_retrain._triggers.fire import Firing, TriggerActions, fire
@@ -234,8 +234,7 @@ def _publish(
         previous = draft.previous
         if previous is None:
             raise DatasetError(f"{public_url(url)} has no published version to label")
-        tables = [name for name in previous.samples_files if name.endswith(".jsonl")]
-        for _, raw in jsonl_rows(draft.fs, draft.root, tables):
+        for _, raw in jsonl_rows(draft.fs, draft.root, tables_of(previous, ".jsonl")):
             key = (str(raw["job_id"]), str(raw["input_name"]))
             found = read.decisions.get(key)
             if found is None:

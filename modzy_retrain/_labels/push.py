@@ -25,10 +25,11 @@ from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError, LabelStudioError
 from modzy_retrain._core.fs import join
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.inputs import InputKind
-from modzy_retrain._dataset.layout import public_url
 from modzy_retrain._dataset.lock import DatasetLock
-from modzy_retrain._dataset.manifest import load_manifest, read_samples
+from modzy_retrain._dataset.manifest import load_manifest
+from modzy_retrain._dataset.reading import read_samples
 from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
 
 from .client import IMPORT_CHUNK, MAX_CHUNK, LabelStudioClient

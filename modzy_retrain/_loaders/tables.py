@@ -7,6 +7,11 @@ down to the reader as filters, so no row becomes a Python object. The other form
 row reader (``_dataset/reading.py``), filtered there, and become Arrow record batches
 a few thousand rows at a time, typed by the row's declared schema (``_dataset/rows.py``):
 every format gives the same table.
+
+Every table is checked against its manifest entry (size, sha256, rows), as
+``read_samples`` checks it: a table cut short, grown or altered is a ``DatasetError``
+naming the file, never a smaller dataset. (A Parquet table is hashed before pyarrow
+reads it, its rows counted from its footer.)
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ from modzy_retrain._core.exceptions import (
     MissingDependencyError,
 )
 from modzy_retrain._core.fs import is_local, join
-from modzy_retrain._dataset.reading import TABLE_SUFFIX, sample_rows
+from modzy_retrain._dataset.manifest import ManifestFile
+from modzy_retrain._dataset.reading import (
+    TABLE_SUFFIX,
+    damaged,
+    file_problem,
+    rows_problem,
+    table_rows,
+)
 from modzy_retrain._dataset.rows import (
     COLUMNS,
     FILE_NAME,
@@ -77,8 +89,17 @@ def _typed(pa: Any, schema: Any) -> bool:
     )
 
 
-def _parquet(pa: Any, pq: Any, fs: Any, path: str, selection: Selection) -> Any | None:
+def _parquet(
+    pa: Any, pq: Any, fs: Any, root: str, entry: ManifestFile, selection: Selection
+) -> Any | None:
     """The selected rows of one Parquet table, or ``None`` if its columns are untyped."""
+    # Checked whole first: pyarrow reads it from its footer, then only what it needs.
+    problem = file_problem(fs, root, entry.path, entry.size, entry.sha256)
+    if problem is not None:
+        if problem.endswith(": missing"):
+            raise DatasetError(f"{entry.path}: a sample table the manifest lists is missing")
+        raise damaged(problem)
+    path = join(root, entry.path)
     filters = [
         ("model_id", "==", selection.model_id),
         ("label_state", "in", list(selection.states)),
@@ -87,10 +108,15 @@ def _parquet(pa: Any, pq: Any, fs: Any, path: str, selection: Selection) -> Any 
     local = is_local(fs)
     try:
         if local:
-            schema = pq.read_schema(path)
+            footer = pq.ParquetFile(path)
+            schema, count = footer.schema_arrow, footer.metadata.num_rows
         else:
             with fs.open(path, "rb") as handle:
-                schema = pq.read_schema(handle)
+                footer = pq.ParquetFile(handle)
+                schema, count = footer.schema_arrow, footer.metadata.num_rows
+        problem = rows_problem(entry, count)
+        if problem is not None:
+            raise damaged(problem)
         if not _typed(pa, schema):
             return None
         missing = {"model_id", "label_state"} - set(schema.names)
@@ -106,7 +132,7 @@ def _parquet(pa: Any, pq: Any, fs: Any, path: str, selection: Selection) -> Any 
 
 
 def _row_batches(
-    pa: Any, fs: Any, root: str, tables: list[str], selection: Selection
+    pa: Any, fs: Any, root: str, tables: list[ManifestFile], selection: Selection
 ) -> Iterator[Any]:
     """The selected rows of JSONL, CSV, image folder or untyped Parquet tables, as
     record batches of one schema (the first batch's: declared types, custom columns
@@ -128,7 +154,8 @@ def _row_batches(
                 f"{last[0]}: the rows up to line {last[1]} do not fit the sample row ({exc})"
             ) from None
 
-    for where, row in sample_rows(fs, root, format, tables):
+    rows = (item for entry in tables for item in table_rows(fs, root, entry))
+    for where, row in rows:
         if row.get("model_id") != selection.model_id or row.get("label_state") not in states:
             continue
         if format == "imagefolder":
@@ -157,17 +184,15 @@ def read_selected(fs: Any, root: str, selection: Selection, what: str, extra: st
     manifest = selection.manifest
     suffix = TABLE_SUFFIX[manifest.format]
     # A versioned CSV or Parquet dataset also lists a JSONL table for the next version.
-    tables = [name for name in manifest.samples_files if name.endswith(suffix)]
+    tables = [manifest.table(name) for name in manifest.samples_files if name.endswith(suffix)]
     parts: list[Any] = []
-    rows: list[str] = []
-    for name in tables:
+    rows: list[ManifestFile] = []
+    for entry in tables:
         table = (
-            _parquet(pa, pq, fs, join(root, name), selection)
-            if manifest.format == "parquet"
-            else None
+            _parquet(pa, pq, fs, root, entry, selection) if manifest.format == "parquet" else None
         )
         if table is None:
-            rows.append(name)
+            rows.append(entry)
         else:
             parts.append(table)
     if rows:

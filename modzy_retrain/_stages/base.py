@@ -26,6 +26,7 @@ from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, Generic, TypeVar, cast, overload
 
 from modzy_retrain._core.concurrency import aiter_sync
+from modzy_retrain._core.secrets import scrub_urls_obj
 
 from .report import Drop, RunReport, StageStats
 
@@ -425,8 +426,10 @@ class Chain(Generic[Out]):
 
     def _new_report(self, report: RunReport | None) -> RunReport:
         report = report or RunReport()
-        report.query = self.source.describe()
-        report.pipeline = [self.source.describe(), *(stage.describe() for stage in self.stages)]
+        # What the report and the manifest record: any stage's URLs without credentials.
+        described = [self.source.describe(), *(stage.describe() for stage in self.stages)]
+        report.query = cast("dict[str, Any]", scrub_urls_obj(described[0]))
+        report.pipeline = [cast("dict[str, Any]", scrub_urls_obj(d)) for d in described]
         self.report = report
         return report
 

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import LineageError, UnsafeNameError
 from modzy_retrain._core.fs import FileSystems, FileTooLargeError, hash_file
+from modzy_retrain._core.secrets import public_url
 
 from .base import Stage
 from .records import Sample
@@ -118,23 +119,24 @@ def validate_template(template: str, extra_fields: Iterable[str] = ()) -> None:
         LineageError: The template is malformed or names an unknown field.
     """
     allowed = set(TEMPLATE_FIELDS) | set(extra_fields)
+    shown = public_url(template)  # what an error may quote: no credentials
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise LineageError(f"malformed template {template!r}: {exc}") from None
+        raise LineageError(f"malformed template {shown!r}: {exc}") from None
     for _, field, _, conversion in parsed:
         if field is None:
             continue
         base = re.split(r"[.\[]", field, maxsplit=1)[0]
         if field == "" or base.isdigit():
-            raise LineageError(f"template {template!r} uses a positional field")
+            raise LineageError(f"template {shown!r} uses a positional field")
         if field != base:
-            raise LineageError(f"template {template!r}: attribute or index access ({field})")
+            raise LineageError(f"template {shown!r}: attribute or index access ({field})")
         if conversion:
-            raise LineageError(f"template {template!r}: conversions like !r are not allowed")
+            raise LineageError(f"template {shown!r}: conversions like !r are not allowed")
         if base not in allowed:
             raise LineageError(
-                f"template {template!r} uses unknown field {{{base}}}; known: "
+                f"template {shown!r} uses unknown field {{{base}}}; known: "
                 f"{', '.join(sorted(allowed))}"
             )
 
@@ -249,8 +251,9 @@ class LineageResolver(Stage[Sample, Sample]):
         # Storage options can hold credentials: never describe them.
         return {
             "stage": self.name,
-            "template": self.template,
-            "templates": self.templates or None,
+            # A template may hold credentials (user:password@, a signed query).
+            "template": public_url(self.template),
+            "templates": {m: public_url(t) for m, t in self.templates.items()} or None,
             "pattern": self.pattern.pattern if self.pattern else None,
             "locate": getattr(self._locate, "__name__", None) if self._locate else None,
             "concurrency": self.concurrency,

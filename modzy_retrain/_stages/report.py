@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from modzy_retrain._core.secrets import scrub_urls
 from modzy_retrain._dataset.quarantine import QuarantinedJob
 
 # Drop reasons, by the stage that records them.
@@ -71,6 +72,11 @@ class Drop:
     detail: str = ""
     inputs: int = 1
     model_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # A detail may quote a URL (a missing input's, an error's text): never with
+        # its credentials (user-info, a signed query), wherever the drop is shown.
+        object.__setattr__(self, "detail", scrub_urls(self.detail))
 
     def to_dict(self) -> dict[str, Any]:
         return {

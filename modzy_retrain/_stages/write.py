@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
 from modzy_retrain._core.exceptions import ConfigurationError
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset.human import (
     HumanLabel,
     annotation_row,
@@ -26,7 +27,7 @@ from modzy_retrain._dataset.human import (
     rule_sources,
 )
 from modzy_retrain._dataset.journal import ResultJournal
-from modzy_retrain._dataset.layout import assign_split, public_url
+from modzy_retrain._dataset.layout import assign_split
 from modzy_retrain._dataset.manifest import MANIFEST_NAME, DatasetFormat, Manifest, latest_version
 from modzy_retrain._dataset.options import (
     DEFAULT_GROUP_BY,

@@ -3,6 +3,7 @@ images and texts, provenance, state and model filters, versions, every layout.""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -258,6 +259,16 @@ def test_broken_inputs_are_named(tmp_path: Path) -> None:
         load_hf_dataset(url)
 
 
+def described_again(url: Path, table: str) -> None:
+    """Record a rewritten table's size and sha256 in its manifest (as a writer that
+    wrote it so would have): a table that does not match its manifest is refused first."""
+    manifest = json.loads((url / "manifest.json").read_text())
+    data = (url / table).read_bytes()
+    entry = next(f for f in manifest["files"] if f["path"] == table)
+    entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (url / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_a_file_outside_the_dataset_is_refused(
     world: Sandbox, built: Build, tmp_path: Path
 ) -> None:
@@ -270,6 +281,7 @@ def test_a_file_outside_the_dataset_is_refused(
     mine = next(r for r in rows if r["model_id"] == image and r["label_state"] == "confirmed")
     mine["file"] = "../../etc/passwd.png"
     (url / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    described_again(url, "samples.jsonl")
     with pytest.raises(DatasetError, match="has a file outside the dataset"):
         load_hf_dataset(str(url), model=image)
 
@@ -283,6 +295,7 @@ def test_parquet_tables_of_the_old_schema_still_load(tmp_path: Path) -> None:
     dicts = list(read_samples(url, as_dicts=True))
     old = pa.Table.from_pylist([{k: json_text(v) for k, v in row.items()} for row in dicts])
     pq.write_table(old, Path(url) / "samples.parquet")
+    described_again(Path(url), "samples.parquet")
     got = load_hf_dataset(url, states=["confirmed", "needs_label"])
     for split in want:
         assert got[split].to_list() == want[split].to_list()

@@ -281,12 +281,20 @@ def test_parquet_tables_of_the_old_schema_still_read(written: Write) -> None:
     path = Path(url) / "samples.parquet"
     copy = path.with_name("typed.parquet")
     copy.write_bytes(path.read_bytes())
+    manifest_path = Path(url) / "manifest.json"
+    manifest = manifest_path.read_text()
     try:
         pq.write_table(old, path)
+        # The old table, as its manifest described it.
+        raw = json.loads(manifest)
+        data = path.read_bytes()
+        raw["files"][0].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        manifest_path.write_text(json.dumps(raw))
         assert list(read_samples(url)) == before
         assert list(read_samples(url, as_dicts=True)) == rows
     finally:
         path.write_bytes(copy.read_bytes())
+        manifest_path.write_text(manifest)
         copy.unlink()
 
 

@@ -25,8 +25,9 @@ from modzy_retrain import (
     read_samples,
     verify_dataset,
 )
+from modzy_retrain._core.secrets import public_url
 from modzy_retrain._dataset import spill as _spill
-from modzy_retrain._dataset.layout import assign_split, public_url, safe_component
+from modzy_retrain._dataset.layout import assign_split, safe_component
 
 
 def make(
