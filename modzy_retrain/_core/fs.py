@@ -145,8 +145,8 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
             except FileNotFoundError:
                 if attempt == _VANISHED_ATTEMPTS - 1:
                     raise
-        return
-    fs.pipe_file(path, data)
+    else:
+        fs.pipe_file(path, data)
 
 
 def create_exclusive(fs: Any, path: str, data: bytes) -> None:
