@@ -340,3 +340,27 @@ def test_clearing_the_journal_after_a_publication_never_fails_the_run(
 
     monkeypatch.setattr(journal.fs, "rm", another_run_writes_meanwhile)
     journal.clear()
+
+
+def test_a_loser_removing_its_tables_while_the_winner_clears_up_fails_neither(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The winner lists its version's folder to clear what its manifest does not list;
+    the loser removes its own tables meanwhile. The winner published: it says so (the
+    clearing is best effort), it does not fail on a file that went."""
+    lock = stalled(url, "run-a")
+    a = draft(url, "run-a", ["a1"])
+    b = draft(url, "run-b", ["b1"])
+    real_find = a.fs.find
+
+    def the_loser_removes_a_file_meanwhile(path: str, *args: Any, **kwargs: Any) -> Any:
+        return [*real_find(path, *args, **kwargs), f"{path}/gone-meanwhile-samples.jsonl"]
+
+    monkeypatch.setattr(a.fs, "find", the_loser_removes_a_file_meanwhile)
+    assert a.commit(query=None, stages=[]) is not None
+    monkeypatch.undo()
+    with pytest.raises(VersionConflictError):
+        b.commit(query=None, stages=[])
+    lock.release()
+    assert names(url) == {"a1"}
+    assert verify_dataset(url) == []
