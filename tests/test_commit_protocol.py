@@ -2,8 +2,9 @@
 lock: two writers of one version, a holder stalled past its lease, a release racing a
 reclaim, a crash between a version and its pointer, an absurd pointer.
 
-Each scenario runs on the local disk, and (``tests/cloud``) on S3 through moto's
-server, which enforces ``If-None-Match``.
+Each scenario runs on the local disk, and (``tests/cloud/test_commit_protocol_stores.py``)
+on S3 through moto's server, which enforces ``If-None-Match``, and on GCS through a
+proxy that enforces ``ifGenerationMatch=0`` in front of the emulator, which does not.
 """
 
 from __future__ import annotations
@@ -235,3 +236,131 @@ def test_an_absurd_pointer_fails_at_once(url: str, pointer: str) -> None:
     (Path(url) / LATEST_NAME).write_text(json.dumps({"version": pointer}))
     with pytest.raises(DatasetError, match="is no version"):
         latest_version(url)
+
+
+def test_two_reclaimers_of_one_expired_lock_publish_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reclaims the expired lock; B, which read the expired lock before A replaced
+    it, deletes A's fresh one and takes it too. Both hold it; one version is published."""
+    from modzy_retrain._dataset import lock as lock_module
+
+    stalled(url, "run-dead")  # left behind, its lease run out
+    fs, root = url_to_fs(url)
+    path = str(Path(root) / LOCK_NAME)
+    stale = read_holder(fs, path)
+    a = draft(url, "run-a", ["a1"])
+    reads = iter([stale])
+    real = lock_module.read_holder
+    monkeypatch.setattr(lock_module, "read_holder", lambda fs, p: next(reads, None) or real(fs, p))
+    b = draft(url, "run-b", ["b1"])
+    monkeypatch.undo()
+    holder = read_holder(fs, path)
+    assert holder is not None
+    assert holder["run_id"] == "run-b"
+    assert a.lock is not None
+    assert not a.lock.renew()
+    assert a.commit(query=None, stages=[]) is not None
+    with pytest.raises(VersionConflictError):
+        b.commit(query=None, stages=[])
+    assert list_versions(url) == ["v0001"]
+    assert names(url) == {"a1"}
+    assert verify_dataset(url) == []
+    assert read_holder(fs, path) is None
+
+
+def test_a_loser_whose_temporary_manifest_the_winner_cleared_loses_cleanly(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a local disk the manifest is written to a temporary file, then linked into
+    place. The winner, publishing meanwhile, clears its version's folder of what its
+    manifest does not list: the loser's temporary file too. The loser still learns it
+    lost (exit 8), not a FileNotFoundError (exit 1)."""
+    import os
+
+    lock = stalled(url, "run-a")
+    a = draft(url, "run-a", ["a1"])
+    b = draft(url, "run-b", ["b1"])
+    real_link = os.link
+
+    def the_winner_publishes_first(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
+        monkeypatch.setattr(os, "link", real_link)
+        assert b.commit(query=None, stages=[]) is not None
+        real_link(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "link", the_winner_publishes_first)
+    with pytest.raises(VersionConflictError):
+        a.commit(query=None, stages=[])
+    lock.release()
+    assert names(url) == {"b1"}
+    assert verify_dataset(url) == []
+
+
+def test_a_file_whose_folder_another_run_cleared_meanwhile_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds whose leases overlapped share the results journal's folder; the one
+    that publishes clears it. The other's journal part, written meanwhile, is written
+    again rather than failing the build."""
+    import os
+    import shutil
+
+    from modzy_retrain._core.fs import atomic_write
+
+    fs, _ = url_to_fs(str(tmp_path))
+    target = tmp_path / "_staging" / "after-v0001" / "part-1.jsonl"
+    real_replace = os.replace
+
+    def cleared_first(src: Any, dst: Any) -> None:
+        monkeypatch.setattr(os, "replace", real_replace)
+        shutil.rmtree(tmp_path / "_staging")  # the other run published, and cleared it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", cleared_first)
+    atomic_write(fs, str(target), b"line\n")
+    assert target.read_bytes() == b"line\n"
+
+
+def test_clearing_the_journal_after_a_publication_never_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run published; another run whose lease overlapped writes a journal part
+    while this one clears the folder ("Directory not empty"). The publication stands:
+    what is left of the journal is only a cache."""
+    import errno
+
+    from modzy_retrain._dataset.journal import ResultJournal
+
+    journal = ResultJournal(str(tmp_path / "ds"), after="v0001")
+    journal.add("job-1", {"results": {}})
+    journal.flush()
+
+    def another_run_writes_meanwhile(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOTEMPTY, "Directory not empty")
+
+    monkeypatch.setattr(journal.fs, "rm", another_run_writes_meanwhile)
+    journal.clear()
+
+
+def test_a_loser_removing_its_tables_while_the_winner_clears_up_fails_neither(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The winner lists its version's folder to clear what its manifest does not list;
+    the loser removes its own tables meanwhile. The winner published: it says so (the
+    clearing is best effort), it does not fail on a file that went."""
+    lock = stalled(url, "run-a")
+    a = draft(url, "run-a", ["a1"])
+    b = draft(url, "run-b", ["b1"])
+    real_find = a.fs.find
+
+    def the_loser_removes_a_file_meanwhile(path: str, *args: Any, **kwargs: Any) -> Any:
+        return [*real_find(path, *args, **kwargs), f"{path}/gone-meanwhile-samples.jsonl"]
+
+    monkeypatch.setattr(a.fs, "find", the_loser_removes_a_file_meanwhile)
+    assert a.commit(query=None, stages=[]) is not None
+    monkeypatch.undo()
+    with pytest.raises(VersionConflictError):
+        b.commit(query=None, stages=[])
+    lock.release()
+    assert names(url) == {"a1"}
+    assert verify_dataset(url) == []

@@ -56,6 +56,7 @@ from .exit_codes import (
 )
 from .plan import Plan
 from .settings import BuildSettings, load_settings, read_api_key
+from .window import window_notes, window_published
 
 logger = logging.getLogger("modzy_retrain")
 
@@ -321,7 +322,12 @@ class _Run:
     ) -> BuildResult:
         settings, url, out_options = self.settings, self.url, self.out_options
         since = load_checkpoint(url, storage_options=out_options)
-        notes = self._window(since)
+        notes = window_notes(settings, since)
+        passed = window_published(settings, since)
+        if passed is not None:
+            # Another writer (a build with a later end, run first) published every job
+            # of this window: nothing is left to read.
+            return BuildResult(self.report, EXIT_NOTHING_NEW, notes=[*notes, passed])
         client = given_client or ModzyClient(
             api_key=read_api_key(settings, environ),
             base_url=settings.base_url,
@@ -335,30 +341,6 @@ class _Run:
             result = self._chain(client, since, select, resolve, guard)
         result.notes = notes + result.notes
         return result
-
-    def _window(self, since: Checkpoint | None) -> list[str]:
-        """Check ``start`` and ``rebuild_from`` against the checkpoint; notes to show."""
-        s = self.settings
-        if since is None or since.cursor is None:
-            return []
-        if s.rebuild_from is not None:
-            return [
-                f"rebuilding from {s.rebuild_from.isoformat()}: the history is read again "
-                f"from there (the checkpoint was at {since.cursor.isoformat()})"
-            ]
-        if s.start is not None and s._start_from_flag:
-            raise ConfigurationError(
-                f"the dataset has a checkpoint (cursor {since.cursor.isoformat()}): --start "
-                "only sets the first build's window. To read the history again from a "
-                "time into a new version, use --rebuild-from TIMESTAMP"
-            )
-        if s.start is not None and s.start < since.cursor - s.lag:
-            return [
-                f"start = {s.start.isoformat()} applies to the first build; reading from "
-                f"the checkpoint at {since.cursor.isoformat()} (use --rebuild-from to read "
-                "again from an earlier time)"
-            ]
-        return []
 
     def _chain(
         self,

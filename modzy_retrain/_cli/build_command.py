@@ -13,6 +13,7 @@ from modzy_retrain._core.exceptions import (
     MissingDependencyError,
     ModzyRetrainError,
 )
+from modzy_retrain._core.fs import is_store_error
 from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._stages.report import RunReport
 from modzy_retrain._triggers.presets import FLAG_FORMS, parse_trigger_flag
@@ -334,7 +335,7 @@ def run_build_command(args: Any) -> int:
     except BaseException as exc:
         code = _failed_code(exc)
         write_report(settings.report, failure_body(run, exit_code_of(exc, code), exc))
-        if code == EXIT_ERROR and not isinstance(exc, (ModzyRetrainError, OSError)):
+        if code == EXIT_ERROR and not (isinstance(exc, ModzyRetrainError) or is_store_error(exc)):
             raise  # a bug, or SIGTERM's exit: as before, with the report written
         text = f"{type(exc).__name__}: {exc}" if code == EXIT_ERROR else str(exc)
         say(f"modzy-retrain build: {text}", file=sys.stderr)

@@ -13,6 +13,7 @@ from modzy_retrain._core.exceptions import (
     LabelStudioError,
     MissingDependencyError,
 )
+from modzy_retrain._core.fs import is_store_error
 from modzy_retrain._core.key_values import parse_key_values
 from modzy_retrain._dataset.lock import DatasetLockedError
 from modzy_retrain._dataset.rows import LABEL_STATES, PublishedSample
@@ -189,6 +190,12 @@ def run_label_command(args: Any) -> int:
     except (DatasetError, LabelStudioError, MissingDependencyError, OSError) as exc:
         # Every LabelStudioError is redacted at its source: the token never shows.
         say(f"modzy-retrain label push: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        # A store's client out of retries (gcsfs's HttpError, aiohttp's ClientError).
+        say(f"modzy-retrain label push: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     for line in _summary(result):
         say(line)

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from modzy_retrain._core.exceptions import ConfigurationError
-from modzy_retrain._core.fs import join, url_to_fs
+from modzy_retrain._core.fs import is_store_error, join, url_to_fs
 from modzy_retrain._core.key_values import parse_key_values
 from modzy_retrain._dataset.lock import LOCK_NAME, expired, gone, process_alive, read_holder
 from modzy_retrain._labels.ledger import LEDGER_DIR
@@ -83,7 +83,9 @@ def run_unlock_command(args: argparse.Namespace) -> int:
             return EXIT_LOCKED
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(path)
-    except OSError as exc:
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
         say(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     say("cleared" + (" (forced: the holder was alive)" if reason else ""))

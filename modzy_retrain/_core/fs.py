@@ -22,10 +22,16 @@ from .exceptions import (
 )
 
 CHUNK = 1 << 20
+# How often a local write whose temporary file or folder vanished is made again.
+_VANISHED_ATTEMPTS = 3
 
 
-# The libraries under fsspec's stores whose own exceptions mean "the store failed".
-_STORE_LIBRARIES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "aiohttp", "adlfs")
+# The libraries under fsspec's stores whose own exceptions mean "the store failed"
+# (not all are OSErrors: gcsfs's HttpError for a 5xx, aiohttp's dropped connections,
+# botocore's unreachable endpoint).
+_STORE_LIBRARIES = frozenset(
+    {"botocore", "aiobotocore", "s3fs", "gcsfs", "google", "aiohttp", "adlfs", "requests"}
+)
 
 
 @contextlib.contextmanager
@@ -41,8 +47,7 @@ def storage_errors() -> Iterator[None]:
     except Exception as exc:
         if isinstance(exc, ModzyRetrainError):
             raise
-        module = type(exc).__module__.split(".", 1)[0]
-        if module not in _STORE_LIBRARIES:
+        if not _from_store_library(exc):
             raise
         raise StorageError(f"the store failed: {type(exc).__name__}: {exc}") from exc
 
@@ -80,6 +85,17 @@ def check_backend(url: str, what: str) -> None:
             raise ConfigurationError(
                 f"{what}: fsspec knows no protocol {protocol!r} (in {part.split('/')[0]}...)"
             ) from None
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a storage failure: an ``OSError``, or an error of an object
+    store's client that ran out of retries (gcsfs raises its own ``HttpError`` for a
+    5xx, aiohttp a ``ClientError`` for a dropped connection)."""
+    return isinstance(exc, OSError) or _from_store_library(exc)
+
+
+def _from_store_library(exc: BaseException) -> bool:
+    return any(cls.__module__.split(".")[0] in _STORE_LIBRARIES for cls in type(exc).__mro__)
 
 
 def require_module(module: str, what: str, extra: str) -> None:
@@ -174,20 +190,28 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
     """Write ``data`` so that readers see the old file or the new one, never half of it.
 
     Object stores publish a single PUT atomically. On a local disk we write a temporary
-    file beside the target, fsync it, then rename it over the target.
+    file beside the target, fsync it, then rename it over the target; if the folder
+    went meanwhile (another run cleared it), it is made again and the file written
+    again.
     """
     if is_local(fs):
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        sync_folders(fs, directory, [directory])  # the new name itself
-        return
-    fs.pipe_file(path, data)
+        for attempt in range(_VANISHED_ATTEMPTS):
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                sync_folders(fs, directory, [directory])  # the new name itself
+                return
+            except FileNotFoundError:
+                if attempt == _VANISHED_ATTEMPTS - 1:
+                    raise
+    else:
+        fs.pipe_file(path, data)
 
 
 def create_exclusive(fs: Any, path: str, data: bytes) -> None:
@@ -197,23 +221,87 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
     This is the one step two writers cannot both win: on a local disk a complete
     temporary file is hard-linked into place (``link`` fails if the name exists); on
     S3 a PUT with ``If-None-Match: *``, on GCS one with ``ifGenerationMatch=0``
-    (fsspec's ``mode="create"``).
+    (fsspec's ``mode="create"``). A temporary file that vanished before its link (the
+    writer that published first cleared the folder) is written again: the link then
+    fails, as it should.
+
+    On an object store a create can succeed and its answer be lost (a dropped
+    connection, a read timeout); the client sends it again and the store answers 412,
+    since the object now exists. The object then holds exactly ``data`` (callers write
+    bytes no other writer would: a run id, a timestamp): that create was this one, and
+    it succeeded. S3 answers 409 ``ConditionalRequestConflict`` to a conditional write
+    that met another one in flight on the same key: the create is sent again (a few
+    times), and the second answer says which won.
     """
     if is_local(fs):
-        directory = os.path.dirname(path)
+        _create_on_disk(fs, path, data)
+        return
+    try:
+        _create_on_store(fs, path, data)
+    except FileExistsError:
+        try:
+            found = bytes(fs.cat_file(path))
+        except FileNotFoundError:
+            found = None  # deleted meanwhile (a lock released): not this create's
+        if found != data:
+            raise
+        # A retried create found its own first attempt.
+
+
+def _create_on_disk(fs: Any, path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    for attempt in range(_VANISHED_ATTEMPTS):
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.link(tmp, path)
+        except FileNotFoundError:
+            # The temporary file (or its folder) went: another writer that published
+            # first cleared the folder of what its manifest does not list. Again: the
+            # link now says who won (FileExistsError).
+            if attempt == _VANISHED_ATTEMPTS - 1:
+                raise
+            continue
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         sync_folders(fs, directory, [directory])  # the new name itself
         return
-    fs.pipe_file(path, data, mode="create")
+
+
+# How often a create that met another conditional write in flight is sent again.
+_CONFLICT_ATTEMPTS = 4
+
+
+def _create_on_store(fs: Any, path: str, data: bytes) -> None:
+    for attempt in range(_CONFLICT_ATTEMPTS):
+        try:
+            fs.pipe_file(path, data, mode="create")
+            return
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if "ConditionalRequestConflict" not in _error_code(exc) or (
+                attempt == _CONFLICT_ATTEMPTS - 1
+            ):
+                raise
+
+
+def _error_code(exc: BaseException) -> str:
+    """The store's error code behind an fsspec error (s3fs chains the botocore one)."""
+    found = [str(exc)]
+    cause = exc.__cause__
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            found.append(str(response.get("Error", {}).get("Code", "")))
+        found.append(str(cause))
+        cause = cause.__cause__
+    return " ".join(found)
 
 
 def hash_file(

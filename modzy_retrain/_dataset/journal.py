@@ -137,14 +137,18 @@ class ResultJournal:
         self._buffer = []
 
     def clear(self) -> None:
-        """Drop all staging (after a publication, under the dataset's lock)."""
+        """Drop all staging (after a publication, under the dataset's lock).
+
+        Best effort: the version is published already, and what is left is only a
+        cache (a run whose lease overlapped this one's may be writing a part in it).
+        """
         with self._lock:
             self._buffer = []
         self.close()
         try:
             if self.fs.exists(self.staging_root):
                 self.fs.rm(self.staging_root, recursive=True)
-        except FileNotFoundError:
+        except OSError:
             pass
 
     def close(self) -> None:

@@ -489,6 +489,9 @@ def _clear_unlisted(fs: Any, root: str, version: str, listed: set[str]) -> None:
         return
     for path in found:
         name = path if path.startswith(root) else join(root, path)
-        if name not in keep and fs.info(path).get("type") != "directory":
-            with contextlib.suppress(OSError):
+        if name in keep:
+            continue
+        # A file may go meanwhile: the writer that lost this version removes its own.
+        with contextlib.suppress(OSError):
+            if fs.info(path).get("type") != "directory":
                 fs.rm_file(path)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -176,7 +178,9 @@ class Sandbox:
     def write_inputs(self) -> None:
         """Write every raw input file (except :attr:`missing_inputs`) to ``data_url``.
 
-        Idempotent: the second call does nothing.
+        Idempotent: the second call does nothing. Another sandbox (another process)
+        writing the same local folder replaces each file whole, so readers meanwhile
+        never see a truncated one.
         """
         with self._write_lock:
             if self._written:
@@ -217,7 +221,14 @@ class Sandbox:
     @staticmethod
     def _flush(fs: Any, batch: dict[str, bytes], local: bool) -> None:
         if local:
-            fs.pipe(batch)
+            # Each file is written beside its place, then renamed over it: another
+            # process's sandbox reading (hashing) the same inputs meanwhile reads the
+            # old file or the new one, both whole, never a truncated one.
+            for path, data in batch.items():
+                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
             return
         # Object stores: a few threads of single PUTs. fsspec's bulk pipe() opens every
         # upload at once, which gcp-storage-emulator serves pathologically slowly.

@@ -15,6 +15,7 @@ import os
 # over gRPC first, which hangs for about a minute against the emulator.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import fsspec
 import pytest
 
 from modzy_retrain.sandbox import ObjectStoreServer, gcs_server, s3_server
+
+from ._store_proxy import StoreProxy, store_proxy
 
 # Canary credentials: moto accepts any key pair, and tests assert these strings never
 # show up in reports, manifests, logs or exception texts.
@@ -82,3 +85,81 @@ def s3(s3_endpoint: ObjectStoreServer) -> Store:
 @pytest.fixture
 def gcs(gcs_endpoint: ObjectStoreServer) -> Store:
     return new_store("gs", gcs_options(gcs_endpoint))
+
+
+# Proxies in front of the servers (``_store_proxy``): they record every request, inject
+# the faults a test plans, and, in front of the GCS emulator, which ignores generation
+# preconditions, enforce ``ifGenerationMatch=0`` as GCS does (412 when the object
+# exists). Each test starts with a clean record and no fault.
+
+
+@pytest.fixture(scope="session")
+def _s3_proxy(s3_endpoint: ObjectStoreServer) -> Iterator[StoreProxy]:
+    with store_proxy(s3_endpoint.endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def _gcs_proxy(gcs_endpoint: ObjectStoreServer) -> Iterator[StoreProxy]:
+    with store_proxy(gcs_endpoint.endpoint, gcs=True, enforce_generation_match=True) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def s3_proxy(_s3_proxy: StoreProxy) -> Iterator[StoreProxy]:
+    _s3_proxy.reset()
+    yield _s3_proxy
+    _s3_proxy.reset()
+
+
+@pytest.fixture
+def gcs_proxy(_gcs_proxy: StoreProxy) -> Iterator[StoreProxy]:
+    _gcs_proxy.reset()
+    yield _gcs_proxy
+    _gcs_proxy.reset()
+
+
+@pytest.fixture
+def s3_via_proxy(s3_endpoint: ObjectStoreServer, s3_proxy: StoreProxy) -> Store:
+    """A bucket on moto, reached through the proxy."""
+    return new_store("s3", {**s3_options(s3_endpoint), "endpoint_url": s3_proxy.endpoint})
+
+
+@pytest.fixture
+def gcs_via_proxy(gcs_endpoint: ObjectStoreServer, gcs_proxy: StoreProxy) -> Store:
+    """A bucket on the GCS emulator, reached through the proxy that enforces
+    ``ifGenerationMatch=0``."""
+    return new_store("gs", {**gcs_options(gcs_endpoint), "endpoint_url": gcs_proxy.endpoint})
+
+
+class _AsyncioWithoutSleep:
+    """``asyncio`` as a store client's module sees it, but whose ``sleep`` records."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self._waits = waits
+
+    async def sleep(self, seconds: float, result: Any = None) -> Any:
+        self._waits.append(seconds)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+@pytest.fixture
+def store_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The store clients' waits between retries, recorded instead of slept (botocore's,
+    s3fs's and gcsfs's own backoff): a test meets faults without sleeping for them."""
+    import aiobotocore.endpoint
+    import gcsfs.retry
+    import s3fs.core
+
+    waits: list[float] = []
+
+    async def sleep(self: Any, seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(aiobotocore.endpoint.AioEndpoint, "_sleep", sleep)
+    monkeypatch.setattr(s3fs.core, "asyncio", _AsyncioWithoutSleep(waits))
+    monkeypatch.setattr(gcsfs.retry, "asyncio", _AsyncioWithoutSleep(waits))
+    return waits

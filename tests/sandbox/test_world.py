@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -328,3 +329,31 @@ def test_empty_world(make_sb: Any) -> None:
     assert sb.jobs == ()
     assert sb.missing_inputs == ()
     sb.write_inputs()
+
+
+def test_another_sandbox_writing_the_same_inputs_never_shows_a_half_written_one(
+    tmp_path: Path,
+) -> None:
+    """Several processes each make the same sandbox over one folder (a load test's
+    writers: each ``transport()`` writes the inputs): while one writes them, a reader
+    reads each input whole, never truncated (a build would hash an empty file)."""
+    Sandbox(seed=4, jobs=3, data_url=str(tmp_path)).write_inputs()
+    paths = [p for p in sorted(tmp_path.rglob("*")) if p.is_file()]
+    whole = {p: p.read_bytes() for p in paths}
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.extend(p.read_bytes() == whole[p] for p in paths)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(40):
+            Sandbox(seed=4, jobs=3, data_url=str(tmp_path)).write_inputs()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    assert all(seen), f"{seen.count(False)} of {len(seen)} reads saw a half-written input"
