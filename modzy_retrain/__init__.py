@@ -80,8 +80,12 @@ from ._dataset.manifest import (
     Changes,
     Checkpoint,
     FileTable,
+    JobTally,
     Manifest,
     ManifestFile,
+    TallyTotal,
+    VoteCounts,
+    VoteTallies,
     latest_version,
     list_versions,
     load_checkpoint,
@@ -90,6 +94,7 @@ from ._dataset.manifest import (
 from ._dataset.quarantine import Quarantine, QuarantinedJob, load_quarantine
 from ._dataset.reading import read_samples
 from ._dataset.rows import PublishedSample
+from ._dataset.tallies import job_tallies
 from ._dataset.trigger import TriggerGate
 from ._dataset.verify import dataset_files, verify_dataset
 from ._labels.annotations import PullProblem
@@ -107,6 +112,18 @@ from ._labels.retry import LabelStudioRetry
 from ._loaders.frames import to_pandas
 from ._loaders.hf import load_hf_dataset
 from ._loaders.pytorch import load_torch_dataset
+from ._report.feedback import feedback_report
+from ._report.models import (
+    ClassShare,
+    ConfusionMatrix,
+    ConfusionPair,
+    DownVoteShare,
+    FeedbackReport,
+    ModelFeedback,
+    PeriodShare,
+    VersionShare,
+    VersionSummary,
+)
 from ._stages.base import (
     AsyncStageIterator,
     Chain,
@@ -165,17 +182,22 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "Changes",
     "Checkpoint",
     "ClassPrediction",
+    "ClassShare",
     "ConfigurationError",
     "ConflictError",
     "ConflictingVotes",
+    "ConfusionMatrix",
+    "ConfusionPair",
     "DatasetError",
     "DatasetExistsError",
     "DatasetLockedError",
     "DatasetWriter",
     "DownShare",
+    "DownVoteShare",
     "DownVoted",
     "Drop",
     "Everything",
+    "FeedbackReport",
     "FileTable",
     "HistoryFilters",
     "HumanLabel",
@@ -191,6 +213,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "JobHistoryQuery",
     "JobResults",
     "JobStatus",
+    "JobTally",
     "JobUser",
     "LabelAggregation",
     "LabelDecision",
@@ -218,6 +241,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "MinVotes",
     "MisconfigurationGuard",
     "MissingDependencyError",
+    "ModelFeedback",
     "ModelRef",
     "ModelSummary",
     "ModelVersion",
@@ -227,6 +251,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "Not",
     "NotFoundError",
     "PaginationError",
+    "PeriodShare",
     "PermissionDeniedError",
     "PredictedIn",
     "PredictionRecord",
@@ -254,6 +279,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "StageIterator",
     "StageStats",
     "StorageError",
+    "TallyTotal",
     "TopScoreBelow",
     "TriggerError",
     "TriggerGate",
@@ -264,13 +290,19 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "UnprocessableEntityError",
     "UnsafeNameError",
     "UpVoted",
+    "VersionShare",
+    "VersionSummary",
+    "VoteCounts",
     "VoteFilter",
+    "VoteTallies",
     "VoteValue",
     "Voting",
     "Weighted",
     "__version__",
     "build",
     "dataset_files",
+    "feedback_report",
+    "job_tallies",
     "latest_version",
     "list_versions",
     "load_checkpoint",

@@ -22,7 +22,18 @@ ALLOWED: dict[str, set[str]] = {
     "_stages": {"_core", "_client", "_dataset"},
     # The trigger's actions read manifests and write their records beside the dataset.
     "_triggers": {"_core", "_dataset"},
-    "_cli": {"_core", "_client", "_dataset", "_labels", "_stages", "_triggers", "sandbox"},
+    # The feedback report reads manifests; its charts' library only when it draws.
+    "_report": {"_core", "_dataset"},
+    "_cli": {
+        "_core",
+        "_client",
+        "_dataset",
+        "_labels",
+        "_report",
+        "_stages",
+        "_triggers",
+        "sandbox",
+    },
     "sandbox": {"_core"},
 }
 MAX_LINES = 500

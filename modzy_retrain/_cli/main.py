@@ -46,6 +46,12 @@ def _unlock(args: argparse.Namespace) -> int:
     return run_unlock_command(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report_command import run_report_command
+
+    return run_report_command(args)
+
+
 def _label(args: argparse.Namespace) -> int:
     from .label_command import run_label_command
 
@@ -120,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_unlock_arguments(unlock)
     unlock.set_defaults(func=_unlock)
+
+    from .report_command import REPORT_EXIT_CODES, add_report_arguments
+
+    report = sub.add_parser(
+        "report",
+        help="the feedback report of a dataset: down-vote shares over time by model "
+        "version, what users correct, what each version changed (text, --html, --json)",
+        description="Read a dataset's manifests and show how users judged its models: per "
+        "model, the share of inputs down-voted over time by model version with Wilson "
+        "intervals, the classes most often down-voted, the predicted class against the "
+        "corrected or human label, and each version's label states, splits and changes. "
+        "Not a build's run report (build --report PATH).",
+        epilog=exit_codes_help(REPORT_EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_report_arguments(report)
+    report.set_defaults(func=_report)
 
     from .label_command import add_label_arguments
 

@@ -25,7 +25,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,8 +39,8 @@ MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "_latest.json"
 FILES_NAME = "files.jsonl"
 # 2: the data files moved from the manifest to its file table. 3: each sample table's
-# entry records its rows.
-FORMAT_VERSION = 3
+# entry records its rows. 4: the vote tallies (``tallies``) and the confusions.
+FORMAT_VERSION = 4
 # A version's name: v and at least four digits (up to nine: a sane bound on a pointer).
 _VERSION = re.compile(r"v(\d{4,9})")
 
@@ -114,6 +114,89 @@ class FileTable(BaseModel):
     entries: int = Field(ge=0)
 
 
+class VoteCounts(BaseModel):
+    """Inputs with a result, and how users voted on them.
+
+    An input is *up-voted* when it has at least one up-vote, *down-voted* when it has at
+    least one down-vote; *both* counts the inputs that are both (so they are in
+    ``up_voted`` and in ``down_voted`` too). Inputs nobody voted on are
+    ``inputs - up_voted - down_voted + both``.
+
+    Attributes:
+        inputs: Inputs with a result (a failed input has none).
+        up_voted: Inputs with at least one up-vote.
+        down_voted: Inputs with at least one down-vote.
+        both: Inputs with up- and down-votes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inputs: int = Field(default=0, ge=0)
+    up_voted: int = Field(default=0, ge=0)
+    down_voted: int = Field(default=0, ge=0)
+    both: int = Field(default=0, ge=0)
+
+    @property
+    def voted(self) -> int:
+        """Inputs with at least one vote."""
+        return self.up_voted + self.down_voted - self.both
+
+
+class JobTally(VoteCounts):
+    """One job's tally: a line of a version's tallies table.
+
+    Attributes:
+        job_id: The job.
+        model_id, model_version, model_name: The model that ran it.
+        day: The day (UTC) the job was submitted (created, when the history gives no
+            submission time); ``None`` when it gives neither.
+        predicted: Per predicted class (the model's top class), the same counts;
+            inputs whose result names no class are under none.
+    """
+
+    job_id: str
+    model_id: str
+    model_version: str
+    model_name: str | None = None
+    day: date | None = None
+    predicted: dict[str, VoteCounts] = Field(default_factory=dict)
+
+
+class TallyTotal(VoteCounts):
+    """The tallies of one model version on one day, summed over its jobs.
+
+    Attributes:
+        model_id, model_version, model_name: The model.
+        day: The day (UTC) the jobs were submitted (``None``: unknown).
+        jobs: How many jobs are summed.
+        predicted: Per predicted class, the counts summed.
+    """
+
+    model_id: str
+    model_version: str
+    model_name: str | None = None
+    day: date | None = None
+    jobs: int = Field(default=0, ge=0)
+    predicted: dict[str, VoteCounts] = Field(default_factory=dict)
+
+
+class VoteTallies(BaseModel):
+    """A version's vote tallies, as its manifest records them (``Manifest.tallies``).
+
+    Attributes:
+        table: The tallies table, one :class:`JobTally` per line (``None`` when no job
+            was tallied): its path, size, sha256 and number of entries (jobs).
+        jobs: How many jobs are tallied.
+        totals: The table summed per model, model version and day, in that order.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table: FileTable | None = None
+    jobs: int = Field(default=0, ge=0)
+    totals: list[TallyTotal] = Field(default_factory=list)
+
+
 class ManifestCounts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -123,6 +206,10 @@ class ManifestCounts(BaseModel):
     by_label_state: dict[str, int] = Field(default_factory=dict)
     by_split: dict[str, int] = Field(default_factory=dict)
     by_model: dict[str, int] = Field(default_factory=dict)
+    # Per model, predicted class, then the corrected or human label: the samples whose
+    # label a correction or a person gave (``corrected``, ``labelled``), by what the
+    # model had predicted.
+    confusions: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
 
 
 class Checkpoint(BaseModel):
@@ -202,13 +289,16 @@ class Manifest(BaseModel):
             ``None`` when there are none (reference mode). Read every file of a
             dataset with :func:`dataset_files`.
         samples_files: The sample tables (one per split for ``imagefolder``).
-        counts: Samples per label, label state, split and model; duplicates skipped.
+        counts: Samples per label, label state, split and model; duplicates skipped;
+            and the confusions (per model, predicted class, then corrected or human label).
         classes: Per model id, its classes in a stable order: a class keeps its index
             in every later version, new ones are appended (empty in manifests
             written before it).
         query: The history query that produced the data (with, under
             ``quarantine``, the jobs it skipped: see :attr:`quarantined`).
         stages: The settings of each stage of the run.
+        tallies: The vote tallies of every job the writes read, this version's run and
+            the earlier ones (``None`` in manifests written before them).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -233,6 +323,7 @@ class Manifest(BaseModel):
     changes: Changes | None = None
     checkpoint: Checkpoint | None = None
     trigger: TriggerState | None = None
+    tallies: VoteTallies | None = None
 
     @model_validator(mode="after")
     def _tables_described(self) -> Manifest:

@@ -40,6 +40,7 @@ from modzy_retrain._version import __version__
 
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
+from .counts import SampleCounts
 from .human import rule_sources
 from .layout import SAMPLE_TABLES, LabelFolders, canonical_table, imagefolder_row, place
 from .lock import DatasetLock, VersionConflictError
@@ -50,27 +51,42 @@ from .manifest import (
     Changes,
     Checkpoint,
     FileTable,
+    JobTally,
     Manifest,
-    ManifestCounts,
     ManifestFile,
     TriggerState,
+    VoteTallies,
     version_manifest,
 )
 from .options import WriterOptions
 from .rows import upgrade_row
 from .tables import SampleTables, ScratchTables
-from .versions import begin_version, carry_over, checkpoint, evaluate_trigger, first_changes
+from .tallies import TALLIES_NAME
+from .versions import (
+    begin_version,
+    carry_over,
+    checkpoint,
+    clear_unlisted,
+    evaluate_trigger,
+    first_changes,
+)
+
+
+class TallySink(Protocol):
+    def add(self, tally: JobTally) -> None: ...
 
 
 class JobTracker(Protocol):
-    """Where a run records the jobs it read in full, and where its cursor moved (the
-    run report's job progress)."""
+    """Where a run records the jobs it read in full, where its cursor moved, and the
+    vote tally of each job it read (the run report's job progress)."""
 
     def track(self, ids: MutableSet[str] | None = None) -> None: ...
 
     def untrack(self) -> None: ...
 
     def cursor(self) -> tuple[datetime, list[str]] | None: ...
+
+    def tally_into(self, sink: TallySink | None) -> None: ...
 
 
 class DatasetDraft:
@@ -116,10 +132,7 @@ class DatasetDraft:
         # Samples handed to the writer, per model (what lineage delivered): with the
         # drops per model, what a misconfiguration guard weighs before publishing.
         self.received: Counter[str] = Counter()
-        self.counts: dict[str, Counter[str]] = {
-            k: Counter() for k in ("label", "label_state", "split", "model")
-        }
-        self.samples = 0
+        self.counts = SampleCounts()
         self.data_files = 0
         # Each model's classes, carried over from the previous version (if any), then
         # grown as samples pass: the writer feeds it in input order.
@@ -153,6 +166,10 @@ class DatasetDraft:
         if o.versioned:
             self._open_version(self.scratch)
         self.files_table = self.prefix + FILES_NAME
+        self.tallies_table = self.prefix + TALLIES_NAME
+        # Every job the run reads is tallied from now on (after the previous version's
+        # tallies were loaded: a job read again replaces its earlier tally).
+        self.progress.tally_into(self.scratch.tallies)
 
     def _open_version(self, scratch: ScratchTables) -> None:
         o = self.options
@@ -259,16 +276,9 @@ class DatasetDraft:
         self.tables.write(table, row)
         if self.canonical is not None:
             self.tables.write(self.canonical, row)
-        self._count(label, label_state, split, model_id)
+        self.counts.add(label, label_state, split, model_id, _predicted(row))
         if self.version is not None:
             self._scratch.add_sample(*key, label, label_state, "+".join(rule_sources(rule)))
-
-    def _count(self, label: str | None, state: str, split: str | None, model: str) -> None:
-        self.samples += 1
-        self.counts["label"][label if label is not None else "(none)"] += 1
-        self.counts["label_state"][state] += 1
-        self.counts["split"][split or ""] += 1
-        self.counts["model"][model] += 1
 
     # -- worker threads --------------------------------------------------------------
 
@@ -309,11 +319,12 @@ class DatasetDraft:
         for table in (self.prefix + SAMPLE_TABLES[self.options.format], self.canonical):
             if table:
                 self.tables.write(table, row)
-        self._count(
+        self.counts.add(
             row.get("label"),
             str(row.get("label_state")),
             row.get("split"),
             str(row.get("model_id")),
+            _predicted(row),
         )
         path = row.get("file")
         if path:
@@ -347,7 +358,9 @@ class DatasetDraft:
             if o.trigger is not None:
                 trigger = evaluate_trigger(o.trigger, changes, self.previous)
         file_table: FileTable | None = None
+        tallies_table: FileTable | None = None
         sample_tables: list[ManifestFile] = []
+        totals = self._scratch.tallies.write(lambda row: self.tables.write(self.tallies_table, row))
         closed = self.tables.close()
         try:
             self._sync([join(self.root, name) for name, _, _, _ in closed])
@@ -359,6 +372,8 @@ class DatasetDraft:
         for name, size, sha256, rows in closed:
             if name == self.files_table:
                 file_table = FileTable(path=name, size=size, sha256=sha256, entries=self.data_files)
+            elif name == self.tallies_table:
+                tallies_table = FileTable(path=name, size=size, sha256=sha256, entries=rows)
             else:
                 sample_tables.append(
                     ManifestFile(path=name, size=size, sha256=sha256, role="samples", rows=rows)
@@ -374,14 +389,7 @@ class DatasetDraft:
             samples_files=[f.path for f in sample_tables],
             files=sample_tables,
             file_table=file_table,
-            counts=ManifestCounts(
-                samples=self.samples,
-                duplicates=self.duplicates,
-                by_label=dict(self.counts["label"]),
-                by_label_state=dict(self.counts["label_state"]),
-                by_split=dict(self.counts["split"]),
-                by_model=dict(self.counts["model"]),
-            ),
+            counts=self.counts.manifest_counts(self.duplicates),
             classes=self.classes.to_dict(),
             query=query,
             stages=stages,
@@ -389,6 +397,7 @@ class DatasetDraft:
             changes=changes,
             checkpoint=mark,
             trigger=trigger,
+            tallies=VoteTallies(table=tallies_table, jobs=totals.jobs, totals=totals.totals()),
         )
         if self.version is None:
             atomic_write(self.fs, self.manifest_path, manifest.to_json())
@@ -424,9 +433,10 @@ class DatasetDraft:
         pointer = {"version": self.version, "manifest": version_manifest(self.version)}
         atomic_write(self.fs, join(self.root, LATEST_NAME), json.dumps(pointer).encode())
         listed = {f.path for f in manifest.files}
-        if manifest.file_table is not None:
-            listed.add(manifest.file_table.path)
-        _clear_unlisted(self.fs, self.root, self.version, listed)
+        for table in (manifest.file_table, manifest.tallies and manifest.tallies.table):
+            if table:
+                listed.add(table.path)
+        clear_unlisted(self.fs, self.root, self.version, listed)
 
     def _done(self) -> None:
         """Published, or nothing new: the journal has served its purpose."""
@@ -470,6 +480,7 @@ class DatasetDraft:
         """Let go of the run's resources: the scratch database, then the lock."""
         try:
             if self.scratch is not None:
+                self.progress.tally_into(None)  # the tallies lived in the database
                 if self.tracking:
                     self.progress.untrack()  # its ids lived in the database
                 self.scratch.close()
@@ -478,20 +489,7 @@ class DatasetDraft:
                 self.lock.release()
 
 
-def _clear_unlisted(fs: Any, root: str, version: str, listed: set[str]) -> None:
-    """Best effort, after a publication: remove the files in the version's folder that
-    its manifest does not list (tables of a run that crashed, or lost the version)."""
-    folder = join(root, version)
-    keep = {join(root, path) for path in listed} | {join(root, version_manifest(version))}
-    try:
-        found = fs.find(folder)
-    except OSError:
-        return
-    for path in found:
-        name = path if path.startswith(root) else join(root, path)
-        if name in keep:
-            continue
-        # A file may go meanwhile: the writer that lost this version removes its own.
-        with contextlib.suppress(OSError):
-            if fs.info(path).get("type") != "directory":
-                fs.rm_file(path)
+def _predicted(row: Mapping[str, Any]) -> str | None:
+    """A row's predicted class (a confusion's row), if its columns have one."""
+    predicted = row.get("predicted_label")
+    return None if predicted is None else str(predicted)

@@ -26,6 +26,7 @@ from modzy_retrain._core.fs import ensure_parent, join
 
 from .rows import csv_cell, json_text, parquet_schema, pyarrow_modules, to_parquet
 from .spill import SpilledSet, SpillStore
+from .tallies import TallyBook
 
 # Parquet rows are buffered and written a row group at a time.
 PARQUET_BATCH = 1000
@@ -197,6 +198,8 @@ class ScratchTables:
         self.store = SpillStore(SCHEMA, prefix="modzy-retrain-write-")
         try:
             self.data_paths = SpilledSet(self.store, "data_paths")
+            # Each job's vote tally: the previous version's, then this run's.
+            self.tallies = TallyBook(self.store)
         except BaseException:
             self.store.close()
             raise

@@ -2,7 +2,8 @@
 
 :func:`verify_dataset` checks every file the manifest names (the sample tables, each
 with its size, sha256 and rows; the file table, with its entry count; every data file
-it lists) and reports each problem; :func:`dataset_files` yields them all, trusting the
+it lists; the vote tallies' table) and reports each problem; :func:`dataset_files` yields
+the sample tables and data files, trusting the
 file table only once it matches. Memory stays flat however many files a dataset holds.
 """
 
@@ -18,6 +19,7 @@ from modzy_retrain._core.fs import join, url_to_fs
 
 from .manifest import FileTable, ManifestFile, load_manifest, problems
 from .reading import file_problem, rows_problem, table_rows
+from .tallies import tallies_problems
 
 
 def _check_table(fs: Any, root: str, table: FileTable) -> str | None:
@@ -72,7 +74,8 @@ def verify_dataset(
     url: str, *, version: str | None = None, storage_options: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Check every file the manifest names: present, right size, right sha256, and
-    each sample table's rows (manifests of format 3 on).
+    each sample table's rows (manifests of format 3 on); the vote tallies' table too,
+    its entries, and the manifest's totals against its lines (format 4 on).
 
     The data files are checked through the manifest's file table, itself checked
     first (a table that does not match is reported, and its entries are not trusted).
@@ -91,6 +94,8 @@ def verify_dataset(
             problem = _rows_problem(fs, root, entry)
         if problem is not None:
             found.append(problem)
+    if manifest.tallies is not None:
+        found.extend(tallies_problems(fs, root, manifest.tallies))
     table = manifest.file_table
     if table is not None:
         try:

@@ -9,6 +9,7 @@ in full, so memory does not grow with the dataset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .manifest import (
     TriggerState,
     latest_version,
     load_manifest,
+    version_manifest,
 )
 from .reading import jsonl_rows, tables_of
 from .tables import ScratchTables
@@ -88,6 +90,7 @@ def begin_version(
         previous = load_manifest(url, storage_options=storage_options)
         classes = ClassLists(previous.classes)
         load_previous(scratch, fs, root, previous, classes)
+        scratch.tallies.load(fs, root, previous.tallies)
     return NextVersion(name, previous, resuming, classes)
 
 
@@ -237,3 +240,22 @@ def evaluate_trigger(
     """The gate's decision for this version (recorded in its manifest)."""
     before = previous.trigger if previous is not None else None
     return gate.evaluate(changes, before)
+
+
+def clear_unlisted(fs: Any, root: str, version: str, listed: set[str]) -> None:
+    """Best effort, after a publication: remove the files in the version's folder that
+    its manifest does not list (tables of a run that crashed, or lost the version)."""
+    folder = join(root, version)
+    keep = {join(root, path) for path in listed} | {join(root, version_manifest(version))}
+    try:
+        found = fs.find(folder)
+    except OSError:
+        return
+    for path in found:
+        name = path if path.startswith(root) else join(root, path)
+        if name in keep:
+            continue
+        # A file may go meanwhile: the writer that lost this version removes its own.
+        with contextlib.suppress(OSError):
+            if fs.info(path).get("type") != "directory":
+                fs.rm_file(path)

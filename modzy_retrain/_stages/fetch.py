@@ -32,7 +32,7 @@ from modzy_retrain._dataset.journal import ResultJournal
 
 from .base import Stage, run_report
 from .query import job_input_count
-from .records import PredictionRecord, records_from_results
+from .records import PredictionRecord, job_tally, records_from_results
 from .report import (
     INPUT_FAILED,
     JOB_NOT_FINISHED,
@@ -194,6 +194,8 @@ class ResultFetcher(Stage[Job, PredictionRecord]):
         if self.journal is not None and fetched.body is not None and complete:
             self.journal.add(job.job_id, fetched.body)
         records = list(self.to_records(job, results))
+        # Every job read is tallied, selected or not: what a rate of down-votes needs.
+        report.progress.tally(job_tally(job, records))
         produced = {r.input_name for r in records}
         known = list(
             dict.fromkeys([*job.input_names, *results.results, *results.failures, *results.invalid])

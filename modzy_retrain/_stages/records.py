@@ -7,16 +7,19 @@ raw input lives (URL, sha256, size) and its split (what the writer writes).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Voting
 from modzy_retrain._dataset.human import Annotation
+from modzy_retrain._dataset.manifest import JobTally
 
 # Declared with the dataset row, which holds it (and whose reader cannot import stages).
 from modzy_retrain._dataset.rows import LabelState as LabelState
+from modzy_retrain._dataset.tallies import tally_job
 
 
 class _Record(BaseModel):
@@ -126,6 +129,20 @@ def records_from_results(job: Job, results: JobResults) -> list[PredictionRecord
             )
         )
     return out
+
+
+def job_tally(job: Job, records: Iterable[PredictionRecord]) -> JobTally:
+    """The vote tally of one job whose results were read: its records (one per input
+    with a result), their votes and predicted classes, on the day it was submitted."""
+    when = job.submitted_at or job.created_at
+    return tally_job(
+        job.job_id,
+        model_id=job.model.identifier,
+        model_version=job.model.version,
+        model_name=job.model.name,
+        day=when.astimezone(timezone.utc).date() if when is not None else None,
+        votes=((r.predicted_label, r.voting.up, r.voting.down) for r in records),
+    )
 
 
 class Sample(_Record):
