@@ -2,7 +2,8 @@
 
 A canary API key and canary storage options go in; every log record at DEBUG (ours,
 httpx's, httpcore's, fsspec's), stdout and stderr, the run report (text, HTML, JSON,
-the report file), the manifest and samples, every file the runs wrote, exception texts
+the report file), the feedback report (text, HTML page, JSON), the manifest, its
+tallies and samples, every file the runs wrote, exception texts
 and reprs are searched for them afterwards. (Real S3 and GCS credentials get the same
 treatment in tests/cloud.)
 
@@ -107,6 +108,9 @@ def test_canaries_appear_nowhere(
         assert main(["build", "--out", str(out), "--report", str(report_file), *common]) == 0
         assert main(["build", "--out", str(out), *common]) == 3
         assert main(["inspect", str(out)]) == 0
+        # The feedback report: its summary, its page and its numbers, all written here.
+        page, numbers = str(tmp_path / "feedback.html"), str(tmp_path / "feedback.json")
+        assert main(["report", str(out), "--html", page, "--json", numbers, *storage]) == 0
         # A dry run prints the plan.
         assert main(["build", "--out", str(tmp_path / "dry"), "--dry-run", *common]) == 0
         # A client's repr, and a report made through the library.

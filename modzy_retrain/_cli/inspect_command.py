@@ -57,6 +57,14 @@ def run_inspect_command(args: Any) -> int:
             f"changes against {ch.previous or 'nothing'}: {ch.added} added, {ch.retracted} "
             f"retracted, {ch.relabelled} relabelled, {ch.carried} carried over"
         )
+    if manifest.tallies is not None:
+        totals = manifest.tallies.totals
+        inputs = sum(t.inputs for t in totals)
+        down = sum(t.down_voted for t in totals)
+        say(
+            f"vote tallies: {manifest.tallies.jobs} jobs, {inputs} inputs with a result, "
+            f"{down} down-voted (modzy-retrain report shows them)"
+        )
     if manifest.checkpoint is not None:
         cp = manifest.checkpoint
         say(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")

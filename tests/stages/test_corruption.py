@@ -174,7 +174,7 @@ def test_the_manifest_records_each_tables_rows_and_reading_checks_them(
     url = str(tmp_path / "ds")
     DatasetWriter(url, format=fmt).write(four(source))
     manifest = load_manifest(url)
-    assert manifest.format_version == 3
+    assert manifest.format_version == 4
     tables = [f for f in manifest.files if f.role == "samples"]
     assert sum(f.rows or 0 for f in tables) == manifest.counts.samples == 4
     assert all(f.rows is not None for f in tables)
