@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from .manifest import ManifestCounts
 
 # The label states whose label a correction or a person gave: what a confusion counts.
 CONFUSION_STATES = frozenset({"corrected", "labelled"})
+
+
+def predicted_of(row: Mapping[str, Any]) -> str | None:
+    """A written row's predicted class (a confusion's row), if its columns have one."""
+    predicted = row.get("predicted_label")
+    return None if predicted is None else str(predicted)
 
 
 class SampleCounts:

@@ -40,7 +40,7 @@ from modzy_retrain._version import __version__
 
 from .classes import ClassLists
 from .copy import CopyFailure, copy_input
-from .counts import SampleCounts
+from .counts import SampleCounts, predicted_of
 from .human import rule_sources
 from .layout import SAMPLE_TABLES, LabelFolders, canonical_table, imagefolder_row, place
 from .lock import DatasetLock, VersionConflictError
@@ -51,7 +51,6 @@ from .manifest import (
     Changes,
     Checkpoint,
     FileTable,
-    JobTally,
     Manifest,
     ManifestFile,
     TriggerState,
@@ -61,7 +60,7 @@ from .manifest import (
 from .options import WriterOptions
 from .rows import upgrade_row
 from .tables import SampleTables, ScratchTables
-from .tallies import TALLIES_NAME
+from .tallies import TALLIES_NAME, Tallying
 from .versions import (
     begin_version,
     carry_over,
@@ -72,21 +71,15 @@ from .versions import (
 )
 
 
-class TallySink(Protocol):
-    def add(self, tally: JobTally) -> None: ...
-
-
 class JobTracker(Protocol):
-    """Where a run records the jobs it read in full, where its cursor moved, and the
-    vote tally of each job it read (the run report's job progress)."""
+    """Where a run records the jobs it read in full, and where its cursor moved (the
+    run report's job progress)."""
 
     def track(self, ids: MutableSet[str] | None = None) -> None: ...
 
     def untrack(self) -> None: ...
 
     def cursor(self) -> tuple[datetime, list[str]] | None: ...
-
-    def tally_into(self, sink: TallySink | None) -> None: ...
 
 
 class DatasetDraft:
@@ -169,7 +162,8 @@ class DatasetDraft:
         self.tallies_table = self.prefix + TALLIES_NAME
         # Every job the run reads is tallied from now on (after the previous version's
         # tallies were loaded: a job read again replaces its earlier tally).
-        self.progress.tally_into(self.scratch.tallies)
+        if isinstance(self.progress, Tallying):
+            self.progress.tally_into(self.scratch.tallies)
 
     def _open_version(self, scratch: ScratchTables) -> None:
         o = self.options
@@ -276,7 +270,7 @@ class DatasetDraft:
         self.tables.write(table, row)
         if self.canonical is not None:
             self.tables.write(self.canonical, row)
-        self.counts.add(label, label_state, split, model_id, _predicted(row))
+        self.counts.add(label, label_state, split, model_id, predicted_of(row))
         if self.version is not None:
             self._scratch.add_sample(*key, label, label_state, "+".join(rule_sources(rule)))
 
@@ -324,7 +318,7 @@ class DatasetDraft:
             str(row.get("label_state")),
             row.get("split"),
             str(row.get("model_id")),
-            _predicted(row),
+            predicted_of(row),
         )
         path = row.get("file")
         if path:
@@ -480,16 +474,11 @@ class DatasetDraft:
         """Let go of the run's resources: the scratch database, then the lock."""
         try:
             if self.scratch is not None:
-                self.progress.tally_into(None)  # the tallies lived in the database
+                if isinstance(self.progress, Tallying):
+                    self.progress.tally_into(None)  # the tallies lived in the database
                 if self.tracking:
                     self.progress.untrack()  # its ids lived in the database
                 self.scratch.close()
         finally:
             if self.lock is not None:
                 self.lock.release()
-
-
-def _predicted(row: Mapping[str, Any]) -> str | None:
-    """A row's predicted class (a confusion's row), if its columns have one."""
-    predicted = row.get("predicted_label")
-    return None if predicted is None else str(predicted)

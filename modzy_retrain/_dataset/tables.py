@@ -24,6 +24,7 @@ from modzy_retrain._core.constants import TRAINABLE_LABEL_STATES
 from modzy_retrain._core.exceptions import DatasetError
 from modzy_retrain._core.fs import ensure_parent, join
 
+from .reading import file_problem
 from .rows import csv_cell, json_text, parquet_schema, pyarrow_modules, to_parquet
 from .spill import SpilledSet, SpillStore
 from .tallies import TallyBook
@@ -55,8 +56,10 @@ class HashingWriter:
 
     def close(self) -> None:
         if not self.closed:
-            self.raw.close()
-            self.closed = True
+            try:
+                self.raw.close()
+            finally:
+                self.closed = True  # a failed close is not tried again
 
     def writable(self) -> bool:
         return True
@@ -157,9 +160,30 @@ class SampleTables:
                 writer.close()
         closed = []
         for name, handle in self.open.items():
-            handle.close()
-            closed.append((name, handle.size, handle.digest.hexdigest(), self.rows[name]))
+            sha256 = handle.digest.hexdigest()
+            try:
+                handle.close()
+            except Exception:
+                if not self._landed(name, handle.size, sha256):
+                    raise
+            closed.append((name, handle.size, sha256, self.rows[name]))
         return closed
+
+    def _landed(self, name: str, size: int, sha256: str) -> bool:
+        """Whether a table whose upload failed as it closed is in the store all the same.
+
+        A resumable (GCS) or multipart (S3) upload whose last answer was lost after the
+        store completed it fails on its retry (the upload is gone: 404): the object is
+        there, whole. It is this write's own when its bytes are the ones written, as a
+        manifest's create whose answer was lost is (``fs.create_exclusive``).
+        """
+        path = join(self.root, name)
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(path)
+        try:
+            return file_problem(self.fs, self.root, name, size, sha256) is None
+        except Exception:
+            return False
 
     def abort(self) -> None:
         for handle in self.open.values():

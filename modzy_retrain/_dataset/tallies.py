@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -43,6 +43,22 @@ from .reading import jsonl_rows
 from .spill import SpillStore
 
 TALLIES_NAME = "tallies.jsonl"
+
+
+class TallySink(Protocol):
+    """Where a run's job tallies go (a write's :class:`TallyBook`)."""
+
+    def add(self, tally: JobTally) -> None: ...
+
+
+@runtime_checkable
+class Tallying(Protocol):
+    """A run's job tracker that also hands on the tally of each job its run reads (the
+    run report's job progress does; a label pull's reads no job)."""
+
+    def tally_into(self, sink: TallySink | None) -> None: ...
+
+
 # Previous tallies are loaded into the scratch database this many at a time.
 _BATCH = 1000
 

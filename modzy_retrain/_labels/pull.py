@@ -118,9 +118,6 @@ class _NoJobs:
     def cursor(self) -> None:
         return None
 
-    def tally_into(self, sink: Any) -> None:
-        return None  # the previous version's tallies are carried over as they are
-
 
 class _CountOnly(TriggerGate):
     """Without trigger settings a pull never fires, but counts: its trainable samples

@@ -134,7 +134,7 @@ def share_chart(model: ModelFeedback, period: str) -> str | None:
         _percent_axis(over.yaxis)
         over.set_ylabel(f"down-voted inputs, per {period}")
         over.grid(axis="y", alpha=0.3)
-        if versions:
+        if model.over_time:  # a legend of nothing would warn
             over.legend(title="model version", loc="upper left", fontsize=8)
         names = [label(v.model_version, 16) for v in model.versions]
         shares = [v.share for v in model.versions]
@@ -143,7 +143,10 @@ def share_chart(model: ModelFeedback, period: str) -> str | None:
             [v.high - v.share for v in model.versions],
         ]
         colour_list = [colours[v.model_version] for v in model.versions]
-        whole.barh(names, shares, xerr=errors, color=colour_list, capsize=3, alpha=0.8)
+        # By position, named after: two names cut to the same text stay two bars.
+        rows = range(len(names))
+        whole.barh(rows, shares, xerr=errors, color=colour_list, capsize=3, alpha=0.8)
+        whole.set_yticks(rows, names)
         whole.invert_yaxis()
         whole.set_xlim(0, _top([v.high for v in model.versions]))
         _percent_axis(whole.xaxis)
@@ -164,7 +167,9 @@ def classes_chart(model: ModelFeedback) -> str | None:
         names = [f"{label(c.label, 28)} ({c.down_voted} of {c.inputs})" for c in shown]
         shares = [c.share for c in shown]
         errors = [[c.share - c.low for c in shown], [c.high - c.share for c in shown]]
-        axes.barh(names, shares, xerr=errors, color="#d95f02", alpha=0.8, capsize=3)
+        rows = range(len(names))
+        axes.barh(rows, shares, xerr=errors, color="#d95f02", alpha=0.8, capsize=3)
+        axes.set_yticks(rows, names)
         axes.invert_yaxis()
         axes.set_xlim(0, _top([c.high for c in shown]))
         _percent_axis(axes.xaxis)

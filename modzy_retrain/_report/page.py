@@ -85,8 +85,10 @@ def _table(chart: str, head: Sequence[str], rows: Iterable[Sequence[object]], te
 
 
 def _figure(svg: str | None, alt: str, caption: str) -> str:
+    """A chart and its caption (nothing when there is no chart: no data, or the charts
+    are not drawn; the table beside it still shows the numbers)."""
     if svg is None:
-        return f'<p class="muted">{_e(caption)}</p>' if not alt else ""
+        return ""
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
     return (
         f'<figure><img class="chart" alt="{_e(alt)}" src="data:image/svg+xml;base64,{data}">'
@@ -94,12 +96,12 @@ def _figure(svg: str | None, alt: str, caption: str) -> str:
     )
 
 
-Draw = Callable[..., "str | None"]
+# What draws one chart: ``draw(chart function, *its arguments)``, its SVG or ``None``.
 Drawer = Callable[..., "str | None"]
 
 
 def _model_section(n: int, model: ModelFeedback, report: FeedbackReport, draw: Drawer) -> str:
-    level = f"{report.confidence:.0%}"
+    level = f"{report.confidence * 100:g}%"
     name = model.model_name or model.model_id
     parts = [
         f'<section class="model" id="model-{n}">',
@@ -223,18 +225,18 @@ def _versions_section(report: FeedbackReport, draw: Drawer) -> str:
     )
 
 
-def fragment(report: FeedbackReport, *, draw_charts: bool | None = True) -> str:
+def fragment(report: FeedbackReport, *, draw_charts: bool | None = True, style: bool = True) -> str:
     """The report's content, for a page or a notebook cell.
 
     ``draw_charts``: ``True``, charts are drawn (matplotlib is required); ``None``, they
     are if matplotlib is installed, else a note says why there are none; ``False``,
-    the tables alone.
+    the tables alone. ``style``: with its own ``<style>`` (a page has it in its head).
     """
     note = None
     if draw_charts is None and not charts.available():
         note = "The charts need matplotlib: pip install 'modzy-retrain[report]'."
 
-    def draw(chart: Draw, *subject: Any) -> str | None:
+    def draw(chart: Callable[..., str | None], *subject: Any) -> str | None:
         return None if note or draw_charts is False else chart(*subject)
 
     notes = [*report.notes, *([note] if note else [])]
@@ -242,7 +244,7 @@ def fragment(report: FeedbackReport, *, draw_charts: bool | None = True) -> str:
     tallied = report.versions[-1].jobs_tallied if report.versions else None
     parts = [
         '<div class="mr-report">',
-        f"<style>{STYLE}</style>",
+        f"<style>{STYLE}</style>" if style else "",
         "<header><h1>Feedback report</h1>",
         f'<p><span class="muted">dataset</span> {_e(report.dataset)}{version}, published '
         f"{report.created_at:%Y-%m-%d %H:%M} UTC; the votes of {tallied or 0} jobs.</p>",
@@ -268,12 +270,13 @@ def fragment(report: FeedbackReport, *, draw_charts: bool | None = True) -> str:
 
 def page(report: FeedbackReport) -> str:
     """The whole HTML document."""
-    body = fragment(report, draw_charts=True)
+    body = fragment(report, draw_charts=True, style=False)
     title = f"Feedback report: {report.dataset}" + (f" {report.version}" if report.version else "")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
     )
 
 

@@ -23,7 +23,7 @@ def _share(s: DownVoteShare, level: str) -> str:
 
 def summary_text(report: FeedbackReport) -> str:
     """A few lines per model and per version (the HTML page has every number)."""
-    level = f"{report.confidence:.0%}"
+    level = f"{report.confidence * 100:g}%"
     version = f" {p(report.version)}" if report.version else ""
     lines = [f"feedback report: {p(report.dataset)}{version}"]
     lines += [f"note: {p(note)}" for note in report.notes]

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableSet
 from datetime import datetime
-from typing import Protocol
 
 from modzy_retrain._dataset.manifest import JobTally
-
-
-class TallySink(Protocol):
-    """Where the job tallies go (the writer's scratch database)."""
-
-    def add(self, tally: JobTally) -> None: ...
+from modzy_retrain._dataset.tallies import TallySink
 
 
 class JobProgress:

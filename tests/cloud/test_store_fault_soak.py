@@ -210,6 +210,31 @@ def test_a_flaky_store_gives_the_same_dataset(
     rerun_completes(target, world, url, healthy, monkeypatch)
 
 
+def test_a_tables_upload_whose_last_answer_was_lost_is_the_writers_own(
+    target: Target,
+    world: tuple[Sandbox, SandboxServer],
+    healthy: set[Key],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The store completes each table's upload, and its answer is lost: GCS's resumable
+    # upload is then gone, and the client's retry fails (404). The table is there,
+    # whole: the build recognises its own bytes and publishes.
+    def table_upload(seen: Seen) -> bool:
+        name = seen.object_name or ""
+        upload = "upload_id" in seen.query or seen.method == "PUT"
+        return is_write(seen) and name.endswith(("-samples.jsonl", "-tallies.jsonl")) and upload
+
+    target.proxy.plan = FaultPlan(rules=[first(table_upload, "lost", times=2)])
+    url = target.url("lost-table")
+    with watching(url, target.options) as problems:
+        code = build(world, url, target.via, monkeypatch)
+    assert code == 0, capsys.readouterr().err
+    assert target.proxy.faults["lost"] == 2
+    published_nothing_or_healthy(code, target, url, healthy, problems)
+    assert verify_dataset(url, storage_options=fresh(url, target.options)) == []
+
+
 def failing(pred: Callable[[Seen], bool]) -> FaultPlan:
     """Every request ``pred`` accepts fails (503), however often it is sent again."""
     return FaultPlan(rules=[first(pred, "error", times=10**6)])

@@ -280,6 +280,8 @@ def test_the_page_is_valid_html_and_self_contained(report: FeedbackReport, page:
     assert page.startswith("<!DOCTYPE html>")
     assert tree.find("head/title") is not None
     assert tree.find("head/meta").get("charset") == "utf-8"
+    assert tree.find("head/style") is not None
+    assert list(tree.find("body").iter("style")) == []  # its style is in its head
     ids = [e.get("id") for e in tree.iter() if e.get("id")]
     assert len(ids) == len(set(ids))
     for element in tree.iter():
@@ -388,3 +390,39 @@ def test_in_a_notebook_the_report_displays_inline_with_its_charts(report: Feedba
     assert inline.count("<img") == charts_expected(report)
     assert "Feedback report" in inline
     assert str(report).startswith(f"feedback report: {report.dataset} {report.version}")
+
+
+def test_the_charts_draw_what_the_data_leaves_them() -> None:
+    from modzy_retrain import ClassShare, DownVoteShare, ModelFeedback, VersionShare
+    from modzy_retrain._report import charts
+    from modzy_retrain._report.figures import confusion_matrix
+
+    counts = {"inputs": 10, "up_voted": 1, "down_voted": 2, "both": 0}
+    share = {**counts, "share": 0.2, "low": 0.05, "high": 0.5}
+    long = "1.0.0-" + "x" * 40  # two versions whose names are cut to the same text
+    versions = [
+        VersionShare(model_version=long + end, jobs=1, first_day=None, last_day=None, **share)
+        for end in "ab"
+    ]
+    model = ModelFeedback(
+        model_id="m",
+        model_name=None,
+        total=DownVoteShare(**share),
+        jobs=2,
+        versions=versions,
+        over_time=[],  # no job with a day: nothing over time, no legend (no warning)
+        classes=[ClassShare(label="$x^2$ {", **share)],  # no math mode
+        confusion=confusion_matrix({"a": {"b": 1, "a": 2}}, ["b", "a"]),
+    )
+    assert model.confusion.classes == ["b", "a"]
+    assert model.confusion.counts == [[0, 0], [1, 2]]
+    for svg in (
+        charts.share_chart(model, "week"),
+        charts.classes_chart(model),
+        charts.confusion_chart(model),
+    ):
+        assert svg is not None
+        root = ET.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    # The same report gives the same bytes (no date, salted ids).
+    assert charts.classes_chart(model) == charts.classes_chart(model)
