@@ -33,6 +33,19 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class LogEntry:
+    """One request the sandbox answered, as `SandboxApp.request_log` keeps it.
+
+    Attributes:
+        seq: Its number, from 1, in the order the requests arrived.
+        method: The HTTP method.
+        route: The route template that matched, e.g. ``"GET /results/{jobId}"``
+            (``"GET <unmatched>"`` for an unknown path).
+        target: The raw request-target: the percent-encoded path and query.
+        status: The status the handler produced (also for an answer a fault dropped
+            or truncated).
+        fault: The injected fault's kind (a `FaultKind` value), or None.
+    """
+
     seq: int
     method: str
     route: str  # the route template, e.g. "GET /results/{jobId}"
