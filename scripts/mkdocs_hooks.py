@@ -103,7 +103,7 @@ def _spans(text: str) -> list[tuple[bool, str]]:
     return pieces
 
 
-def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: object) -> str:
     root = _root(config)
     docs = _docs_prefix(config)
     here = _repository_path(page, config)
@@ -210,7 +210,5 @@ def reference_problems(
 
 
 def check_reference(files: Files, config: MkDocsConfig) -> None:
-    for problem in reference_problems(
-        public_names([str(_root(config))]), documented_names(files)
-    ):
+    for problem in reference_problems(public_names([str(_root(config))]), documented_names(files)):
         log.warning("API reference: %s", problem)
