@@ -54,7 +54,7 @@ test: lint typecheck unit
 
 # The site from docs/ and mkdocs.yml, API reference included. Warnings are printed, not
 # fatal; `make test` builds it in strict mode (tests/test_docs_site.py), where they are.
-# Material prints a banner about MkDocs 2 unless told not to.
+# Material prints a notice (its end of life, MkDocs 2) unless NO_MKDOCS_2_WARNING is set.
 docs: $(VENV)/.docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build
 
