@@ -146,9 +146,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: objec
 
 def public_names(search_paths: list[str]) -> dict[str, griffe.Object | griffe.Alias]:
     """Every public name, by its public path (``modzy_retrain.sandbox.Sandbox``)."""
-    loader = griffe.GriffeLoader(
-        search_paths=[*search_paths, *sys.path], docstring_parser=griffe.Parser.google
-    )
+    loader = griffe.GriffeLoader(search_paths=[*search_paths, *sys.path], docstring_parser="google")
     out: dict[str, griffe.Object | griffe.Alias] = {}
     for package in PACKAGES:
         module = loader.load(package)
