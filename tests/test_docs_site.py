@@ -81,10 +81,8 @@ def test_every_public_name_is_rendered_in_the_reference(site: Path) -> None:
 def test_every_docs_page_is_on_the_site(site: Path) -> None:
     for page in (ROOT / "docs").rglob("*.md"):
         rel = page.relative_to(ROOT / "docs").with_suffix("")
-        built = site / ("index.html" if rel.name == "index" else rel / "index.html")
-        if rel.name == "index" and rel.parent != Path("."):
-            built = site / rel.parent / "index.html"
-        assert built.is_file(), rel
+        folder = rel.parent if rel.name == "index" else rel  # a.md -> a/index.html
+        assert (site / folder / "index.html").is_file(), rel
 
 
 def test_links_to_the_benchmarks_reach_their_page_on_the_site(site: Path) -> None:
