@@ -90,6 +90,7 @@ class SandboxApp:
         self._injector = FaultInjector(config)
 
     def reset_stats(self) -> None:
+        """Clear the request counts, the fault counts and the request log."""
         with self._lock:
             self.request_counts.clear()
             self.fault_counts.clear()
@@ -141,6 +142,7 @@ class SandboxApp:
         return self._route_and_handle(request)[1]
 
     def route_name(self, request: Request) -> str:
+        """The route template the request matches, e.g. ``"GET /results/{jobId}"``."""
         path = request.target.partition("?")[0]
         try:
             found = match_route(path_segments(path))
