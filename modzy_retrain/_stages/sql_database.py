@@ -55,8 +55,6 @@ POOL_TIMEOUT_S = 30
 # operator intervention (shutdown), transaction rollback (serialization), system error.
 _RETRY_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "58"})
 _RETRY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN")
-# Rows a streamed answer buffers at once.
-ROW_BUFFER = 500
 
 
 class DatabaseRetry(FrozenOptions):
@@ -242,7 +240,7 @@ class Database:
         params: Mapping[str, Any],
         read: Callable[[Sequence[str], Iterable[Sequence[Any]]], T],
     ) -> T:
-        """Execute ``statement`` and hand its columns and streamed rows to ``read``.
+        """Execute ``statement`` and hand its columns and rows to ``read``.
 
         ``read`` starts from nothing on each attempt (a dropped connection may have
         cut the rows short), and may stop reading early.
@@ -259,8 +257,10 @@ class Database:
             if self._stopping.is_set():
                 raise _Stopped
             with self.engine.connect() as connection:
-                options = {"stream_results": True, "max_row_buffer": ROW_BUFFER}
-                result = connection.execution_options(**options).execute(statement, params)
+                # A client-side cursor: a server-side one (stream_results) is left open
+                # by a connection that drops mid-query. A lookup's rows are bounded by
+                # its keys (one row each, when the query is right).
+                result = connection.execute(statement, params)
                 try:
                     return read(list(result.keys()), result)
                 finally:

@@ -230,12 +230,15 @@ class SqlLineageResolver(Stage[Sample, Sample]):
                 refuses a query.
             LineageError: A query's columns name no shape, or several.
         """
-        for query in self._all_queries():
-            params: dict[str, Any] = dict.fromkeys(query.params)
-            if query.batched:
-                nulls = tuple(None for _ in query.key_fields)
-                params["keys"] = [nulls if len(nulls) > 1 else None]
-            self.db.run(self._statements[query.sql], params, _shape_of(query))
+        try:
+            for query in self._all_queries():
+                params: dict[str, Any] = dict.fromkeys(query.params)
+                if query.batched:
+                    nulls = tuple(None for _ in query.key_fields)
+                    params["keys"] = [nulls if len(nulls) > 1 else None]
+                self.db.run(self._statements[query.sql], params, _shape_of(query))
+        finally:
+            self.db.close()  # no connection left open until the run
 
     # -- step 1: lookups -----------------------------------------------------------------
 
