@@ -27,6 +27,8 @@ def check_lineage(settings: BuildSettings) -> None:
     """
     s = settings
     queries = bool(s.input_query or s.input_queries)
+    if s.input_database and not queries:
+        raise ConfigurationError("--input-database is read by --input-query: give one")
     if not (s.input_template or s.input_templates or queries):
         raise ConfigurationError(
             "no lineage: give --input-template (per model: MODEL_ID=...) or "
@@ -34,8 +36,6 @@ def check_lineage(settings: BuildSettings) -> None:
         )
     if queries and not s.input_database:
         raise ConfigurationError("--input-query needs --input-database (a SQLAlchemy URL)")
-    if s.input_database and not queries:
-        raise ConfigurationError("--input-database is read by --input-query: give one")
     if s.input_template and s.input_query:
         raise ConfigurationError(
             "both a default --input-template and a default --input-query: give one "

@@ -55,6 +55,17 @@ POOL_TIMEOUT_S = 30
 # operator intervention (shutdown), transaction rollback (serialization), system error.
 _RETRY_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "58"})
 _RETRY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+# What libpq says when the server turned a connection away for good (no SQLSTATE
+# reaches the client then): the credentials, the role or database, the rules.
+_REFUSED = (
+    "password authentication failed",
+    "no password supplied",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied",
+)
+_CREDENTIALS = ("password", "authentication", "pg_hba")
 
 
 class DatabaseRetry(FrozenOptions):
@@ -119,8 +130,16 @@ def is_retryable(sa: ModuleType, exc: BaseException) -> bool:
     sqlite = getattr(orig, "sqlite_errorname", None)  # Python 3.11+
     if sqlite:
         return str(sqlite).startswith(_RETRY_SQLITE)
+    if _turned_away(exc):
+        return False
     # No code: connecting failed (refused, no route), or a driver that says no more.
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
+def _turned_away(exc: BaseException) -> bool:
+    """The server refused the connection itself: credentials, role, database, rules."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(phrase in text for phrase in _REFUSED)
 
 
 class _Stopped(Exception):
@@ -288,7 +307,9 @@ class Database:
         state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
         if retryable:
             what = f"could not be read after {attempts} attempt{'s' if attempts != 1 else ''}"
-        elif state.startswith("28"):
+        elif state.startswith("28") or (
+            _turned_away(exc) and any(w in said.lower() for w in _CREDENTIALS)
+        ):
             what = "refused the credentials"
         else:
             what = "refused the lineage query"

@@ -303,8 +303,7 @@ class SqlLineageResolver(Stage[Sample, Sample]):
 
         def read(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
             answer = answer_of(columns, query)
-            kept = [self._keep(answer.shape, row[answer.column]) for row in islice(rows, 2)]
-            return answer.shape, kept
+            return answer.shape, [self._keep(answer, row) for row in islice(rows, 2)]
 
         params = {name: values[name] for name in query.params}
         shape, rows = self.db.run(self._statements[query.sql], params, read)
@@ -331,7 +330,7 @@ class SqlLineageResolver(Stage[Sample, Sample]):
                 key = key_text([row[i] for i in answer.keys])
                 count[key] += 1
                 if count[key] == 1 and key in wanted:
-                    first[key] = self._keep(answer.shape, row[answer.column])
+                    first[key] = self._keep(answer, row)
             return answer.shape, first, count
 
         shape, first, count = self.db.run(self._statements[query.sql], params, read)
@@ -340,20 +339,23 @@ class SqlLineageResolver(Stage[Sample, Sample]):
             rows = [first[key]] * min(count[key], 2) if key in first else []
             yield i, self._answer(sample, shape, rows, reference(self.db.reference, query, values))
 
-    def _keep(self, shape: str, value: Any) -> Any:
-        """A row's answer as kept until it is read: a payload over the limit let go."""
-        if shape == "payload" and value is not None and self.max_bytes is not None:
+    def _keep(self, answer: Answer, row: Sequence[Any]) -> tuple[Any, str]:
+        """A row's answer as kept until it is read (a payload over the limit let go at
+        once), and its extension."""
+        value = row[answer.column]
+        if answer.shape == "payload" and value is not None and self.max_bytes is not None:
             size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
             if size > self.max_bytes:
-                return _TooLarge(size)
-        return value
+                value = _TooLarge(size)
+        return value, answer.extension_of(row)
 
-    def _answer(self, sample: Sample, shape: str, rows: list[Any], ref: str) -> _Found:
+    def _answer(self, sample: Sample, shape: str, rows: list[tuple[Any, str]], ref: str) -> _Found:
         if not rows:
             return self._dropped(sample, SOURCE_MISSING, f"no row for {ref}")
         if len(rows) > 1:
             return self._dropped(sample, AMBIGUOUS_SOURCE, f"several rows for {ref}")
-        value = rows[0]
+        value, extension = rows[0]
+        ref = f"{ref}/payload{extension}" if extension else ref
         if value is None:
             return self._dropped(sample, SOURCE_MISSING, f"the {shape} of {ref} is NULL")
         if isinstance(value, _TooLarge):

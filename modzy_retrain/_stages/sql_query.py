@@ -31,6 +31,9 @@ KEYS = "keys"
 # The answer's shape, from its column names (compared lower-cased).
 PAYLOAD_COLUMNS = ("payload",)
 POINTER_COLUMNS = ("url", "path")
+# A payload's file extension, optional: what the copy is named with, for the loaders.
+EXTENSION_COLUMN = "extension"
+_EXTENSION = re.compile(r"^\.[a-z0-9]{1,10}$")
 # "(a, t.b) IN :keys" or "a IN :keys": the batched form's key, in the tuple's order.
 _KEY_TUPLE = re.compile(r"(\([^()]*\)|[\w.\"`\[\]]+)\s+IN\s+:keys\b", re.IGNORECASE)
 # The first table named after FROM (quoted or not, schema-qualified or not).
@@ -133,11 +136,21 @@ def _key_fields(sql: str, shown: str, uses: int, known: set[str]) -> tuple[str, 
 
 @dataclass(frozen=True)
 class Answer:
-    """Where a query's answer sits in its rows: the shape, the column, the key columns."""
+    """Where a query's answer sits in its rows: the shape, the column, the key columns,
+    and the optional ``extension`` column (a payload's file extension: ``.png``)."""
 
     shape: Shape
     column: int
     keys: tuple[int, ...]
+    extension: int | None = None
+
+    def extension_of(self, row: Sequence[Any]) -> str:
+        """The row's extension (``.png``), or ``""`` when it has none or a strange one."""
+        if self.extension is None or row[self.extension] is None:
+            return ""
+        text = as_text(row[self.extension]).strip().lower()
+        text = text if text.startswith(".") else "." + text
+        return text if _EXTENSION.match(text) else ""
 
 
 def answer_of(columns: Sequence[str], query: LineageQuery) -> Answer:
@@ -170,7 +183,8 @@ def answer_of(columns: Sequence[str], query: LineageQuery) -> Answer:
         )
     key_columns = tuple(lowered.index(k.lower()) for k in query.key_fields)
     shape: Shape = "payload" if name in PAYLOAD_COLUMNS else "pointer"
-    return Answer(shape, column, key_columns)
+    extension = lowered.index(EXTENSION_COLUMN) if EXTENSION_COLUMN in lowered else None
+    return Answer(shape, column, key_columns, extension if shape == "payload" else None)
 
 
 def as_text(value: Any) -> str:
@@ -188,7 +202,8 @@ def reference(base: str, query: LineageQuery, values: Mapping[str, Any]) -> str:
     ``postgresql://db:5432/prod/requests/job_id=J1/input_name=cat.png``: each value is
     percent-encoded, and the key sits in the path, so no layer that cleans a URL's
     query of credentials can take part of it, and the last value's extension (an input
-    name's) is the copy's.
+    name's) is the copy's. (A payload answered with an ``extension`` gets
+    ``/payload.png`` after it, which names the copy's instead.)
     """
     parts = [f"{name}={quote(as_text(values[name]), safe='')}" for name in query.fields]
     return "/".join([base, quote(query.name, safe=""), *parts])
