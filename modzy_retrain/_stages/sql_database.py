@@ -146,6 +146,34 @@ class _Stopped(Exception):
     """The stage was closed while a lookup waited to try again."""
 
 
+class Held:
+    """One pooled connection kept across lookups; a failed one is let go (the next
+    lookup checks out another). Its transaction is rolled back when it goes back."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._connection: Any = None
+
+    def get(self) -> Any:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # a dropped connection may fail to roll back: it is gone
+                logger.debug("closing a lineage connection failed", exc_info=True)
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Database:
     """One lineage database for a stage: its engine, reference, and retried reads.
 
@@ -253,29 +281,37 @@ class Database:
             clause = clause.bindparams(sa.bindparam("keys", expanding=True))
         return clause
 
+    def hold(self) -> Held:
+        """A connection for several lookups in a row (a batch's), made when first used."""
+        return Held(self.engine)
+
     def run(
         self,
         statement: Any,
         params: Mapping[str, Any],
         read: Callable[[Sequence[str], Iterable[Sequence[Any]]], T],
+        held: Held | None = None,
     ) -> T:
         """Execute ``statement`` and hand its columns and rows to ``read``.
 
         ``read`` starts from nothing on each attempt (a dropped connection may have
-        cut the rows short), and may stop reading early.
+        cut the rows short), and may stop reading early. On ``held``'s connection
+        (kept for the next lookup), else on one from the pool for this lookup only.
 
         Raises:
             DatabaseError: Still failing after the retries, or refused.
         """
         sa = self._sa
         attempts = 0
+        holder = held or Held(self.engine)
 
         def once() -> T:
             nonlocal attempts
             attempts += 1
             if self._stopping.is_set():
                 raise _Stopped
-            with self.engine.connect() as connection:
+            connection = holder.get()
+            try:
                 # A client-side cursor: a server-side one (stream_results) is left open
                 # by a connection that drops mid-query. A lookup's rows are bounded by
                 # its keys (one row each, when the query is right).
@@ -284,6 +320,9 @@ class Database:
                     return read(list(result.keys()), result)
                 finally:
                     result.close()
+            except BaseException:
+                holder.close()  # the next attempt starts on a new connection
+                raise
 
         retrying = tenacity.Retrying(
             stop=self._stop,
@@ -297,6 +336,9 @@ class Database:
             return retrying(once)
         except sa.exc.SQLAlchemyError as exc:
             raise self.error(exc, attempts) from None
+        finally:
+            if held is None:
+                holder.close()
 
     def error(self, exc: BaseException, attempts: int) -> DatabaseError:
         """The typed error for a failure, its text redacted of any password."""

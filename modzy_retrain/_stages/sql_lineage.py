@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
@@ -55,7 +56,7 @@ from .report import (
     UNSAFE_NAME,
     Drop,
 )
-from .sql_database import Database, DatabaseRetry
+from .sql_database import Database, DatabaseRetry, Held
 from .sql_query import (
     Answer,
     LineageQuery,
@@ -76,12 +77,15 @@ DEFAULT_BATCH_SIZE = 256
 
 @dataclass(frozen=True)
 class _Found:
-    """What a lookup found for one sample, before it is read."""
+    """A sample whose input is still to be read: a pointer, or the fallback's template."""
 
     sample: Sample
-    kind: Literal["drop", "payload", "pointer", "template"]
-    value: Any = None  # the Drop, the payload's bytes, or the pointer
+    kind: Literal["pointer", "template"]
+    value: Any = None  # the pointer
     ref: str = ""  # the row's reference
+
+
+_Outcome = Sample | Drop | _Found
 
 
 class _TooLarge:
@@ -255,9 +259,6 @@ class SqlLineageResolver(Stage[Sample, Sample]):
         model_id = sample.record.model_id
         return Drop(self.name, reason, sample.job_id, sample.input_name, detail, model_id=model_id)
 
-    def _dropped(self, sample: Sample, reason: str, detail: str) -> _Found:
-        return _Found(sample, "drop", self._drop(sample, reason, detail))
-
     def _values(self, sample: Sample, query: LineageQuery) -> dict[str, Any]:
         values = sample_fields(sample)
         values.update(pattern_fields(self.pattern, sample))
@@ -266,39 +267,48 @@ class SqlLineageResolver(Stage[Sample, Sample]):
                 raise UnresolvedError(NO_TEMPLATE, f"query parameter :{name} has no value")
         return {name: values[name] for name in query.fields}
 
-    def _look_up(self, batch: list[Sample]) -> list[_Found]:
-        """One batch (a lookup worker): what each sample's query answered, in order."""
-        found: list[_Found | None] = [None] * len(batch)
+    def _look_up(self, batch: list[Sample]) -> list[_Outcome]:
+        """One batch (a lookup worker, one connection): each sample's outcome, in order.
+
+        Payloads are settled here (sized, hashed); pointers and the fallback's
+        templates are left to be read.
+        """
+        found: list[_Outcome | None] = [None] * len(batch)
         groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
         queries: dict[str, LineageQuery] = {}
-        for i, sample in enumerate(batch):
-            route = self._route(sample.record.model_id)
-            if route is None:
-                detail = f"no lineage query or template for model {sample.record.model_id}"
-                found[i] = self._dropped(sample, NO_TEMPLATE, detail)
-                continue
-            if isinstance(route, LineageResolver):
-                found[i] = _Found(sample, "template")
-                continue
-            try:
-                values = self._values(sample, route)
-            except UnresolvedError as exc:
-                found[i] = self._dropped(sample, exc.reason, str(exc))
-                continue
-            if not route.batched:
-                found[i] = self._one(sample, route, values)
-                continue
-            # One query per query and value of its other parameters (a model id...).
-            scalars = tuple(as_text(values[p]) for p in route.params if p not in route.key_fields)
-            queries[route.sql] = route
-            groups.setdefault((route.sql, scalars), []).append((i, values))
-        for (sql, _), members in groups.items():
-            for i, result in self._many(queries[sql], [(i, batch[i], v) for i, v in members]):
-                found[i] = result
+        with self.db.hold() as held:
+            for i, sample in enumerate(batch):
+                route = self._route(sample.record.model_id)
+                if route is None:
+                    detail = f"no lineage query or template for model {sample.record.model_id}"
+                    found[i] = self._drop(sample, NO_TEMPLATE, detail)
+                    continue
+                if isinstance(route, LineageResolver):
+                    found[i] = _Found(sample, "template")
+                    continue
+                try:
+                    values = self._values(sample, route)
+                except UnresolvedError as exc:
+                    found[i] = self._drop(sample, exc.reason, str(exc))
+                    continue
+                if not route.batched:
+                    found[i] = self._one(sample, route, values, held)
+                    continue
+                # One query per query and value of its other parameters (a model id...).
+                key = route.key_fields
+                scalars = tuple(as_text(values[p]) for p in route.params if p not in key)
+                queries[route.sql] = route
+                groups.setdefault((route.sql, scalars), []).append((i, values))
+            for (sql, _), members in groups.items():
+                group = [(i, batch[i], v) for i, v in members]
+                for i, result in self._many(queries[sql], group, held):
+                    found[i] = result
         # Every sample was answered: by a drop, a query or the fallback.
         return [f for f in found if f is not None]
 
-    def _one(self, sample: Sample, query: LineageQuery, values: dict[str, Any]) -> _Found:
+    def _one(
+        self, sample: Sample, query: LineageQuery, values: dict[str, Any], held: Held
+    ) -> _Outcome:
         """The one-key form: one query, at most two rows read (two is ambiguous)."""
 
         def read(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
@@ -306,17 +316,19 @@ class SqlLineageResolver(Stage[Sample, Sample]):
             return answer.shape, [self._keep(answer, row) for row in islice(rows, 2)]
 
         params = {name: values[name] for name in query.params}
-        shape, rows = self.db.run(self._statements[query.sql], params, read)
+        shape, rows = self.db.run(self._statements[query.sql], params, read, held)
         return self._answer(sample, shape, rows, reference(self.db.reference, query, values))
 
     def _many(
-        self, query: LineageQuery, members: list[tuple[int, Sample, dict[str, Any]]]
-    ) -> Iterator[tuple[int, _Found]]:
+        self, query: LineageQuery, members: list[tuple[int, Sample, dict[str, Any]]], held: Held
+    ) -> Iterator[tuple[int, _Outcome]]:
         """The batched form: one query for many keys, its rows mapped back by key."""
         wanted: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        keyed = []
         for _, _, values in members:
             key = tuple(values[f] for f in query.key_fields)
-            wanted.setdefault(key_text(key), key)
+            keyed.append(key_text(key))
+            wanted.setdefault(keyed[-1], key)
         # The other parameters are the same for the whole group: the first member's.
         params: dict[str, Any] = {p: members[0][2][p] for p in query.params}
         params = {p: v for p, v in params.items() if p not in query.key_fields}
@@ -333,9 +345,8 @@ class SqlLineageResolver(Stage[Sample, Sample]):
                     first[key] = self._keep(answer, row)
             return answer.shape, first, count
 
-        shape, first, count = self.db.run(self._statements[query.sql], params, read)
-        for i, sample, values in members:
-            key = key_text([values[f] for f in query.key_fields])
+        shape, first, count = self.db.run(self._statements[query.sql], params, read, held)
+        for (i, sample, values), key in zip(members, keyed, strict=True):
             rows = [first[key]] * min(count[key], 2) if key in first else []
             yield i, self._answer(sample, shape, rows, reference(self.db.reference, query, values))
 
@@ -349,44 +360,66 @@ class SqlLineageResolver(Stage[Sample, Sample]):
                 value = _TooLarge(size)
         return value, answer.extension_of(row)
 
-    def _answer(self, sample: Sample, shape: str, rows: list[tuple[Any, str]], ref: str) -> _Found:
+    def _answer(
+        self, sample: Sample, shape: str, rows: list[tuple[Any, str]], ref: str
+    ) -> _Outcome:
         if not rows:
-            return self._dropped(sample, SOURCE_MISSING, f"no row for {ref}")
+            return self._drop(sample, SOURCE_MISSING, f"no row for {ref}")
         if len(rows) > 1:
-            return self._dropped(sample, AMBIGUOUS_SOURCE, f"several rows for {ref}")
+            return self._drop(sample, AMBIGUOUS_SOURCE, f"several rows for {ref}")
         value, extension = rows[0]
         ref = f"{ref}/payload{extension}" if extension else ref
         if value is None:
-            return self._dropped(sample, SOURCE_MISSING, f"the {shape} of {ref} is NULL")
+            return self._drop(sample, SOURCE_MISSING, f"the {shape} of {ref} is NULL")
         if isinstance(value, _TooLarge):
             detail = f"{ref}: {value.size:,} bytes, larger than the {self.max_bytes}-byte limit"
-            return self._dropped(sample, SOURCE_TOO_LARGE, detail)
+            return self._drop(sample, SOURCE_TOO_LARGE, detail)
         if shape == "pointer":
             return _Found(sample, "pointer", value, ref)
         try:
-            return _Found(sample, "payload", payload_bytes(value), ref)
+            data = payload_bytes(value)
         except TypeError as exc:
-            return self._dropped(sample, SOURCE_UNREADABLE, f"{ref}: {exc}")
+            return self._drop(sample, SOURCE_UNREADABLE, f"{ref}: {exc}")
+        # Kept on the sample whatever its size: there is nothing to read again.
+        digest = hashlib.sha256(data).hexdigest()
+        return sample.with_payload(data, source_url=ref, sha256=digest, size=len(data))
 
     # -- step 2: reading -----------------------------------------------------------------
 
     def _read(self, found: _Found, files: FileSystems, fallback_files: FileSystems) -> Any:
-        """One sample (a reading worker): the resolved sample, or a drop."""
+        """A pointer or a template (a reading worker): the resolved sample, or a drop."""
         sample = found.sample
-        if found.kind == "drop":
-            return found.value
         if found.kind == "template":
             assert self.fallback is not None
             return self.fallback._resolve(sample, fallback_files)
-        if found.kind == "payload":
-            data: bytes = found.value
-            digest = hashlib.sha256(data).hexdigest()
-            return sample.with_payload(data, source_url=found.ref, sha256=digest, size=len(data))
         try:
             url = check_pointer(pointer_text(found.value), self.root)
         except UnsafeNameError as exc:
             return self._drop(sample, UNSAFE_NAME, f"{exc} ({found.ref})")
         return read_source(self, sample, url, files)
+
+    def _settle(
+        self,
+        batch: list[_Outcome],
+        pool: ThreadPoolExecutor,
+        files: FileSystems,
+        fallback_files: FileSystems,
+    ) -> list[Sample | Drop]:
+        """A looked-up batch, its pointers and templates read on the reading threads
+        (a batch of payloads goes straight through)."""
+        settled: list[Sample | Drop] = []
+        futures = {
+            i: pool.submit(self._read, f, files, fallback_files)
+            for i, f in enumerate(batch)
+            if isinstance(f, _Found)
+        }
+        try:
+            for i, outcome in enumerate(batch):
+                settled.append(futures[i].result() if isinstance(outcome, _Found) else outcome)
+        finally:
+            for future in futures.values():
+                future.cancel()  # closed early: what has not started never will
+        return settled
 
     def process_stream(self, items: Iterator[Sample]) -> Iterator[Sample | Drop]:
         files = FileSystems(self.storage_options)
@@ -397,19 +430,15 @@ class SqlLineageResolver(Stage[Sample, Sample]):
         looked_up = ordered_map(
             self._look_up, batches, concurrency=self.concurrency, window=self.concurrency
         )
-        found = (f for batch in looked_up for f in batch)
-        outcomes = ordered_map(
-            lambda f: self._read(f, files, fallback_files),
-            found,
-            concurrency=self.file_concurrency,
-        )
+        pool = ThreadPoolExecutor(self.file_concurrency, thread_name_prefix="modzy-retrain")
         try:
-            yield from outcomes
+            for batch in looked_up:
+                yield from self._settle(batch, pool, files, fallback_files)
         finally:
             # Closed early or failed: lookups waiting to retry give up, pending work is
             # cancelled, running work is waited for, the pool's connections let go.
             self.db.stop()
-            outcomes.close()
+            pool.shutdown(wait=True, cancel_futures=True)
             looked_up.close()
             self.db.close()
 
