@@ -4,6 +4,7 @@ the batched and the one-key forms, per-model queries, and every bad answer's rea
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,30 @@ def test_construction_refusals(tmp_path: Path) -> None:
         )
     with pytest.raises(LineageError, match="batch_size"):
         SqlLineageResolver(url, query, batch_size=0)
+
+
+def test_memory_stays_flat_however_many_records_come_through(tmp_path: Path) -> None:
+    """The peak of Python's allocations while resolving 4,000 inputs is that of 1,000:
+    a window of batches is held, never the run (samples made and let go as they pass)."""
+    url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    db = Db("sqlite", url, sa.create_engine(url))
+    payload = bytes(range(256)) * 8  # 2 KiB
+    table = db.table(
+        {"job_id": "j", "input_name": f"in-{i}", "payload": payload} for i in range(4000)
+    )
+    query = BATCHED.format(t=table)
+
+    def peak(n: int) -> int:
+        stage = SqlLineageResolver(url, query, batch_size=32, concurrency=2)
+        tracemalloc.start()
+        try:
+            for s in stage(sample(f"in-{i}", job="j") for i in range(n)):
+                assert s.size == len(payload)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(1000), peak(4000)
+    assert large < small * 1.5, (small, large)
+    assert large < 4000 * len(payload) / 2  # far under what holding every payload takes
+    db.drop()
