@@ -1,5 +1,5 @@
 """A ``modzy-retrain build`` that stops, holding the dataset's lock, until it is sent
-SIGTERM (run by tests/test_unlock_and_signals.py in its own process)."""
+SIGTERM or SIGINT (run by tests/test_unlock_and_signals.py in its own process)."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def upvote(sb: Sandbox, ref: InputRef) -> None:
 
 
 def test_three_runs_exit_6_then_the_job_is_quarantined_and_the_cursor_moves(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ds"
     poison = poison_of(sandbox)
@@ -168,6 +168,11 @@ def test_three_runs_exit_6_then_the_job_is_quarantined_and_the_cursor_moves(
     assert manifest.checkpoint.cursor > poison.created_at  # moved past it
     [recorded] = manifest.quarantined
     assert recorded == listed
+    # inspect lists it, with its attempts.
+    assert main(["inspect", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "quarantined: 1 job(s) skipped" in shown
+    assert f"  {poison.id}: {RESULTS_UNAVAILABLE}, 3 attempt(s) from" in shown
     # The runs after that no longer exit 6 for it.
     assert run(sandbox, out).exit_code == EXIT_NOTHING_NEW
 

@@ -69,7 +69,14 @@ def test_unlock_shows_the_holder_and_refuses_a_live_one(
     assert not ledger.exists()
 
 
-def test_a_build_stopped_by_sigterm_releases_its_lock(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_build_stopped_by_a_signal_releases_its_lock(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
     out = tmp_path / "ds"
     with subprocess.Popen(
         [sys.executable, SCRIPT, str(out), str(tmp_path / "inputs")],
@@ -82,8 +89,8 @@ def test_a_build_stopped_by_sigterm_releases_its_lock(tmp_path: Path) -> None:
             assert proc.stdout.readline().strip() == "READY"
             held = json.loads((out / LOCK_NAME).read_text())
             assert held["pid"] == proc.pid
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+            proc.send_signal(signum)
+            assert proc.wait(timeout=60) == code
         finally:
             if proc.poll() is None:
                 proc.kill()

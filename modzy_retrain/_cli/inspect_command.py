@@ -60,6 +60,14 @@ def run_inspect_command(args: Any) -> int:
     if manifest.checkpoint is not None:
         cp = manifest.checkpoint
         say(f"checkpoint: cursor {cp.cursor_text}, {len(cp.boundary_ids)} boundary job(s)")
+    held = manifest.quarantined
+    if held:
+        say(f"quarantined: {len(held)} job(s) skipped (--retry-quarantined tries them again)")
+        for job in held:
+            say(
+                f"  {job.job_id}: {job.reason}, {job.attempts} attempt(s) from "
+                f"{job.first_attempt.isoformat()} to {job.last_attempt.isoformat()} ({job.detail})"
+            )
     if manifest.trigger is not None:
         t = manifest.trigger
         line = f"trigger: {'ready' if t.ready else 'not ready'} ({t.reason})"

@@ -19,11 +19,8 @@ payload's size grows with the labels, and the kernel refuses a variable over 128
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,14 +30,14 @@ from typing import Any
 
 import httpx
 
-from modzy_retrain._core.constants import API_KEY_ENV
 from modzy_retrain._core.exceptions import ConfigurationError, TriggerError, TriggerRefusedError
 from modzy_retrain._core.fs import url_to_fs
 from modzy_retrain._dataset.manifest import Manifest
 
 from . import records, shapes
+from .command import run_command
 from .credentials import Resolved, resolve
-from .payload import as_text, payload
+from .payload import payload
 from .presets import (
     AirflowAction,
     CommandAction,
@@ -55,8 +52,6 @@ from .send import TriggerRetry, send
 
 logger = logging.getLogger("modzy_retrain")
 CALLBACK_ID = "callback"
-# Where a shell command finds the whole payload (a JSON file, there while it runs).
-PAYLOAD_FILE_ENV = "MODZY_RETRAIN_PAYLOAD_FILE"
 
 
 @dataclass(frozen=True)
@@ -166,44 +161,6 @@ class Firing:
     def shown(self) -> bool:
         """Whether there is something to say: an action ran, or the firing failed."""
         return self.fired or self.error is not None
-
-
-def command_env(data: Mapping[str, Any], payload_file: str) -> dict[str, str]:
-    """The command's environment: the process's (``os.environ``) without the Modzy key,
-    the scalar fields as ``MODZY_RETRAIN_<FIELD>``, and the payload file's path.
-
-    ``new_by_label`` (an object as long as the labels) is only in the file: a variable
-    over the kernel's 128 KiB per string made the command fail to start (E2BIG).
-    """
-    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
-    for name, variable in shapes.VARIABLES.items():
-        value = data.get(name)
-        if name in data and not isinstance(value, (dict, list)):
-            env[variable] = as_text(value)
-    env[PAYLOAD_FILE_ENV] = payload_file
-    return env
-
-
-def run_command(command: str, data: Mapping[str, Any]) -> tuple[bool, str]:
-    """Run a shell command with the payload in a private file (removed after it ends).
-
-    An ``OSError`` (the shell cannot start) is the action's failure, not the run's.
-    """
-    try:
-        with tempfile.TemporaryDirectory(prefix="modzy-retrain-trigger-") as folder:
-            path = os.path.join(folder, "payload.json")
-            # ASCII JSON: a lone surrogate in a label cannot make the file unwritable.
-            with open(path, "w", encoding="ascii", opener=_private) as handle:
-                json.dump(dict(data), handle)
-            env = command_env(data, path)
-            done = subprocess.run(command, shell=True, env=env, check=False)
-    except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        return False, f"could not run the command: {type(exc).__name__}: {exc}"
-    return done.returncode == 0, f"exit code {done.returncode}"
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
 
 
 def fire(
@@ -359,7 +316,7 @@ def _run(
 ) -> tuple[bool, str]:
     action = item.action
     if isinstance(action, CommandAction):
-        return run_command(action.command, data)
+        return run_command(action.command, data, timeout=action.timeout)
     try:
         return True, deliver(action, item.resolved, data, client=client, sleep=sleep, retry=retry)
     except TriggerError as exc:

@@ -343,10 +343,16 @@ class WebhookAction(_Action):
 
 
 class CommandAction(_Action):
-    """A shell command, with the version's fields in its environment."""
+    """A shell command, with the version's fields in its environment.
+
+    ``timeout`` is the time it may run (6 hours unless set, at most 7 days): past it,
+    the command and every process it started are stopped, and the action failed.
+    """
 
     preset: Literal["command"] = "command"
     command: str
+    # A training run takes hours, not a request's seconds: its own default and bound.
+    timeout: float = Field(default=6 * 3600.0, gt=0, le=7 * 24 * 3600.0)
 
     def describe(self) -> str:
         return "command"

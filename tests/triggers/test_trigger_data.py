@@ -22,6 +22,7 @@ import pytest
 from modzy_retrain import BuildSettings, ConfigurationError, build, load_manifest
 from modzy_retrain._cli.main import main
 from modzy_retrain._cli.settings import TriggerSettings, load_settings
+from modzy_retrain._triggers import command as command_module
 from modzy_retrain._triggers import fire as fire_module
 from modzy_retrain._triggers.fire import TriggerActions, fire
 from modzy_retrain._triggers.presets import CommandAction, WebhookAction
@@ -104,7 +105,7 @@ def test_the_command_s_environment_holds_short_values_and_the_file(tmp_path: Pat
         "new_by_label": {"x" * LONG: 1, "y" * LONG: 2},
         "added": 3,
     }
-    env = fire_module.command_env(data, str(tmp_path / "payload.json"))
+    env = command_module.command_env(data, str(tmp_path / "payload.json"))
     assert env["MODZY_RETRAIN_PAYLOAD_FILE"] == str(tmp_path / "payload.json")
     assert env["MODZY_RETRAIN_VERSION"] == "v0001"
     assert env["MODZY_RETRAIN_ADDED"] == "3"
@@ -127,17 +128,17 @@ def test_every_action_s_failure_is_recorded_and_the_others_fire(
     world: tuple[Sandbox, SandboxServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = _published(world[0], tmp_path)
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
-    def run(command: str, **kw: Any) -> Any:
+    def popen(command: str, **kw: Any) -> Any:
         if "boom" in command:
             raise OSError(errno.E2BIG, "Argument list too long", "/bin/sh")
-        return real_run(command, **kw)
+        return real_popen(command, **kw)
 
     def deliver(*a: Any, **kw: Any) -> str:
         raise RuntimeError("a bug in a preset")
 
-    monkeypatch.setattr(fire_module.subprocess, "run", run)
+    monkeypatch.setattr(command_module.subprocess, "Popen", popen)
     monkeypatch.setattr(fire_module, "deliver", deliver)
     done = tmp_path / "done"
     actions = TriggerActions(
