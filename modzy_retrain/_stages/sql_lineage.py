@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -155,7 +155,7 @@ class SqlLineageResolver(Stage[Sample, Sample]):
         max_bytes: int | None = None,
         password_env: str | None = None,
         retry: DatabaseRetry | None = None,
-        sleep: Any = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         what = "SqlLineageResolver"
         check_limits(what, concurrency, keep_bytes_up_to, max_bytes)
