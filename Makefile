@@ -66,6 +66,8 @@ bench: $(VENV)/.dev
 	$(PY) bench/harvest.py
 	$(PY) bench/harvest_layers.py
 	$(PY) bench/lineage_s3.py
+	$(PY) bench/sql_lineage.py
+	$(PY) bench/sql_lineage.py --latency-ms 1
 	$(PY) bench/memory.py
 	$(PY) bench/hostile_memory.py --bound 350
 	$(PY) bench/loaders.py

@@ -37,6 +37,7 @@ from ._core.exceptions import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    DatabaseError,
     DatasetError,
     DatasetExistsError,
     InternalServerError,
@@ -141,6 +142,8 @@ from ._stages.selectors import (
     UpVoted,
     selector_by_name,
 )
+from ._stages.sql_database import DatabaseRetry
+from ._stages.sql_lineage import SqlLineageResolver
 from ._stages.votes import VoteFilter
 from ._stages.write import DatasetWriter
 from ._version import __version__
@@ -168,6 +171,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "ConfigurationError",
     "ConflictError",
     "ConflictingVotes",
+    "DatabaseError",
+    "DatabaseRetry",
     "DatasetError",
     "DatasetExistsError",
     "DatasetLockedError",
@@ -250,6 +255,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "Sample",
     "Selector",
     "Source",
+    "SqlLineageResolver",
     "Stage",
     "StageIterator",
     "StageStats",
