@@ -71,7 +71,7 @@ _CREDENTIALS = ("password", "authentication", "pg_hba")
 class DatabaseRetry(FrozenOptions):
     """How a lineage query is retried when the database is down or drops the connection.
 
-    Args:
+    Attributes:
         max_attempts: Attempts in all, the first one included (1 disables retrying).
         max_total_seconds: Budget of one lookup, waits included; a wait that would
             overrun it is not started, and the last error is raised.
