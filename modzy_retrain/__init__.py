@@ -37,6 +37,7 @@ from ._core.exceptions import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    DatabaseError,
     DatasetError,
     DatasetExistsError,
     InternalServerError,
@@ -158,6 +159,8 @@ from ._stages.selectors import (
     UpVoted,
     selector_by_name,
 )
+from ._stages.sql_database import DatabaseRetry
+from ._stages.sql_lineage import SqlLineageResolver
 from ._stages.votes import VoteFilter
 from ._stages.write import DatasetWriter
 from ._version import __version__
@@ -188,6 +191,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "ConflictingVotes",
     "ConfusionMatrix",
     "ConfusionPair",
+    "DatabaseError",
+    "DatabaseRetry",
     "DatasetError",
     "DatasetExistsError",
     "DatasetLockedError",
@@ -275,6 +280,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which a test checks
     "Sample",
     "Selector",
     "Source",
+    "SqlLineageResolver",
     "Stage",
     "StageIterator",
     "StageStats",

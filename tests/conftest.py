@@ -23,7 +23,13 @@ from modzy_retrain import (
     RetryPolicy,
     VoteValue,
 )
-from modzy_retrain.sandbox import Sandbox, SandboxServer
+from modzy_retrain.sandbox import (
+    PostgresServer,
+    PostgresUnavailable,
+    Sandbox,
+    SandboxServer,
+    postgres_server,
+)
 
 # "async-aiohttp-http": the async client on the opt-in aiohttp stack (httpx-aiohttp's
 # client passed as http_client), over real HTTP, through every shared scenario.
@@ -189,3 +195,23 @@ async def api(
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real, throwaway PostgreSQL cluster (``modzy_retrain.sandbox.postgres_server``):
+    made once per session when a test first asks for it, on loopback, with its own
+    socket folder and port, stopped and removed at the end.
+
+    A machine without PostgreSQL's server binaries fails the tests that need it, with
+    what to install: never a skip (CI has them, and a skip would pass unseen).
+    """
+    cluster = postgres_server()
+    try:
+        server = cluster.__enter__()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"these tests need a PostgreSQL server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        cluster.__exit__(None, None, None)

@@ -89,6 +89,26 @@ CASES: dict[str, tuple[Callable[[mr.ModzyClient], object], str]] = {
         lambda c: mr.LineageResolver("/d/{input_name}", max_bytes=0),
         "max_bytes",
     ),
+    # lineage through a database
+    "sql query field": (
+        lambda c: mr.SqlLineageResolver("sqlite:////tmp/x.db", "SELECT url FROM t WHERE a = :b"),
+        ":b",
+    ),
+    "sql password in url": (
+        lambda c: mr.SqlLineageResolver(
+            f"postgresql://u:{SECRET}@db/prod", "SELECT url FROM t WHERE a = :job_id"
+        ),
+        "holds a password",
+    ),
+    "sql password env": (
+        lambda c: mr.SqlLineageResolver(
+            "postgresql://u@db/prod",
+            "SELECT url FROM t WHERE a = :job_id",
+            password_env="MODZY_RETRAIN_UNSET_PASSWORD_VARIABLE",
+        ),
+        "is not set",
+    ),
+    "sql retry": (lambda c: mr.DatabaseRetry(max_attempts=0), "max_attempts"),
     # writer
     "writer format": (lambda c: mr.DatasetWriter("/tmp/x", format="nope"), "format"),  # type: ignore[arg-type]
     "writer splits": (lambda c: mr.DatasetWriter("/tmp/x", splits={"train": 2.0}), "split"),
@@ -110,6 +130,8 @@ def test_every_invalid_argument_is_a_configuration_error(case: str, client: mr.M
 def test_the_family_tree() -> None:
     assert issubclass(mr.InvalidQueryError, mr.ConfigurationError)
     assert issubclass(mr.LineageError, mr.ConfigurationError)
+    assert issubclass(mr.DatabaseError, mr.ModzyRetrainError)
+    assert not issubclass(mr.DatabaseError, mr.ConfigurationError)  # exit 1, not 2
     assert issubclass(mr.UnsafeNameError, mr.ModzyRetrainError)
     assert issubclass(mr.UnsafeNameError, ValueError)
 

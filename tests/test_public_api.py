@@ -45,8 +45,8 @@ def test_version_is_a_string() -> None:
 def test_import_does_no_io_and_loads_no_optional_extra() -> None:
     # A fresh interpreter, with socket creation and file opens outside the stdlib and
     # site-packages trapped: importing must neither connect nor load s3fs, gcsfs,
-    # pyarrow, pandas, the training loaders' datasets, torch and Pillow, or the feedback
-    # report's matplotlib.
+    # pyarrow, pandas, the training loaders' datasets, torch and Pillow, SQLAlchemy, or
+    # the feedback report's matplotlib.
     code = r"""
 import socket, sys
 class NoSocket(socket.socket):
@@ -54,7 +54,8 @@ class NoSocket(socket.socket):
         raise AssertionError("import opened a socket")
 socket.socket = NoSocket
 import modzy_retrain, modzy_retrain.sandbox
-for extra in ("s3fs", "gcsfs", "pyarrow", "pandas", "datasets", "torch", "PIL", "matplotlib"):
+for extra in ("s3fs", "gcsfs", "pyarrow", "pandas", "datasets", "torch", "PIL", "sqlalchemy",
+              "psycopg", "matplotlib"):
     assert extra not in sys.modules, extra
 print("ok")
 """

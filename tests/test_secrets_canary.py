@@ -7,6 +7,9 @@ tallies and samples, every file the runs wrote, exception texts
 and reprs are searched for them afterwards. (Real S3 and GCS credentials get the same
 treatment in tests/cloud.)
 
+The lineage database's password too: a real PostgreSQL role with a password, read
+from ``PGPASSWORD`` and from a variable the settings name, and a wrong one refused.
+
 Credentials inside URLs get the same treatment: input templates with ``user:password@``
 and signed queries (an Azure SAS, S3 and GCS presigned URLs, tokens), served over HTTP
 on loopback, through builds in copy and reference mode.
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
@@ -26,8 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 import pytest
+import sqlalchemy as sa
 
 from modzy_retrain import (
+    DatabaseError,
     DatasetWriter,
     Everything,
     JobHistoryQuery,
@@ -36,12 +42,13 @@ from modzy_retrain import (
     ModzyRetrainError,
     ResultFetcher,
     RunReport,
+    SqlLineageResolver,
     VoteFilter,
     read_samples,
 )
 from modzy_retrain._cli.build import EXIT_ERROR, load_settings
 from modzy_retrain._cli.main import main
-from modzy_retrain.sandbox import Sandbox
+from modzy_retrain.sandbox import PostgresServer, Sandbox
 
 KEY_SECRET = "CanarySecret0xDEADBEEF42"
 CANARY_KEY = f"CanaryPrefix01.{KEY_SECRET}"
@@ -265,4 +272,82 @@ def test_credentials_in_templates_and_signed_urls_appear_nowhere(
     assert "source_missing" in haystack  # the drops naming a URL reached them
     assert "127.0.0.1" in haystack
     for secret in URL_SECRETS:
+        assert secret not in haystack, secret
+
+
+DB_PASSWORD = "CanaryDbPassw0rd-4e1f"
+DB_WRONG_PASSWORD = "CanaryWrongDbPassw0rd-b2"
+
+
+def test_the_lineage_database_password_appears_nowhere(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    debug_logs: pytest.LogCaptureFixture,
+    postgres: PostgresServer,
+) -> None:
+    """A real PostgreSQL role with a password (SCRAM over TCP): a build reads it from
+    PGPASSWORD, another from the variable --input-database-password-env names, and a
+    wrong one fails; the password is nowhere in what they print, log or write."""
+    sandbox = Sandbox(seed=8, jobs=30)
+    table = f"canary_{uuid.uuid4().hex[:8]}"
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres.url())
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{DB_PASSWORD}'"))
+        connection.execute(
+            sa.text(f"CREATE TABLE {table} (job_id text, input_name text, payload bytea)")
+        )
+        connection.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:job_id, :input_name, :payload)"),
+            [
+                {"job_id": j.id, "input_name": i.name, "payload": sandbox.input_bytes(j.id, i.name)}
+                for j in sandbox.jobs
+                for i in j.inputs
+            ],
+        )
+        connection.execute(sa.text(f"GRANT SELECT ON {table} TO {role}"))
+    database = postgres.url(user=role)
+    query = f"SELECT job_id, input_name, payload FROM {table} WHERE (job_id, input_name) IN :keys"
+    monkeypatch.setenv("MODZY_API_KEY", sandbox.api_key)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    texts: list[str] = []
+    try:
+        with sandbox.serve() as api:
+            common = ["--base-url", api.base_url, "--select", "everything", "--quiet"]
+            common += ["--input-query", query, "--input-database", database]
+            report_file = tmp_path / "report.json"
+            # The driver's own convention: libpq reads PGPASSWORD.
+            monkeypatch.setenv("PGPASSWORD", DB_PASSWORD)
+            out = ["--out", str(tmp_path / "built"), "--report", str(report_file)]
+            assert main(["build", *out, *common]) == 0
+            monkeypatch.delenv("PGPASSWORD")
+            # A variable the settings name.
+            monkeypatch.setenv("LINEAGE_DB_PASSWORD", DB_PASSWORD)
+            named = ["--input-database-password-env", "LINEAGE_DB_PASSWORD"]
+            assert main(["build", "--out", str(tmp_path / "named"), *named, *common]) == 0
+            # A wrong password: the database refuses it (no retry), exit 1.
+            monkeypatch.setenv("LINEAGE_DB_PASSWORD", DB_WRONG_PASSWORD)
+            failed = ["--out", str(tmp_path / "failed"), "--report", str(tmp_path / "f.json")]
+            assert main(["build", *failed, *named, *common]) == EXIT_ERROR
+        resolver = SqlLineageResolver(database, query, password_env="LINEAGE_DB_PASSWORD")
+        texts += [repr(resolver), repr(resolver.db), str(resolver.describe())]
+        try:
+            resolver.check()
+        except DatabaseError as exc:
+            texts += [str(exc), repr(exc), repr(exc.__dict__)]
+        else:  # pragma: no cover - the password is wrong
+            pytest.fail("the wrong password should have been refused")
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {table}"))
+            connection.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+    captured = capsys.readouterr()
+    assert "refused the credentials" in captured.err
+    texts += [captured.out, captured.err, everything_written(tmp_path)]
+    texts += [repr(r.args) + r.getMessage() + str(r.exc_info) for r in debug_logs.records]
+    haystack = "\n".join(texts)
+    assert role in haystack  # the reference and the errors reached the output
+    for secret in (DB_PASSWORD, DB_WRONG_PASSWORD):
         assert secret not in haystack, secret

@@ -39,6 +39,7 @@ from modzy_retrain._stages.lineage import LineageResolver
 from modzy_retrain._stages.query import JobHistoryQuery
 from modzy_retrain._stages.report import RESULTS_UNAVAILABLE, RunReport
 from modzy_retrain._stages.selectors import AnyOf, MinVotes, Selector, selector_from_setting
+from modzy_retrain._stages.sql_lineage import SqlLineageResolver
 from modzy_retrain._stages.votes import VoteFilter
 from modzy_retrain._stages.write import DatasetWriter
 from modzy_retrain._triggers.fire import Firing, TriggerActions, fire
@@ -54,6 +55,7 @@ from .exit_codes import (
     EXIT_TRIGGER_FAILED,
     EXIT_USAGE,
 )
+from .lineage import check_lineage, lineage_stage, template_roots
 from .plan import Plan
 from .settings import BuildSettings, load_settings, read_api_key
 from .window import window_notes, window_published
@@ -115,12 +117,6 @@ def _selector(settings: BuildSettings) -> Selector:
     return selector
 
 
-def _template_roots(settings: BuildSettings) -> list[str]:
-    """The fixed part of each input template (what is before its first field)."""
-    templates = [settings.input_template, *settings.input_templates.values()]
-    return [t.split("{", 1)[0] or "." for t in templates if t]
-
-
 def check_settings(settings: BuildSettings) -> None:
     """Everything that can be checked before any request or write.
 
@@ -128,14 +124,15 @@ def check_settings(settings: BuildSettings) -> None:
         ConfigurationError: No lineage, an output that is a file, an unknown protocol.
         MissingDependencyError: The format or a store needs an extra not installed.
     """
-    if not settings.input_template and not settings.input_templates:
-        raise ConfigurationError("no lineage: give --input-template (per model: MODEL_ID=...)")
+    check_lineage(settings)
     if settings.format == "parquet":
         require_module("pyarrow", "the parquet format", "parquet")
     url = str(settings.out)
     check_backend(url, "--out")
-    for root in _template_roots(settings):
+    for root in template_roots(settings):
         check_backend(root, "--input-template")
+    if settings.input_root:
+        check_backend(settings.input_root, "--input-root")
     if settings.label_file:
         check_backend(settings.label_file, "--label-file")
     fs, root = url_to_fs(url, settings.storage_options)
@@ -149,7 +146,9 @@ def _input_options(settings: BuildSettings) -> dict[str, Any]:
     return settings.storage_options
 
 
-def _stages(settings: BuildSettings, in_options: dict[str, Any]) -> tuple[Any, Any]:
+def _stages(
+    settings: BuildSettings, in_options: dict[str, Any]
+) -> tuple[VoteFilter, LineageResolver | SqlLineageResolver]:
     """The selection and lineage stages, built (and so checked) before any request."""
     select = VoteFilter(
         _selector(settings),
@@ -157,13 +156,7 @@ def _stages(settings: BuildSettings, in_options: dict[str, Any]) -> tuple[Any, A
         label_file=settings.label_file,
         storage_options=in_options,
     )
-    resolve = LineageResolver(
-        settings.input_template,
-        templates=settings.input_templates,
-        storage_options=in_options,
-        max_bytes=settings.max_input_bytes,
-    )
-    return select, resolve
+    return select, lineage_stage(settings, in_options)
 
 
 def build(
@@ -227,6 +220,9 @@ def _build(
     out_options = settings.storage_options
     in_options = _input_options(settings)
     select, resolve = _stages(settings, in_options)
+    if isinstance(resolve, SqlLineageResolver):
+        # Before any request to the API: the database answers, the queries are its.
+        resolve.check()
     guard = MisconfigurationGuard(settings.max_failure_share)
     t = settings.trigger
     actions = TriggerActions(on_ready, t.on_ready, t.webhook, tuple(t.actions))
@@ -317,7 +313,7 @@ class _Run:
         transport: httpx.BaseTransport | None,
         given_client: ModzyClient | None,
         select: VoteFilter,
-        resolve: LineageResolver,
+        resolve: LineageResolver | SqlLineageResolver,
         guard: MisconfigurationGuard,
     ) -> BuildResult:
         settings, url, out_options = self.settings, self.url, self.out_options
@@ -347,7 +343,7 @@ class _Run:
         client: ModzyClient,
         since: Checkpoint | None,
         select: VoteFilter,
-        resolve: LineageResolver,
+        resolve: LineageResolver | SqlLineageResolver,
         guard: MisconfigurationGuard,
     ) -> BuildResult:
         s, url, out_options = self.settings, self.url, self.out_options

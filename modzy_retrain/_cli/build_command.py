@@ -77,6 +77,22 @@ def add_build_arguments(parser: Any) -> None:
         metavar="[MODEL_ID=]TEMPLATE",
         help="where raw inputs live, e.g. s3://raw/{job_id}/{input_name}.png (repeatable)",
     )
+    add(
+        "--input-query",
+        action="append",
+        metavar="[MODEL_ID=]SQL",
+        help="or: a query finding raw inputs in --input-database, answering payload (the "
+        'bytes) or url/path (a pointer), e.g. "SELECT payload FROM requests WHERE '
+        'job_id = :job_id AND input_name = :input_name" (repeatable)',
+    )
+    add("--input-database", metavar="URL", help="SQLAlchemy URL of --input-query's database")
+    add(
+        "--input-database-password-env",
+        metavar="NAME",
+        help="environment variable holding its password (else the driver's conventions, "
+        "e.g. PGPASSWORD or ~/.pgpass; never in the URL)",
+    )
+    add("--input-root", metavar="URL", help="pointers a query answers must lie under this root")
     add("--out", help="dataset URL (any fsspec URL)")
     add("--format", choices=["jsonl", "csv", "parquet"], help="dataset format (default jsonl)")
     add(
@@ -138,6 +154,9 @@ def add_build_arguments(parser: Any) -> None:
 
 
 _TEMPLATE_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+# A query's own text starts with a keyword and a space (SELECT ..., WITH ...): a model
+# id before '=' has neither spaces nor SQL's punctuation.
+_QUERY_FOR_MODEL = re.compile(r"^([A-Za-z0-9_.-]+)=(\S.*)$", re.DOTALL)
 
 
 def split_selectors(text: str) -> list[str]:
@@ -181,6 +200,9 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "max_input_bytes": args.max_input_bytes,
         "report": args.report,
+        "input_database": args.input_database,
+        "input_database_password_env": args.input_database_password_env,
+        "input_root": args.input_root,
     }
     out.update({k: v for k, v in simple.items() if v is not None})
     if args.model_id:
@@ -195,6 +217,12 @@ def overrides_from_args(args: Any) -> dict[str, Any]:
             out.setdefault("input_templates", {})[match[1]] = match[2]
         else:
             out["input_template"] = item
+    for item in args.input_query or []:
+        match = _QUERY_FOR_MODEL.match(item)
+        if match:
+            out.setdefault("input_queries", {})[match[1]] = match[2]
+        else:
+            out["input_query"] = item
     if args.storage_option:
         out["storage_options"] = parse_key_values(args.storage_option)
     trigger: dict[str, Any] = {}

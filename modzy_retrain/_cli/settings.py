@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
@@ -100,6 +101,14 @@ class BuildSettings(BaseModel):
     allow_new_classes: bool = False
     input_template: str | None = None
     input_templates: dict[str, str] = Field(default_factory=dict)
+    # Lineage through a database (docs/lineage.md#lineage-in-a-database): a query per
+    # model or for all, on one database; its password from the driver's conventions
+    # or the variable named here, never from the URL.
+    input_query: str | None = None
+    input_queries: dict[str, str] = Field(default_factory=dict)
+    input_database: str | None = None
+    input_database_password_env: str | None = None
+    input_root: str | None = None
     out: str | None = None
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
@@ -133,6 +142,17 @@ class BuildSettings(BaseModel):
                 raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("input_database")
+    @classmethod
+    def _input_database(cls, value: str | None) -> str | None:
+        if value is not None and _has_password(value):
+            raise ValueError(
+                "input_database holds a password: take it out of the URL, and give it "
+                "through the driver's conventions (PGPASSWORD, ~/.pgpass, a service "
+                "file) or input_database_password_env"
+            )
+        return value
+
     def __repr_args__(self) -> Any:
         # The templates are shown without their credentials (user:password@, a
         # signed query); the values themselves stay whole for the build.
@@ -158,6 +178,11 @@ class BuildSettings(BaseModel):
     @classmethod
     def _listify(cls, value: object) -> object:
         return [value] if isinstance(value, (str, dict)) else value
+
+
+def _has_password(url: str) -> bool:
+    """Whether a database URL's user-info holds a password (``user:password@``)."""
+    return urlsplit(url).password is not None
 
 
 def _check_keys(data: Mapping[str, Any], model: type[BaseModel], where: str) -> None:
@@ -217,7 +242,7 @@ def load_settings(path: str | None, overrides: Mapping[str, Any]) -> BuildSettin
             table.update({k: v for k, v in value.items() if k != "actions"})
             if flags:  # --trigger flags add to the file's actions
                 table["actions"] = [*table.get("actions", []), *flags]
-        elif key in ("storage_options", "input_templates"):
+        elif key in ("storage_options", "input_templates", "input_queries"):
             data[key] = {**data.get(key, {}), **value}
         else:
             data[key] = value

@@ -42,7 +42,7 @@ logger = logging.getLogger("modzy_retrain")
 class RetryPolicy(FrozenOptions):
     """How the client retries failed requests. All limits are bounded by default.
 
-    Args:
+    Attributes:
         max_attempts: Attempts in all, the first one included (1 disables retrying).
         max_total_seconds: Time budget for one call, waits included. A wait that would
             overrun it is not started; the last error is raised instead.

@@ -12,6 +12,7 @@ ModzyRetrainError                      anything from modzy_retrain
 │   ├── DatasetLockedError              another build (or label pull) holds the dataset's lock
 │   ├── LabelNotInClassListError        a loader met a label outside its model's class list
 │   └── StorageError                    a store's own library failed (S3 endpoint unreachable...)
+├── DatabaseError                       a lineage database down or failing after retries
 └── APIError                            anything that went wrong talking to the API
     ├── APIConnectionError              no usable response (refused, reset, truncated)
     │   └── APITimeoutError             connect, read, write or pool timeout
@@ -58,6 +59,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "DatabaseError",
     "DatasetError",
     "DatasetExistsError",
     "InternalServerError",
@@ -336,6 +338,30 @@ class StorageError(DatasetError):
     ``EndpointConnectionError`` from S3, an aiohttp connection error from GCS...): the
     message names the original type, which is ``__cause__``. ``OSError`` s the file
     systems raise themselves (a missing file, a refused permission) stay ``OSError`` s."""
+
+
+class DatabaseError(ModzyRetrainError):
+    """The database a lineage query reads could not be reached, dropped the connection
+    on every attempt within the retry budget, refused the credentials, or failed the
+    query. The run stops there and publishes nothing.
+
+    The message names the database by its credential-free reference (dialect, host,
+    port and name) and the driver's own error, with any password taken out.
+
+    Attributes:
+        database: The credential-free reference, e.g. ``postgresql://db:5432/prod``.
+        attempts: How many attempts were made.
+        retryable: Whether the failure was one worth retrying (the database down or
+            the connection dropped), as opposed to a refusal.
+    """
+
+    def __init__(
+        self, message: str, *, database: str = "", attempts: int = 1, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.database = database
+        self.attempts = attempts
+        self.retryable = retryable
 
 
 class LineageError(ConfigurationError):

@@ -109,6 +109,7 @@ class ResultJournal:
         return None if row is None else str(row[0])
 
     def get(self, job_id: str) -> Any | None:
+        """The results body journaled for the job, or None."""
         line = self._line(job_id)
         if line is None:
             return None
@@ -119,12 +120,14 @@ class ResultJournal:
         return body
 
     def add(self, job_id: str, body: Any) -> None:
+        """Journal one job's results body (written out in parts, as they fill)."""
         with self._lock:
             self._buffer.append(json.dumps({"job_id": job_id, "body": body}))
             if len(self._buffer) >= self.part_size:
                 self._flush_locked()
 
     def flush(self) -> None:
+        """Write out the bodies not written yet."""
         with self._lock:
             self._flush_locked()
 

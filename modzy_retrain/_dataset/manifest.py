@@ -352,6 +352,7 @@ class Manifest(BaseModel):
         return len(self.files) + (self.file_table.entries if self.file_table else 0)
 
     def to_json(self) -> bytes:
+        """The manifest as the UTF-8 JSON written to ``manifest.json``."""
         return self.model_dump_json(indent=2).encode("utf-8")
 
 

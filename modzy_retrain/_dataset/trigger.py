@@ -44,6 +44,13 @@ class TriggerGate:
             raise ConfigurationError("trigger thresholds must not be negative")
 
     def evaluate(self, changes: Changes, previous: TriggerState | None) -> TriggerState:
+        """Whether a version with these changes is ready, and why (or what it lacks).
+
+        Args:
+            changes: What the version added and relabelled.
+            previous: The state of the version before it, if any: unless that one
+                fired, its trainable samples since the last trigger carry over.
+        """
         new_by_label = changes.trainable_by_label
         carried = previous.since_last if previous is not None and not previous.ready else 0
         since_last = carried + changes.trainable

@@ -140,6 +140,7 @@ class LabelStudioClient:
         )
 
     def close(self) -> None:
+        """Close the client's own HTTP client (one you passed stays open: it is yours)."""
         if self._owns_http:
             self._http.close()
 

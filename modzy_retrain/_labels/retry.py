@@ -30,7 +30,7 @@ logger = logging.getLogger("modzy_retrain")
 class LabelStudioRetry(FrozenOptions):
     """How the Label Studio client retries. Every limit is bounded by default.
 
-    Args:
+    Attributes:
         max_attempts: Attempts in all, the first included (1 disables retrying).
         max_total_seconds: Budget of the waits for one call; a wait that would overrun
             it is not started and the last error is raised.

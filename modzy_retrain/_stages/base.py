@@ -386,12 +386,15 @@ class Source(Generic[Out]):
     unit = "items"  # what one output counts (the history query's are "jobs")
 
     def stream(self, report: RunReport | None = None) -> StageIterator[Out]:
+        """The items, as an iterator whose ``report`` fills in as you consume it."""
         raise NotImplementedError
 
     def astream(self, report: RunReport | None = None) -> AsyncStageIterator[Out]:
+        """The async twin of `stream`, for ``async for``."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
+        """The source's settings, as written to the manifest (never secrets)."""
         return {"stage": self.name}
 
     def __iter__(self) -> StageIterator[Out]:

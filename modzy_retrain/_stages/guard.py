@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from modzy_retrain._core.exceptions import ConfigurationError
 
 from .report import (
+    AMBIGUOUS_SOURCE,
     NAME_MISMATCH,
     NO_TEMPLATE,
     SOURCE_MISSING,
@@ -31,11 +32,12 @@ DEFAULT_MAX_FAILURE_SHARE = 0.5
 # Reasons a setting causes (a template, a pattern, a size limit, storage options), and
 # the hint each gives. Hostile names (unsafe_name) and copy failures are the data's.
 HINTS: dict[str, str] = {
-    NO_TEMPLATE: "no input template for this model: add one (MODEL_ID=TEMPLATE)",
-    SOURCE_MISSING: "check the input template (extension, folder, field names)",
+    NO_TEMPLATE: "no input template or query for this model: add one (MODEL_ID=TEMPLATE)",
+    SOURCE_MISSING: "check the input template or query (extension, folder, field names)",
     NAME_MISMATCH: "check the name pattern",
     SOURCE_UNREADABLE: "check the storage options and permissions",
     SOURCE_TOO_LARGE: "check max_input_bytes",
+    AMBIGUOUS_SOURCE: "check the input query: its key matches several rows",
 }
 _WHAT = {
     NO_TEMPLATE: "have no input template",
@@ -43,6 +45,7 @@ _WHAT = {
     NAME_MISMATCH: "do not match the name pattern",
     SOURCE_UNREADABLE: "unreadable",
     SOURCE_TOO_LARGE: "over the size limit",
+    AMBIGUOUS_SOURCE: "match several rows",
 }
 
 

@@ -20,7 +20,7 @@ import string
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from modzy_retrain._core.concurrency import aordered_map, ordered_map
@@ -73,16 +73,8 @@ def check_safe_value(name: str, value: str) -> None:
     """
     if value == "":
         raise UnsafeNameError(f"{name} is empty")
-    # Check the value as given, percent-decoded, and NFKC-normalised (fullwidth dots
-    # and slashes become ASCII there, which some layers apply).
-    for candidate in (value, unquote(value), unicodedata.normalize("NFKC", unquote(value))):
-        for ch in candidate:
-            if ch == "\x00":
-                raise UnsafeNameError(f"{name} contains a NUL character")
-            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-                raise UnsafeNameError(f"{name} contains a control character U+{ord(ch):04X}")
-        if "\\" in candidate:
-            raise UnsafeNameError(f"{name} contains a backslash")
+    for candidate in _readings(value):
+        _check_characters(name, candidate)
         if candidate.startswith(("/", "~")):
             raise UnsafeNameError(f"{name} is an absolute or home-relative path")
         # fsspec reads "proto://" and "a::b" (chaining) as protocols, "data:" as inline data.
@@ -91,10 +83,74 @@ def check_safe_value(name: str, value: str) -> None:
         if _DRIVE.match(candidate):
             raise UnsafeNameError(f"{name} starts with a drive letter")
         segments = candidate.split("/")
-        if any(seg in ("..", ".") for seg in segments):
-            raise UnsafeNameError(f"{name} has a '.' or '..' path segment")
-        if "" in segments:
-            raise UnsafeNameError(f"{name} has an empty path segment")
+        _check_segments(name, segments)
+
+
+def _readings(value: str) -> tuple[str, ...]:
+    """A value as given, percent-decoded, and NFKC-normalised (fullwidth dots and
+    slashes become ASCII there, which some layers apply): each is checked."""
+    return (value, unquote(value), unicodedata.normalize("NFKC", unquote(value)))
+
+
+def _check_characters(name: str, candidate: str) -> None:
+    for ch in candidate:
+        if ch == "\x00":
+            raise UnsafeNameError(f"{name} contains a NUL character")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            raise UnsafeNameError(f"{name} contains a control character U+{ord(ch):04X}")
+    if "\\" in candidate:
+        raise UnsafeNameError(f"{name} contains a backslash")
+
+
+def _check_segments(name: str, segments: list[str]) -> None:
+    if any(seg in ("..", ".") for seg in segments):
+        raise UnsafeNameError(f"{name} has a '.' or '..' path segment")
+    if "" in segments:
+        raise UnsafeNameError(f"{name} has an empty path segment")
+
+
+_POINTER_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def check_pointer(value: str, root: str | None = None) -> str:
+    """A pointer a lineage table holds (a URL or an absolute path written by the user's
+    own system), checked as a template's result is; the URL to read.
+
+    A relative pointer is taken under ``root`` (and checked as a template value);
+    without a root it is refused. With a root, the pointer must lie under it.
+
+    Raises:
+        UnsafeNameError: With the reason.
+    """
+    name = "the pointer"
+    if value == "":
+        raise UnsafeNameError(f"{name} is empty")
+    matched = _POINTER_SCHEME.match(value)
+    if matched is None and not value.startswith("/"):
+        if root is None:
+            raise UnsafeNameError(f"{name} is neither a URL nor an absolute path")
+        check_safe_value(name, value)
+        return root.rstrip("/") + "/" + value
+    for candidate in _readings(value):
+        _check_characters(name, candidate)
+        # fsspec reads "a::b" as chaining, "data:" as inline bytes: neither is a place.
+        if "::" in candidate or candidate.lower().startswith("data:"):
+            raise UnsafeNameError(f"{name} chains protocols or holds inline data")
+        rest = candidate[matched.end() :] if matched else candidate
+        _check_segments(name, rest.lstrip("/").split("/"))
+    if root is not None and not _under(value, root):
+        raise UnsafeNameError(f"{name} is outside the root {public_url(root)}")
+    return value
+
+
+def _under(value: str, root: str) -> bool:
+    """Whether ``value`` lies under ``root`` (``file://`` or not, for local paths)."""
+
+    def plain(url: str) -> str:
+        return url[len("file://") :] if url.startswith("file://") else url
+
+    prefix = plain(root).rstrip("/") + "/"
+    return plain(value).startswith(prefix)
 
 
 class _SafeFormatter(string.Formatter):
@@ -168,6 +224,90 @@ def render_template(template: str, fields: Mapping[str, Any]) -> str:
 Locator = Callable[[Sample], "str | None"]
 
 
+def sample_fields(sample: Sample) -> dict[str, Any]:
+    """The record's values a template (or a lineage query) can use for this sample."""
+    r = sample.record
+    fields: dict[str, Any] = {
+        "job_id": r.job_id,
+        "input_name": r.input_name,
+        "model_id": r.model_id,
+        "model_version": r.model_version,
+    }
+    if r.model_name:
+        fields["model_name"] = r.model_name
+    if r.submitted_at is not None:
+        fields["submitted_at"] = r.submitted_at
+    if sample.label is not None:
+        fields["label"] = sample.label
+    if r.predicted_label is not None:
+        fields["predicted_label"] = r.predicted_label
+    return fields
+
+
+def pattern_fields(pattern: re.Pattern[str] | None, sample: Sample) -> dict[str, str]:
+    """The named groups ``pattern`` parses from the input name (none without a pattern).
+
+    Raises:
+        UnresolvedError: The name does not match (``name_pattern_mismatch``).
+    """
+    if pattern is None:
+        return {}
+    match = pattern.fullmatch(sample.input_name)
+    if match is None:
+        raise UnresolvedError(NAME_MISMATCH, f"input name does not match {pattern.pattern!r}")
+    return {k: v for k, v in match.groupdict().items() if v is not None}
+
+
+class _Reader(Protocol):
+    """What reading a source needs of its stage: its name and its limits."""
+
+    name: str
+    keep_bytes_up_to: int
+    max_bytes: int | None
+
+    def _drop(self, sample: Sample, reason: str, detail: str) -> Drop: ...
+
+
+def read_source(
+    stage: _Reader, sample: Sample, url: str, filesystems: FileSystems
+) -> Sample | Drop:
+    """Check, size and hash the file at ``url`` (a worker thread): the sample, or a drop."""
+    try:
+        fs, path = filesystems.resolve(url)
+        digest, size, payload = hash_file(
+            fs, path, keep_up_to=stage.keep_bytes_up_to, max_bytes=stage.max_bytes
+        )
+    except FileNotFoundError:
+        return stage._drop(sample, SOURCE_MISSING, f"no file at {url}")
+    except IsADirectoryError:
+        return stage._drop(sample, SOURCE_UNREADABLE, f"{url} is a directory")
+    except FileTooLargeError as exc:
+        return stage._drop(sample, SOURCE_TOO_LARGE, f"{url}: {exc}")
+    except (OSError, ValueError) as exc:
+        # Credentials never reach here: fsspec errors name the path, not the options.
+        return stage._drop(sample, SOURCE_UNREADABLE, f"{url}: {type(exc).__name__}: {exc}")
+    return sample.with_payload(payload, source_url=url, sha256=digest, size=size)
+
+
+def check_limits(what: str, concurrency: int, keep_bytes_up_to: int, max_bytes: int | None) -> None:
+    """A lineage stage's common arguments, checked when it is built.
+
+    Raises:
+        LineageError: Naming the argument.
+    """
+    for name, value in (("concurrency", concurrency), ("keep_bytes_up_to", keep_bytes_up_to)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LineageError(f"{what}: {name} must be a whole number, not {value!r}")
+    if concurrency < 1:
+        raise LineageError(f"{what}: concurrency must be at least 1, not {concurrency!r}")
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise LineageError(
+            f"{what}: max_bytes must be a whole number of at least 1 (or None), not {max_bytes!r}"
+        )
+
+
 class LineageResolver(Stage[Sample, Sample]):
     """Find each sample's raw input, check it exists, and record its size and sha256.
 
@@ -212,17 +352,7 @@ class LineageResolver(Stage[Sample, Sample]):
         keep_bytes_up_to: int = DEFAULT_KEEP_BYTES,
         max_bytes: int | None = None,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise LineageError(
-                f"concurrency must be a whole number of at least 1, not {concurrency!r}"
-            )
-        for what, value in (("keep_bytes_up_to", keep_bytes_up_to), ("max_bytes", max_bytes)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise LineageError(f"{what} must be a whole number of bytes, not {value!r}")
-        if keep_bytes_up_to < 0:
-            raise LineageError("keep_bytes_up_to must not be negative")
-        if max_bytes is not None and max_bytes < 1:
-            raise LineageError("max_bytes must be at least 1 (or None for no limit)")
+        check_limits("LineageResolver", concurrency, keep_bytes_up_to, max_bytes)
         if (
             template is None
             and not templates
@@ -261,22 +391,7 @@ class LineageResolver(Stage[Sample, Sample]):
 
     def fields(self, sample: Sample) -> dict[str, Any]:
         """The values a template can use for this sample."""
-        r = sample.record
-        fields: dict[str, Any] = {
-            "job_id": r.job_id,
-            "input_name": r.input_name,
-            "model_id": r.model_id,
-            "model_version": r.model_version,
-        }
-        if r.model_name:
-            fields["model_name"] = r.model_name
-        if r.submitted_at is not None:
-            fields["submitted_at"] = r.submitted_at
-        if sample.label is not None:
-            fields["label"] = sample.label
-        if r.predicted_label is not None:
-            fields["predicted_label"] = r.predicted_label
-        return fields
+        return sample_fields(sample)
 
     def locate(self, sample: Sample) -> str | None:
         """Where this sample's raw input lives, as an fsspec URL (``None``: unknown).
@@ -292,45 +407,24 @@ class LineageResolver(Stage[Sample, Sample]):
                 NO_TEMPLATE, f"no lineage template for model {sample.record.model_id}"
             )
         fields = self.fields(sample)
-        if self.pattern is not None:
-            match = self.pattern.fullmatch(sample.input_name)
-            if match is None:
-                raise UnresolvedError(
-                    NAME_MISMATCH, f"input name does not match {self.pattern.pattern!r}"
-                )
-            fields.update({k: v for k, v in match.groupdict().items() if v is not None})
+        fields.update(pattern_fields(self.pattern, sample))
         return render_template(template, fields)
 
     def _resolve(self, sample: Sample, filesystems: FileSystems) -> Sample | Drop:
         """Resolve one sample (runs on a worker thread): a new sample, or a drop."""
-        job_id, name = sample.job_id, sample.input_name
-
-        def drop(reason: str, detail: str) -> Drop:
-            return Drop(self.name, reason, job_id, name, detail, model_id=sample.record.model_id)
-
         try:
             url = self.locate(sample)
         except UnsafeNameError as exc:
-            return drop(UNSAFE_NAME, str(exc))
+            return self._drop(sample, UNSAFE_NAME, str(exc))
         except UnresolvedError as exc:
-            return drop(exc.reason, str(exc))
+            return self._drop(sample, exc.reason, str(exc))
         if url is None:
-            return drop(NO_TEMPLATE, "locate() returned None")
-        try:
-            fs, path = filesystems.resolve(url)
-            digest, size, payload = hash_file(
-                fs, path, keep_up_to=self.keep_bytes_up_to, max_bytes=self.max_bytes
-            )
-        except FileNotFoundError:
-            return drop(SOURCE_MISSING, f"no file at {url}")
-        except IsADirectoryError:
-            return drop(SOURCE_UNREADABLE, f"{url} is a directory")
-        except FileTooLargeError as exc:
-            return drop(SOURCE_TOO_LARGE, f"{url}: {exc}")
-        except (OSError, ValueError) as exc:
-            # Credentials never reach here: fsspec errors name the path, not the options.
-            return drop(SOURCE_UNREADABLE, f"{url}: {type(exc).__name__}: {exc}")
-        return sample.with_payload(payload, source_url=url, sha256=digest, size=size)
+            return self._drop(sample, NO_TEMPLATE, "locate() returned None")
+        return read_source(self, sample, url, filesystems)
+
+    def _drop(self, sample: Sample, reason: str, detail: str) -> Drop:
+        model_id = sample.record.model_id
+        return Drop(self.name, reason, sample.job_id, sample.input_name, detail, model_id=model_id)
 
     # Bounded concurrent I/O over the whole stream: a stream stage, with its async twin.
 

@@ -41,6 +41,7 @@ UNSAFE_NAME = "unsafe_name"
 SOURCE_MISSING = "source_missing"
 SOURCE_UNREADABLE = "source_unreadable"
 SOURCE_TOO_LARGE = "source_too_large"
+AMBIGUOUS_SOURCE = "ambiguous_source"
 SOURCE_CHANGED = "source_changed"
 NOT_RESOLVED = "not_resolved"
 DUPLICATE_CONTENT = "duplicate_content"
@@ -50,7 +51,8 @@ ALREADY_PUBLISHED = "already_published"
 # Reasons that mean "the raw input could not be found": the report lists them as
 # unresolved inputs.
 UNRESOLVED_REASONS = frozenset(
-    {NO_TEMPLATE, NAME_MISMATCH, UNSAFE_NAME, SOURCE_MISSING, SOURCE_UNREADABLE, SOURCE_TOO_LARGE}
+    {NO_TEMPLATE, NAME_MISMATCH, UNSAFE_NAME, SOURCE_MISSING, SOURCE_UNREADABLE}
+    | {SOURCE_TOO_LARGE, AMBIGUOUS_SOURCE}
 )
 
 

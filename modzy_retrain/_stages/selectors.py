@@ -25,6 +25,7 @@ class Selector:
     """
 
     def matches(self, record: PredictionRecord) -> bool:
+        """Whether the record is selected: the one method a selector implements."""
         raise NotImplementedError
 
     def __call__(self, record: PredictionRecord) -> bool:

@@ -16,6 +16,7 @@ from ._app import LogEntry, SandboxApp
 from ._catalogue import WorldModel
 from ._faults import FaultConfig
 from ._messages import Request, Response
+from ._postgres import PostgresServer, PostgresUnavailable, postgres_server
 from ._records import InputRef, WorldInput, WorldJob, WorldUser
 from ._sandbox import IN_PROCESS_BASE_URL, Sandbox
 from ._server import SandboxServer
@@ -29,6 +30,8 @@ __all__ = [
     "InputRef",
     "LogEntry",
     "ObjectStoreServer",
+    "PostgresServer",
+    "PostgresUnavailable",
     "Request",
     "Response",
     "Sandbox",
@@ -40,6 +43,7 @@ __all__ = [
     "WorldModel",
     "WorldUser",
     "gcs_server",
+    "postgres_server",
     "s3_server",
 ]
 

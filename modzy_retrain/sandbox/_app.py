@@ -33,6 +33,19 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class LogEntry:
+    """One request the sandbox answered, as `SandboxApp.request_log` keeps it.
+
+    Attributes:
+        seq: Its number, from 1, in the order the requests arrived.
+        method: The HTTP method.
+        route: The route template that matched, e.g. ``"GET /results/{jobId}"``
+            (``"GET <unmatched>"`` for an unknown path).
+        target: The raw request-target: the percent-encoded path and query.
+        status: The status the handler produced (also for an answer a fault dropped
+            or truncated).
+        fault: The injected fault's kind (a `FaultKind` value), or None.
+    """
+
     seq: int
     method: str
     route: str  # the route template, e.g. "GET /results/{jobId}"
@@ -77,6 +90,7 @@ class SandboxApp:
         self._injector = FaultInjector(config)
 
     def reset_stats(self) -> None:
+        """Clear the request counts, the fault counts and the request log."""
         with self._lock:
             self.request_counts.clear()
             self.fault_counts.clear()
@@ -128,6 +142,7 @@ class SandboxApp:
         return self._route_and_handle(request)[1]
 
     def route_name(self, request: Request) -> str:
+        """The route template the request matches, e.g. ``"GET /results/{jobId}"``."""
         path = request.target.partition("?")[0]
         try:
             found = match_route(path_segments(path))

@@ -52,6 +52,7 @@ class FaultConfig:
             raise ValueError("retry_after must be >= 0")
 
     def rates(self) -> tuple[tuple[str, float], ...]:
+        """Each fault rate by its name."""
         return (
             ("error_rate", self.error_rate),
             ("throttle_rate", self.throttle_rate),
@@ -62,6 +63,7 @@ class FaultConfig:
 
     @property
     def enabled(self) -> bool:
+        """Whether any fault rate is above zero."""
         return any(rate > 0 for _, rate in self.rates())
 
 

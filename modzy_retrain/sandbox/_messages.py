@@ -29,6 +29,14 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """One HTTP response, as the sandbox's handlers produce it.
+
+    Attributes:
+        status: The HTTP status.
+        headers: The headers, as (name, value) pairs in order.
+        body: The body's bytes (Modzy's JSON, or a raw input's content).
+    """
+
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
@@ -41,6 +49,7 @@ class Response:
             return "Unknown"
 
     def json(self) -> Any:
+        """The body decoded as JSON."""
         return json.loads(self.body)
 
 

@@ -18,6 +18,18 @@ JobStatus = Literal["SUBMITTED", "IN_PROGRESS", "COMPLETED", "CANCELED", "TIMEDO
 
 @dataclass(frozen=True)
 class WorldUser:
+    """A user of the sandbox's account: who submitted a job, and whose key authenticates.
+
+    Attributes:
+        identifier: The user's id.
+        first_name: Their first name (the history's ``user`` filter searches it).
+        last_name: Their last name.
+        email: Their email address.
+        title: Their job title.
+        access_key: The full API key, ``"<prefix>.<body>"``; the history filters
+            jobs by the prefix (``submittedBy``).
+    """
+
     identifier: str
     first_name: str
     last_name: str
@@ -27,6 +39,7 @@ class WorldUser:
 
     @property
     def key_prefix(self) -> str:
+        """The public part of the key, before the dot."""
         return self.access_key.split(".", 1)[0]
 
 
@@ -39,6 +52,26 @@ class InputRef(NamedTuple):
 
 @dataclass(frozen=True)
 class WorldInput:
+    """One input of a job in the sandbox's world, with what the API does not show.
+
+    Attributes:
+        name: The input's name within its job.
+        truth: Its hidden true label; never served over HTTP (`Sandbox.ground_truth`).
+        content_seed: The seed its raw content (text or image) is drawn from.
+        status: ``"SUCCESSFUL"``, ``"FAILED"`` or ``"PENDING"``.
+        predictions: The model's (class, score) pairs, sorted by score, descending;
+            empty unless SUCCESSFUL.
+        error: The failure's message for a FAILED input, else None.
+        votes_up: The up-votes cast before the sandbox started (by other users).
+        votes_down: The down-votes cast before the sandbox started.
+        engine: The engine (pod) that processed it.
+        queue_time: Milliseconds it waited in the queue.
+        input_fetching: Milliseconds spent fetching it.
+        model_latency: Milliseconds the model took.
+        start_time: When its processing started (None while PENDING).
+        end_time: When its processing ended (None while PENDING).
+    """
+
     name: str
     truth: str  # hidden ground truth; never served over HTTP
     content_seed: int
@@ -57,6 +90,7 @@ class WorldInput:
 
     @property
     def predicted(self) -> str | None:
+        """The top predicted class (None unless SUCCESSFUL)."""
         return self.predictions[0][0] if self.predictions else None
 
     @property
@@ -67,6 +101,27 @@ class WorldInput:
 
 @dataclass(frozen=True)
 class WorldJob:
+    """One job of the sandbox's world: what the history and the results routes serve.
+
+    Attributes:
+        id: The job's identifier.
+        model: The model it ran.
+        version: The model version it ran.
+        user: Who submitted it.
+        status: ``"SUBMITTED"``, ``"IN_PROGRESS"``, ``"COMPLETED"``, ``"CANCELED"`` or
+            ``"TIMEDOUT"``.
+        created_at: When it was created.
+        submitted_at: When it was submitted.
+        updated_at: When it last changed.
+        explain: Whether explanations were asked for.
+        queue_time: Milliseconds until its first input started.
+        elapsed_time: Milliseconds it ran.
+        timeout: Its timeout in milliseconds, or None.
+        summarizing_at: When the summary of its results started, or None.
+        summarizing_ms: Milliseconds the summary took.
+        inputs: Its inputs, in order.
+    """
+
     id: str
     model: WorldModel
     version: str
@@ -85,21 +140,26 @@ class WorldJob:
 
     @property
     def total(self) -> int:
+        """How many inputs the job has."""
         return len(self.inputs)
 
     @property
     def completed(self) -> int:
+        """How many of its inputs succeeded."""
         return sum(1 for item in self.inputs if item.status == "SUCCESSFUL")
 
     @property
     def failed(self) -> int:
+        """How many of its inputs failed."""
         return sum(1 for item in self.inputs if item.status == "FAILED")
 
     @property
     def pending(self) -> int:
+        """How many of its inputs were not processed."""
         return sum(1 for item in self.inputs if item.status == "PENDING")
 
     def input(self, name: str) -> WorldInput | None:
+        """The input of that name, or None."""
         for item in self.inputs:
             if item.name == name:
                 return item

@@ -31,6 +31,8 @@ from ._world import build_world
 UTC = timezone.utc
 
 IN_PROCESS_BASE_URL = "http://sandbox.modzy.invalid/api"
+"""The base URL of the in-process transports (`Sandbox.base_url`): the `.invalid` domain
+never resolves, so a request that misses the transport fails instead of leaving."""
 
 _WRITE_BATCH = 512
 
@@ -114,6 +116,7 @@ class Sandbox:
         return self._world.jobs
 
     def job(self, job_id: str) -> WorldJob:
+        """One job of the world, with its inputs and their hidden truth (`KeyError` if none)."""
         return self._world.jobs_by_id[job_id]
 
     def ground_truth(self, job_id: str, input_name: str) -> str:
@@ -244,6 +247,7 @@ class Sandbox:
         return SandboxTransport(self._app)
 
     def async_transport(self) -> httpx.AsyncBaseTransport:
+        """The async twin of `transport()`, for an `httpx.AsyncClient`."""
         self.write_inputs()
         return AsyncSandboxTransport(self._app)
 
@@ -311,6 +315,7 @@ class Sandbox:
         return sum(self._app.request_counts.values())
 
     def reset_stats(self) -> None:
+        """Clear the request counts, the fault counts and the request log."""
         self._app.reset_stats()
 
     def votes(self, job_id: str, input_name: str) -> tuple[int, int]:

@@ -69,6 +69,7 @@ class SandboxTransport(httpx.BaseTransport):
         self._app = app
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request in process (httpx calls it)."""
         dispatch = self._app.dispatch(_to_request(request, request.read()))
         latency = self._app.latency_ms / 1000.0
         if latency > 0:
@@ -83,6 +84,7 @@ class AsyncSandboxTransport(httpx.AsyncBaseTransport):
         self._app = app
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request in process (httpx calls it)."""
         dispatch = self._app.dispatch(_to_request(request, await request.aread()))
         latency = self._app.latency_ms / 1000.0
         if latency > 0:
