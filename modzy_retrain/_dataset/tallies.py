@@ -46,9 +46,10 @@ TALLIES_NAME = "tallies.jsonl"
 
 
 class TallySink(Protocol):
-    """Where a run's job tallies go (a write's :class:`TallyBook`)."""
+    """Where a run's job tallies go (a write's :class:`TallyBook`), each a
+    :class:`JobTally` in its JSON form (:func:`tally_job`)."""
 
-    def add(self, tally: JobTally) -> None: ...
+    def add(self, tally: Mapping[str, Any]) -> None: ...
 
 
 @runtime_checkable
@@ -77,6 +78,9 @@ def add_counts(a: VoteCounts, b: VoteCounts) -> VoteCounts:
     return VoteCounts(**_summed(a, b))
 
 
+_FIELDS = ("inputs", "up_voted", "down_voted", "both")
+
+
 def tally_job(
     job_id: str,
     *,
@@ -85,69 +89,78 @@ def tally_job(
     model_name: str | None,
     day: date | None,
     votes: Iterable[tuple[str | None, int, int]],
-) -> JobTally:
+) -> dict[str, Any]:
     """One job's tally from its inputs with a result, each ``(predicted class or None,
-    up-votes, down-votes)``."""
-    total = Counter[str]()
-    per_class: dict[str, Counter[str]] = {}
+    up-votes, down-votes)``: a :class:`JobTally` in its JSON form (a table's line).
+
+    A plain dict, not the model: a tally is made for every job a run reads, and the
+    model's construction would cost more than the counting (``JobTally.model_validate``
+    reads it).
+    """
+    total = [0, 0, 0, 0]
+    per_class: dict[str, list[int]] = {}
     for predicted, up, down in votes:
-        one = {"inputs": 1, "up_voted": up > 0, "down_voted": down > 0, "both": up > 0 and down > 0}
-        total.update(one)
+        one = (1, int(up > 0), int(down > 0), int(up > 0 and down > 0))
+        total = [a + b for a, b in zip(total, one, strict=True)]
         if predicted is not None:
-            per_class.setdefault(predicted, Counter()).update(one)
-    return JobTally(
-        job_id=job_id,
-        model_id=model_id,
-        model_version=model_version,
-        model_name=model_name,
-        day=day,
-        predicted={k: VoteCounts(**v) for k, v in sorted(per_class.items())},
-        **total,
-    )
+            before = per_class.get(predicted, [0, 0, 0, 0])
+            per_class[predicted] = [a + b for a, b in zip(before, one, strict=True)]
+    return {
+        **dict(zip(_FIELDS, total, strict=True)),
+        "job_id": job_id,
+        "model_id": model_id,
+        "model_version": model_version,
+        "model_name": model_name,
+        "day": day.isoformat() if day is not None else None,
+        "predicted": {
+            label: dict(zip(_FIELDS, counts, strict=True))
+            for label, counts in sorted(per_class.items())
+        },
+    }
 
 
 TotalKey = tuple[str, str, str]  # model id, model version, day ("" when unknown)
 
 
 class Totals:
-    """Job tallies summed per model, model version and day, as they come."""
+    """Job tallies summed per model, model version and day, as they come (each a
+    table's line: a :class:`JobTally` in its JSON form)."""
 
     def __init__(self) -> None:
         self.jobs = 0
         self._by_key: dict[TotalKey, dict[str, Any]] = {}
 
-    def add(self, tally: JobTally) -> None:
+    def add(self, row: Mapping[str, Any]) -> None:
         self.jobs += 1
-        day = tally.day.isoformat() if tally.day else ""
-        key = (tally.model_id, tally.model_version, day)
+        key = (str(row["model_id"]), str(row["model_version"]), str(row.get("day") or ""))
         found = self._by_key.get(key)
         if found is None:
-            found = {"name": None, "jobs": 0, "counts": VoteCounts(), "predicted": {}}
+            found = {"name": None, "jobs": 0, "counts": Counter(), "predicted": {}}
             self._by_key[key] = found
-        found["name"] = found["name"] or tally.model_name
+        found["name"] = found["name"] or row.get("model_name")
         found["jobs"] += 1
-        found["counts"] = add_counts(found["counts"], tally)
-        predicted: dict[str, VoteCounts] = found["predicted"]
-        for label, counts in tally.predicted.items():
-            predicted[label] = add_counts(predicted.get(label, VoteCounts()), counts)
+        found["counts"].update({k: row[k] for k in _FIELDS})
+        predicted: dict[str, Counter[str]] = found["predicted"]
+        for label, counts in (row.get("predicted") or {}).items():
+            predicted.setdefault(label, Counter()).update({k: counts[k] for k in _FIELDS})
 
     def totals(self) -> list[TallyTotal]:
         """The sums, ordered by model, model version and day."""
-        out = []
-        for (model_id, version, day), found in sorted(self._by_key.items()):
-            counts: VoteCounts = found["counts"]
-            out.append(
-                TallyTotal(
-                    model_id=model_id,
-                    model_version=version,
-                    model_name=found["name"],
-                    day=date.fromisoformat(day) if day else None,
-                    jobs=found["jobs"],
-                    predicted=dict(sorted(found["predicted"].items())),
-                    **counts.model_dump(),
-                )
+        return [
+            TallyTotal(
+                model_id=model_id,
+                model_version=version,
+                model_name=found["name"],
+                day=date.fromisoformat(day) if day else None,
+                jobs=found["jobs"],
+                predicted={
+                    label: VoteCounts(**{k: counts[k] for k in _FIELDS})
+                    for label, counts in sorted(found["predicted"].items())
+                },
+                **{k: found["counts"][k] for k in _FIELDS},
             )
-        return out
+            for (model_id, version, day), found in sorted(self._by_key.items())
+        ]
 
 
 def _entry(table: FileTable) -> ManifestFile:
@@ -206,7 +219,7 @@ def tallies_problems(fs: Any, root: str, tallies: VoteTallies) -> list[str]:
     if table is not None:
         try:
             for tally in read_tallies(fs, root, table):
-                summed.add(tally)
+                summed.add(tally.model_dump(mode="json"))
         except DatasetError as exc:
             return [str(exc)]
     name = table.path if table is not None else "the tallies"
@@ -228,10 +241,11 @@ class TallyBook:
             "CREATE TABLE tallies (job_id TEXT PRIMARY KEY, tally TEXT NOT NULL) WITHOUT ROWID"
         )
 
-    def add(self, tally: JobTally) -> None:
-        """Record a job's tally, replacing any earlier one of the same job."""
+    def add(self, tally: Mapping[str, Any]) -> None:
+        """Record a job's tally (its JSON form), replacing any earlier one of the job."""
         self.store.execute(
-            "INSERT OR REPLACE INTO tallies VALUES (?, ?)", (tally.job_id, tally.model_dump_json())
+            "INSERT OR REPLACE INTO tallies VALUES (?, ?)",
+            (str(tally["job_id"]), json.dumps(tally, ensure_ascii=False)),
         )
 
     def load(self, fs: Any, root: str, tallies: VoteTallies | None) -> None:
@@ -256,9 +270,9 @@ class TallyBook:
         a result are left out), and return their totals."""
         totals = Totals()
         for (text,) in self.store.rows("SELECT tally FROM tallies ORDER BY job_id"):
-            tally = JobTally.model_validate_json(text)
-            if tally.inputs == 0:
+            row = json.loads(text)  # made by this write, or validated as it was loaded
+            if not row["inputs"]:
                 continue
-            totals.add(tally)
-            write_row(json.loads(text))
+            totals.add(row)
+            write_row(row)
         return totals

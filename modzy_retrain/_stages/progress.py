@@ -3,10 +3,10 @@ goes), which were read in full, and each read job's vote tally for the writer.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableSet
+from collections.abc import Iterable, Mapping, MutableSet
 from datetime import datetime
+from typing import Any
 
-from modzy_retrain._dataset.manifest import JobTally
 from modzy_retrain._dataset.tallies import TallySink
 
 
@@ -54,8 +54,9 @@ class JobProgress:
         """Send each job's tally to ``sink`` from now on (``None``: to nowhere)."""
         self._tallies = sink
 
-    def tally(self, tally: JobTally) -> None:
-        """Record the vote tally of one job whose results this run read."""
+    def tally(self, tally: Mapping[str, Any]) -> None:
+        """Record the vote tally of one job whose results this run read (a
+        ``JobTally`` in its JSON form)."""
         self.tallied += 1
         if self._tallies is not None:
             self._tallies.add(tally)

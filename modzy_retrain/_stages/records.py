@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from modzy_retrain._client.models import ClassPrediction, Job, JobResults, Voting
 from modzy_retrain._dataset.human import Annotation
-from modzy_retrain._dataset.manifest import JobTally
 
 # Declared with the dataset row, which holds it (and whose reader cannot import stages).
 from modzy_retrain._dataset.rows import LabelState as LabelState
@@ -131,9 +130,10 @@ def records_from_results(job: Job, results: JobResults) -> list[PredictionRecord
     return out
 
 
-def job_tally(job: Job, records: Iterable[PredictionRecord]) -> JobTally:
+def job_tally(job: Job, records: Iterable[PredictionRecord]) -> dict[str, Any]:
     """The vote tally of one job whose results were read: its records (one per input
-    with a result), their votes and predicted classes, on the day it was submitted."""
+    with a result), their votes and predicted classes, on the day it was submitted (a
+    ``JobTally`` in its JSON form)."""
     when = job.submitted_at or job.created_at
     return tally_job(
         job.job_id,
