@@ -23,7 +23,7 @@ from unittest import mock
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -964,6 +964,7 @@ nested_values = st.recursive(
 
 @props(300)
 @given(nested_values, st.integers(0, 8))
+@example("[", 0)  # a bracket in a string, at limit 0 (found by this test)
 def test_the_depth_check_agrees_with_the_decoded_depth(value: Any, limit: int) -> None:
     # Strings full of brackets, quotes and backslashes are text, not nesting.
     for text in (

@@ -69,7 +69,9 @@ def nested_deeper_than(content: bytes | bytearray, limit: int) -> bool:
         if not shorter or len(shorter) == len(text):
             return False
         text = shorter
-    return True
+    # What is left are the brackets outside strings: at ``limit`` 0, any is too deep
+    # (a string that holds a bracket, alone, is not).
+    return bool(text)
 
 
 def weigh(chunk: bytes | bytearray) -> int:
