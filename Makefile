@@ -64,8 +64,19 @@ browser:
 		echo "no chromium, and not root: install it (apt-get install chromium) for the browser test"; \
 	fi
 
+# The suites that mostly wait on servers they start (Label Studio, Dagster, moto and
+# the GCS emulator, PostgreSQL) run in a second pytest beside the rest: the machine has
+# two cores and one pytest keeps about one busy. Their output follows the rest's.
+SERVER_SUITES := tests/label_studio tests/dagster tests/cloud tests/sql
+SERVER_LOG    := $(VENV)/pytest-server-suites.log
+
 unit: $(VENV)/.dev browser
-	$(PY) -m pytest
+	@$(PY) -m pytest $(SERVER_SUITES) > $(SERVER_LOG) 2>&1 & servers=$$!; \
+	$(PY) -m pytest $(addprefix --ignore=,$(SERVER_SUITES)); rest=$$?; \
+	wait $$servers; server_rc=$$?; \
+	echo "==== the server suites ($(SERVER_SUITES)) ===="; cat $(SERVER_LOG); \
+	echo "pytest exit codes: $$rest (the rest), $$server_rc (the server suites)"; \
+	[ $$rest -eq 0 ] && [ $$server_rc -eq 0 ]
 
 test: lint typecheck unit
 
