@@ -195,21 +195,7 @@ def atomic_write(fs: Any, path: str, data: bytes) -> None:
     again.
     """
     if is_local(fs):
-        directory = os.path.dirname(path)
-        for attempt in range(_VANISHED_ATTEMPTS):
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-            try:
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-                sync_folders(fs, directory, [directory])  # the new name itself
-                return
-            except FileNotFoundError:
-                if attempt == _VANISHED_ATTEMPTS - 1:
-                    raise
+        _place_on_disk(fs, path, data, exclusive=False)
     else:
         fs.pipe_file(path, data)
 
@@ -234,7 +220,7 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
     times), and the second answer says which won.
     """
     if is_local(fs):
-        _create_on_disk(fs, path, data)
+        _place_on_disk(fs, path, data, exclusive=True)
         return
     try:
         _create_on_store(fs, path, data)
@@ -248,7 +234,14 @@ def create_exclusive(fs: Any, path: str, data: bytes) -> None:
         # A retried create found its own first attempt.
 
 
-def _create_on_disk(fs: Any, path: str, data: bytes) -> None:
+def _place_on_disk(fs: Any, path: str, data: bytes, *, exclusive: bool) -> None:
+    """Write a complete, fsync'd temporary file beside ``path``, then put it there:
+    ``os.link`` when ``exclusive`` (``FileExistsError`` if taken), else ``os.replace``.
+
+    When the temporary file or its folder vanished before it was placed (a writer that
+    published first cleared the folder of what its manifest does not list), the folder
+    is made and the file written again: for a link, the second try says who won.
+    """
     directory = os.path.dirname(path)
     for attempt in range(_VANISHED_ATTEMPTS):
         os.makedirs(directory, exist_ok=True)
@@ -258,17 +251,14 @@ def _create_on_disk(fs: Any, path: str, data: bytes) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(tmp, path)
+            (os.link if exclusive else os.replace)(tmp, path)
         except FileNotFoundError:
-            # The temporary file (or its folder) went: another writer that published
-            # first cleared the folder of what its manifest does not list. Again: the
-            # link now says who won (FileExistsError).
             if attempt == _VANISHED_ATTEMPTS - 1:
                 raise
             continue
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                os.unlink(tmp)  # a link's leftover; gone after a replace
         sync_folders(fs, directory, [directory])  # the new name itself
         return
 
